@@ -1,0 +1,176 @@
+//! The typed events of a session. The reporter prints them, `--events FILE` writes them as JSON
+//! lines (one object per event, with an `event` tag and `t`, seconds since the session started),
+//! and an embedding program can consume the same values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::{Outcome, SessionEnd, Tally};
+use crate::TestId;
+
+/// Something that happened in a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The session began; the reference collection is known.
+    SessionStarted {
+        /// The runner's name (`exec`, ...).
+        runner: String,
+        /// Worker slots.
+        workers: usize,
+        /// The ZeroMQ endpoint workers connect to.
+        endpoint: String,
+        /// The reference collection, in order.
+        tests: Vec<TestId>,
+    },
+    /// A worker process was started.
+    WorkerSpawned {
+        /// Worker id.
+        worker: String,
+        /// Spawn number of this slot.
+        incarnation: u32,
+        /// Process id.
+        pid: u32,
+        /// The appliance the worker owns.
+        appliance: Option<String>,
+    },
+    /// A worker's collection differs from the reference.
+    CollectionMismatch {
+        /// Worker id.
+        worker: String,
+        /// The unified diff, reference to worker.
+        diff: String,
+    },
+    /// A group was sent to a worker.
+    GroupSent {
+        /// Worker id.
+        worker: String,
+        /// Tests in the group.
+        tests: usize,
+        /// Tests sent so far (returned tests are subtracted).
+        sent: usize,
+        /// Tests collected.
+        total: usize,
+    },
+    /// A worker switched provider (after the cleanse hook, if any).
+    ProviderSwitched {
+        /// Worker id.
+        worker: String,
+        /// The provider it held.
+        from: String,
+        /// The provider it holds now.
+        to: String,
+    },
+    /// A test started on a worker.
+    TestStarted {
+        /// Test id.
+        test: TestId,
+        /// Worker id.
+        worker: String,
+    },
+    /// A test ended with its one outcome.
+    TestFinished {
+        /// Test id.
+        test: TestId,
+        /// Worker id, when a worker ran it.
+        worker: Option<String>,
+        /// The outcome.
+        outcome: Outcome,
+        /// Seconds.
+        duration: f64,
+        /// Failure text, crash report or skip reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<String>,
+    },
+    /// Tests of a dead worker went back to the front of the queue.
+    TestsRequeued {
+        /// Worker id.
+        worker: String,
+        /// The returned tests.
+        tests: Vec<TestId>,
+    },
+    /// A worker sent a message for the user.
+    WorkerMessage {
+        /// Worker id.
+        worker: String,
+        /// The text.
+        text: String,
+    },
+    /// A worker process exited.
+    WorkerExited {
+        /// Worker id.
+        worker: String,
+        /// Spawn number.
+        incarnation: u32,
+        /// Exit status as text (`exit code 0`, `signal 9 (SIGKILL)`).
+        status: String,
+        /// Whether it had said `shutdown` first.
+        clean: bool,
+    },
+    /// A worker slot was retired: it is not respawned again.
+    WorkerRetired {
+        /// Worker id.
+        worker: String,
+        /// Why.
+        reason: String,
+    },
+    /// A message was refused (unknown identity, bad token, malformed frame, protocol violation).
+    MessageRefused {
+        /// The sender's identity, lossily decoded.
+        identity: String,
+        /// Why.
+        reason: String,
+    },
+    /// The session ended.
+    SessionFinished {
+        /// How it ended.
+        end: SessionEnd,
+        /// Tests per outcome.
+        counts: Tally,
+        /// The process exit code.
+        exit_code: i32,
+        /// Seconds.
+        duration: f64,
+    },
+}
+
+/// An event with its time, as one line of `--events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamped {
+    /// Seconds since the session started.
+    pub t: f64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_json_lines_with_a_tag() {
+        let line = serde_json::to_string(&Stamped {
+            t: 1.5,
+            event: Event::TestFinished {
+                test: "a".into(),
+                worker: Some("w1".into()),
+                outcome: Outcome::TimedOut,
+                duration: 2.0,
+                details: None,
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"t":1.5,"event":"test_finished","test":"a","worker":"w1","outcome":"timed_out","duration":2.0}"#
+        );
+        let back: Stamped = serde_json::from_str(&line).unwrap();
+        assert!(matches!(
+            back.event,
+            Event::TestFinished {
+                outcome: Outcome::TimedOut,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,132 @@
+//! How a collection is cut into groups, as the seed's `_modscope_item_generator`: consecutive tests
+//! of one module (the part of the id before `::`), then, within a module, tests that share a
+//! parametrize id (the text in `[...]`), in order of first appearance.
+//!
+//! A group is the unit of dispatch: it goes to one worker, which runs it in order, so fixtures
+//! scoped to a module or a parameter are set up once per group.
+
+use crate::providers::Providers;
+use crate::TestId;
+
+/// Tests dispatched together to one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Test ids in the order they run.
+    pub tests: Vec<TestId>,
+    /// The provider the group's tests name, if any.
+    pub provider: Option<String>,
+}
+
+/// The module part of a test id: everything before the first `::`.
+pub fn module_of(test: &str) -> &str {
+    test.split("::").next().unwrap_or(test)
+}
+
+/// The parametrize id of a test: the text between the first `[` and the last `]`.
+pub fn param_id(test: &str) -> Option<&str> {
+    let start = test.find('[')?;
+    let rest = &test[start + 1..];
+    Some(rest.rfind(']').map_or(rest, |end| &rest[..end]))
+}
+
+/// Cuts `collection` into groups by module, then by parametrize id (tests without one form the
+/// module's "no params" group), and tags each group with the provider its tests name.
+pub fn modscope_groups(collection: &[TestId], providers: &Providers) -> Vec<Group> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < collection.len() {
+        let module = module_of(&collection[start]);
+        let end = start
+            + collection[start..]
+                .iter()
+                .take_while(|t| module_of(t) == module)
+                .count();
+        // Keys in order of first appearance; modules rarely hold many distinct ids.
+        let mut by_param: Vec<(Option<&str>, Vec<TestId>)> = Vec::new();
+        for test in &collection[start..end] {
+            let key = param_id(test);
+            match by_param.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, tests)) => tests.push(test.clone()),
+                None => by_param.push((key, vec![test.clone()])),
+            }
+        }
+        for (key, tests) in by_param {
+            let provider = key.and_then(|k| providers.named_in(k)).map(str::to_string);
+            groups.push(Group { tests, provider });
+        }
+        start = end;
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<TestId> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn module_and_param_id() {
+        assert_eq!(module_of("tests/a.py::T::test_x[p1]"), "tests/a.py");
+        assert_eq!(module_of("plain"), "plain");
+        assert_eq!(param_id("a.py::t[rhv-1]"), Some("rhv-1"));
+        assert_eq!(param_id("a.py::t[x[1]]"), Some("x[1]"));
+        assert_eq!(param_id("a.py::t[open"), Some("open"));
+        assert_eq!(param_id("a.py::t"), None);
+    }
+
+    #[test]
+    fn groups_by_module_then_param_id_in_order() {
+        let collection = ids(&[
+            "a.py::t1[x]",
+            "a.py::t1[y]",
+            "a.py::t2[x]",
+            "a.py::plain",
+            "b.py::t[y]",
+            "a.py::late",
+        ]);
+        let groups = modscope_groups(&collection, &Providers::default());
+        let tests: Vec<Vec<TestId>> = groups.into_iter().map(|g| g.tests).collect();
+        assert_eq!(
+            tests,
+            vec![
+                ids(&["a.py::t1[x]", "a.py::t2[x]"]),
+                ids(&["a.py::t1[y]"]),
+                ids(&["a.py::plain"]),
+                ids(&["b.py::t[y]"]),
+                ids(&["a.py::late"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_test_lands_in_exactly_one_group() {
+        let collection: Vec<TestId> = (0..500)
+            .map(|i| format!("m{}.py::t{}[p{}]", i % 7, i, i % 3))
+            .collect();
+        let groups = modscope_groups(&collection, &Providers::default());
+        let mut all: Vec<TestId> = groups.into_iter().flat_map(|g| g.tests).collect();
+        all.sort();
+        let mut expected = collection.clone();
+        expected.sort();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn groups_carry_their_provider() {
+        let providers = Providers::new(["rhv", "rhv4", "vsphere"]);
+        let groups = modscope_groups(
+            &ids(&[
+                "a.py::t[rhv4-x]",
+                "a.py::t[vsphere]",
+                "a.py::t[other]",
+                "a.py::u",
+            ]),
+            &providers,
+        );
+        let provs: Vec<Option<&str>> = groups.iter().map(|g| g.provider.as_deref()).collect();
+        assert_eq!(provs, vec![Some("rhv4"), Some("vsphere"), None, None]);
+    }
+}

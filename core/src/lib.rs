@@ -1,0 +1,24 @@
+//! herd's pure policy: everything that decides *what* happens, with no actors, threads or
+//! processes. The actor tree in `herd-actors` owns state and lifecycles and calls into this crate
+//! for every decision, so each rule here is testable with plain unit tests.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`protocol`] | wire protocol v1 between the coordinator and its workers |
+//! | [`grouping`] | how a collection is cut into groups (module, then parametrize id) |
+//! | [`providers`] | which provider a test names and which group a worker gets next |
+//! | [`diff`] | comparing a worker's collection with the reference |
+//! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
+//! | [`restart`] | the respawn budget and the retirement rule for worker slots |
+//! | [`events`] | the typed events of a session (`--events` JSON lines) |
+
+pub mod diff;
+pub mod events;
+pub mod grouping;
+pub mod outcome;
+pub mod protocol;
+pub mod providers;
+pub mod restart;
+
+/// A test's id, as its runner names it (for pytest, the node id).
+pub type TestId = String;

@@ -1,0 +1,449 @@
+//! A test's phases, its single final outcome, the session tally and exit codes.
+//!
+//! A test reports up to three phases (setup, call, teardown). Its outcome is decided once, when
+//! the teardown report arrives, so a failing teardown is never shown as a pass. Tests that never
+//! report (their worker crashed, timed out, or the session ended first) get an outcome from the
+//! coordinator instead: crashed, timed out or not run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::PhaseReport;
+
+/// A phase of a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Fixtures and other preparation.
+    Setup,
+    /// The test body.
+    Call,
+    /// Cleanup; its report ends the test.
+    Teardown,
+}
+
+impl Phase {
+    /// The phase's name as it appears on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Call => "call",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
+
+/// How one phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseOutcome {
+    /// The phase succeeded.
+    Passed,
+    /// The phase failed.
+    Failed,
+    /// The phase was skipped (or, with `wasxfail`, failed as expected).
+    Skipped,
+}
+
+/// The one final outcome of a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The test failed.
+    Failed,
+    /// The test passed.
+    Passed,
+    /// The test was skipped.
+    Skipped,
+    /// The test failed, as it was expected to.
+    Xfailed,
+    /// The test passed although it was expected to fail.
+    Xpassed,
+    /// Setup or teardown failed.
+    Error,
+    /// The worker process died while the test ran.
+    Crashed,
+    /// The test ran longer than `--timeout`.
+    TimedOut,
+    /// The session ended before the test ran.
+    NotRun,
+}
+
+impl Outcome {
+    /// Every outcome, in the order the summary line lists them (pytest's order first).
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Failed,
+        Outcome::Passed,
+        Outcome::Skipped,
+        Outcome::Xfailed,
+        Outcome::Xpassed,
+        Outcome::Error,
+        Outcome::Crashed,
+        Outcome::TimedOut,
+        Outcome::NotRun,
+    ];
+
+    /// Whether this outcome makes the session fail (exit code 1).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed | Outcome::Error | Outcome::Crashed | Outcome::TimedOut
+        )
+    }
+
+    /// The word shown on a test's line, like pytest's verbose output.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Failed => "FAILED",
+            Outcome::Passed => "PASSED",
+            Outcome::Skipped => "SKIPPED",
+            Outcome::Xfailed => "XFAIL",
+            Outcome::Xpassed => "XPASS",
+            Outcome::Error => "ERROR",
+            Outcome::Crashed => "CRASHED",
+            Outcome::TimedOut => "TIMEOUT",
+            Outcome::NotRun => "NOT RUN",
+        }
+    }
+
+    /// The noun used in the summary line for `count` tests with this outcome.
+    pub fn noun(self, count: usize) -> &'static str {
+        match (self, count == 1) {
+            (Outcome::Failed, _) => "failed",
+            (Outcome::Passed, _) => "passed",
+            (Outcome::Skipped, _) => "skipped",
+            (Outcome::Xfailed, _) => "xfailed",
+            (Outcome::Xpassed, _) => "xpassed",
+            (Outcome::Error, true) => "error",
+            (Outcome::Error, false) => "errors",
+            (Outcome::Crashed, _) => "crashed",
+            (Outcome::TimedOut, _) => "timed out",
+            (Outcome::NotRun, _) => "not run",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// The phases reported so far for one running test.
+#[derive(Debug, Clone, Default)]
+pub struct TestRecord {
+    phases: Vec<PhaseReport>,
+}
+
+/// A finished test as the coordinator reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The final outcome.
+    pub outcome: Outcome,
+    /// Seconds spent in all phases.
+    pub duration: f64,
+    /// The failure text of every failing phase, or the skip reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+impl TestRecord {
+    /// Adds one phase report.
+    pub fn add(&mut self, report: PhaseReport) {
+        self.phases.push(report);
+    }
+
+    /// Seconds spent so far.
+    pub fn duration(&self) -> f64 {
+        self.phases.iter().map(|p| p.duration).sum()
+    }
+
+    /// The final outcome from the phases reported (called after teardown).
+    ///
+    /// Setup failing is an error; a skip anywhere before the call is a skip; the call decides
+    /// passed, failed, skipped, xfailed or xpassed; a failing teardown turns a pass into an error.
+    pub fn verdict(&self) -> Verdict {
+        let phase = |when: Phase| self.phases.iter().rev().find(|p| p.when == when);
+        let mut outcome = Outcome::Passed;
+        if let Some(setup) = phase(Phase::Setup) {
+            outcome = match setup.outcome {
+                PhaseOutcome::Failed => Outcome::Error,
+                PhaseOutcome::Skipped if setup.wasxfail.is_some() => Outcome::Xfailed,
+                PhaseOutcome::Skipped => Outcome::Skipped,
+                PhaseOutcome::Passed => Outcome::Passed,
+            };
+        }
+        if outcome == Outcome::Passed {
+            if let Some(call) = phase(Phase::Call) {
+                outcome = match (call.outcome, call.wasxfail.is_some()) {
+                    (PhaseOutcome::Passed, false) => Outcome::Passed,
+                    (PhaseOutcome::Passed, true) => Outcome::Xpassed,
+                    (PhaseOutcome::Failed, _) => Outcome::Failed,
+                    (PhaseOutcome::Skipped, true) => Outcome::Xfailed,
+                    (PhaseOutcome::Skipped, false) => Outcome::Skipped,
+                };
+            }
+        }
+        let teardown_failed =
+            phase(Phase::Teardown).is_some_and(|t| t.outcome == PhaseOutcome::Failed);
+        if teardown_failed && !matches!(outcome, Outcome::Failed | Outcome::Error) {
+            outcome = Outcome::Error;
+        }
+        Verdict {
+            outcome,
+            duration: self.duration(),
+            details: self.details(outcome),
+        }
+    }
+
+    fn details(&self, outcome: Outcome) -> Option<String> {
+        let texts: Vec<String> = self
+            .phases
+            .iter()
+            .filter(|p| p.outcome != PhaseOutcome::Passed || outcome == Outcome::Xpassed)
+            .filter_map(|p| {
+                let text = p.longrepr.as_deref().or(p.message.as_deref())?;
+                Some(match p.when {
+                    Phase::Call => text.to_string(),
+                    other => format!("[{} phase]\n{text}", other.name()),
+                })
+            })
+            .collect();
+        (!texts.is_empty()).then(|| texts.join("\n"))
+    }
+}
+
+/// How many tests ended with each outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    counts: BTreeMap<Outcome, usize>,
+}
+
+impl Tally {
+    /// Counts one more test with `outcome`.
+    pub fn add(&mut self, outcome: Outcome) {
+        *self.counts.entry(outcome).or_default() += 1;
+    }
+
+    /// Tests counted with `outcome`.
+    pub fn get(&self, outcome: Outcome) -> usize {
+        self.counts.get(&outcome).copied().unwrap_or(0)
+    }
+
+    /// All tests counted.
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
+    }
+
+    /// Tests whose outcome fails the session.
+    pub fn failures(&self) -> usize {
+        Outcome::ALL
+            .iter()
+            .filter(|o| o.is_failure())
+            .map(|o| self.get(*o))
+            .sum()
+    }
+
+    /// The summary line: `283 passed, 17 failed in 2.41s`, listing only outcomes that occurred.
+    pub fn summary_line(&self, seconds: f64) -> String {
+        let parts: Vec<String> = Outcome::ALL
+            .iter()
+            .filter(|o| self.get(**o) > 0)
+            .map(|o| format!("{} {}", self.get(*o), o.noun(self.get(*o))))
+            .collect();
+        let counts = if parts.is_empty() {
+            "no tests ran".to_string()
+        } else {
+            parts.join(", ")
+        };
+        format!("{counts} in {seconds:.2}s")
+    }
+}
+
+/// How a session ended, in order of severity: a later variant beats an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
+pub enum SessionEnd {
+    /// Every test was dealt out and every worker finished.
+    Completed,
+    /// `--maxfail` was reached; dispatching stopped.
+    MaxfailReached,
+    /// A signal interrupted the session.
+    Interrupted(String),
+    /// herd could not go on (respawn budget spent, no worker left, internal error).
+    Aborted(String),
+}
+
+/// Process exit codes, as pytest's.
+pub mod exit_code {
+    /// All tests passed.
+    pub const OK: i32 = 0;
+    /// Some tests failed.
+    pub const TESTS_FAILED: i32 = 1;
+    /// The session was interrupted (or collection failed).
+    pub const INTERRUPTED: i32 = 2;
+    /// An internal error, including a spent respawn budget.
+    pub const INTERNAL_ERROR: i32 = 3;
+    /// The command line was wrong.
+    pub const USAGE_ERROR: i32 = 4;
+    /// No tests were collected.
+    pub const NO_TESTS: i32 = 5;
+}
+
+/// The exit code for a session that ended as `end` with `tally`.
+pub fn exit_code(end: &SessionEnd, tally: &Tally) -> i32 {
+    match end {
+        SessionEnd::Aborted(_) => exit_code::INTERNAL_ERROR,
+        SessionEnd::Interrupted(_) => exit_code::INTERRUPTED,
+        _ if tally.total() == 0 => exit_code::NO_TESTS,
+        _ if tally.failures() > 0 => exit_code::TESTS_FAILED,
+        _ if tally.get(Outcome::NotRun) > 0 => exit_code::INTERRUPTED,
+        _ => exit_code::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(when: Phase, outcome: PhaseOutcome) -> PhaseReport {
+        PhaseReport {
+            test: "t".into(),
+            when,
+            outcome,
+            duration: 0.25,
+            longrepr: (outcome == PhaseOutcome::Failed).then(|| format!("{when:?} broke")),
+            message: None,
+            sections: vec![],
+            wasxfail: None,
+        }
+    }
+
+    fn verdict(phases: &[(Phase, PhaseOutcome)]) -> Verdict {
+        let mut record = TestRecord::default();
+        for (w, o) in phases {
+            record.add(phase(*w, *o));
+        }
+        record.verdict()
+    }
+
+    use Phase::*;
+    use PhaseOutcome as P;
+
+    #[test]
+    fn outcome_follows_the_phases() {
+        assert_eq!(
+            verdict(&[(Setup, P::Passed), (Call, P::Passed), (Teardown, P::Passed)]).outcome,
+            Outcome::Passed
+        );
+        assert_eq!(
+            verdict(&[(Setup, P::Passed), (Call, P::Failed), (Teardown, P::Passed)]).outcome,
+            Outcome::Failed
+        );
+        assert_eq!(
+            verdict(&[(Setup, P::Failed), (Teardown, P::Passed)]).outcome,
+            Outcome::Error
+        );
+        assert_eq!(
+            verdict(&[(Setup, P::Skipped), (Teardown, P::Passed)]).outcome,
+            Outcome::Skipped
+        );
+        assert_eq!(
+            verdict(&[(Call, P::Skipped), (Teardown, P::Passed)]).outcome,
+            Outcome::Skipped
+        );
+        assert_eq!(
+            verdict(&[(Call, P::Passed), (Teardown, P::Passed)]).duration,
+            0.5
+        );
+    }
+
+    #[test]
+    fn a_failing_teardown_is_never_a_pass() {
+        let v = verdict(&[(Setup, P::Passed), (Call, P::Passed), (Teardown, P::Failed)]);
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(v
+            .details
+            .unwrap()
+            .contains("[teardown phase]\nTeardown broke"));
+        let v = verdict(&[(Call, P::Failed), (Teardown, P::Failed)]);
+        assert_eq!(v.outcome, Outcome::Failed);
+        assert_eq!(
+            v.details.unwrap(),
+            "Call broke\n[teardown phase]\nTeardown broke"
+        );
+    }
+
+    #[test]
+    fn xfail_and_xpass() {
+        let mut r = TestRecord::default();
+        let mut call = phase(Call, P::Skipped);
+        call.wasxfail = Some("bug 1".into());
+        r.add(call.clone());
+        r.add(phase(Teardown, P::Passed));
+        assert_eq!(r.verdict().outcome, Outcome::Xfailed);
+        let mut r = TestRecord::default();
+        call.outcome = P::Passed;
+        r.add(call);
+        r.add(phase(Teardown, P::Passed));
+        assert_eq!(r.verdict().outcome, Outcome::Xpassed);
+    }
+
+    #[test]
+    fn tally_line_lists_what_occurred_in_pytest_order() {
+        let mut t = Tally::default();
+        assert_eq!(t.summary_line(0.0), "no tests ran in 0.00s");
+        for _ in 0..283 {
+            t.add(Outcome::Passed);
+        }
+        for _ in 0..17 {
+            t.add(Outcome::Failed);
+        }
+        assert_eq!(t.summary_line(2.414), "17 failed, 283 passed in 2.41s");
+        t.add(Outcome::Crashed);
+        t.add(Outcome::NotRun);
+        t.add(Outcome::NotRun);
+        t.add(Outcome::Error);
+        assert_eq!(
+            t.summary_line(1.0),
+            "17 failed, 283 passed, 1 error, 1 crashed, 2 not run in 1.00s"
+        );
+        assert_eq!(t.total(), 304);
+        assert_eq!(t.failures(), 19);
+    }
+
+    #[test]
+    fn exit_codes_match_pytest() {
+        let mut t = Tally::default();
+        assert_eq!(exit_code(&SessionEnd::Completed, &t), exit_code::NO_TESTS);
+        t.add(Outcome::Passed);
+        t.add(Outcome::Skipped);
+        assert_eq!(exit_code(&SessionEnd::Completed, &t), exit_code::OK);
+        assert_eq!(
+            exit_code(&SessionEnd::Interrupted("SIGINT".into()), &t),
+            exit_code::INTERRUPTED
+        );
+        t.add(Outcome::Crashed);
+        assert_eq!(
+            exit_code(&SessionEnd::Completed, &t),
+            exit_code::TESTS_FAILED
+        );
+        assert_eq!(
+            exit_code(&SessionEnd::MaxfailReached, &t),
+            exit_code::TESTS_FAILED
+        );
+        assert_eq!(
+            exit_code(&SessionEnd::Aborted("budget".into()), &t),
+            exit_code::INTERNAL_ERROR
+        );
+    }
+
+    #[test]
+    fn severity_orders_session_ends() {
+        assert!(SessionEnd::Aborted(String::new()) > SessionEnd::Interrupted(String::new()));
+        assert!(SessionEnd::Interrupted(String::new()) > SessionEnd::MaxfailReached);
+        assert!(SessionEnd::MaxfailReached > SessionEnd::Completed);
+    }
+}

@@ -1,0 +1,327 @@
+//! Protocol v1: JSON messages over ZeroMQ between the coordinator and its workers.
+//!
+//! ```text
+//!   coordinator (ROUTER, binds)                worker (DEALER, connects)
+//!        |  <-- hello {protocol, worker, incarnation, token, pid}
+//!        |  --> welcome {worker, incarnation}      (or error {message}, then nothing)
+//!        |  <-- collection {tests}                 (checked against the reference)
+//!        |  <-- need_tests
+//!        |  --> tests {tests: [...]}               (an empty list: no more work)
+//!        |  <-- test_started {test}
+//!        |  <-- report {test, when: setup|call|teardown, outcome, ...}   (teardown ends a test)
+//!        |  <-- need_tests                         (sent before the last test of a group runs)
+//!        |  ...
+//!        |  --> stop                               (finish the running test, start no other)
+//!        |  <-- shutdown                           (then the process exits)
+//! ```
+//!
+//! * Every frame is one JSON object with a `type` field. A ROUTER sees `[identity, payload]`; a
+//!   REQ-style empty delimiter frame before the payload is tolerated.
+//! * The worker's ZeroMQ identity is `<worker>.<incarnation>` (see [`identity`]), unique per spawn,
+//!   so a respawned worker is never confused with its predecessor.
+//! * The first message must be `hello` with [`PROTOCOL_VERSION`] and the session token from
+//!   `HERD_TOKEN`. Anything from an identity that has not said a valid hello is answered with an
+//!   `error` and otherwise ignored. Frames larger than [`MAX_FRAME_BYTES`] are refused.
+//! * Messages are asynchronous: there is no acknowledgement per event; a worker only waits for
+//!   `welcome` and for `tests`.
+//! * A worker learns everything from its environment: [`ENV_ENDPOINT`], [`ENV_TOKEN`],
+//!   [`ENV_WORKER_ID`], [`ENV_INCARNATION`] and, when it owns one, [`ENV_APPLIANCE`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::{Phase, PhaseOutcome};
+use crate::TestId;
+
+/// The protocol version a worker must announce in its `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest frame the coordinator accepts (also enforced on the socket).
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Environment variable holding the ZeroMQ endpoint a worker connects to.
+pub const ENV_ENDPOINT: &str = "HERD_ENDPOINT";
+/// Environment variable holding the session token a worker presents in `hello`.
+pub const ENV_TOKEN: &str = "HERD_TOKEN";
+/// Environment variable holding the worker's id (`w1`, `w2`, ...), stable across respawns.
+pub const ENV_WORKER_ID: &str = "HERD_WORKER_ID";
+/// Environment variable holding the spawn number of this worker process (1 for the first spawn).
+pub const ENV_INCARNATION: &str = "HERD_INCARNATION";
+/// Environment variable holding the appliance the worker owns, when it owns one.
+pub const ENV_APPLIANCE: &str = "HERD_APPLIANCE";
+
+/// A message from a worker to the coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMessage {
+    /// The first message of every worker process.
+    Hello {
+        /// Must equal [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The worker id from `HERD_WORKER_ID`.
+        worker: String,
+        /// The spawn number from `HERD_INCARNATION`.
+        incarnation: u32,
+        /// The session token from `HERD_TOKEN`.
+        token: String,
+        /// The worker's process id, for logs.
+        #[serde(default)]
+        pid: Option<u32>,
+    },
+    /// The ids the worker collected, in its own order.
+    Collection {
+        /// Collected test ids.
+        tests: Vec<TestId>,
+    },
+    /// A request for the next group of tests.
+    NeedTests,
+    /// A test is about to run its setup.
+    TestStarted {
+        /// The test's id.
+        test: TestId,
+    },
+    /// One phase of a test finished; the `teardown` report ends the test.
+    Report(PhaseReport),
+    /// A line for the user, printed with the worker's id.
+    Message {
+        /// The text to print.
+        text: String,
+    },
+    /// The worker hit an error it cannot recover from; it is killed and respawned.
+    InternalError {
+        /// What went wrong.
+        message: String,
+    },
+    /// The worker finished its work and is about to exit.
+    Shutdown,
+}
+
+/// The report of one phase of one test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    /// The test's id.
+    pub test: TestId,
+    /// Which phase this reports.
+    pub when: Phase,
+    /// How the phase ended.
+    pub outcome: PhaseOutcome,
+    /// Seconds the phase took.
+    #[serde(default)]
+    pub duration: f64,
+    /// The long failure text (a traceback, the test's output), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longrepr: Option<String>,
+    /// A one-line summary of the failure or skip reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Captured output sections as `(title, text)` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<(String, String)>,
+    /// Set when the test was expected to fail (pytest's `wasxfail`), with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasxfail: Option<String>,
+}
+
+/// A message from the coordinator to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CoordinatorMessage {
+    /// The worker's `hello` was accepted.
+    Welcome {
+        /// The worker id the coordinator knows it by.
+        worker: String,
+        /// The incarnation that was accepted.
+        incarnation: u32,
+    },
+    /// The next group of tests; an empty list means there is no more work.
+    Tests {
+        /// Test ids to run, in order.
+        tests: Vec<TestId>,
+    },
+    /// Finish the running test, start no other, send `shutdown` and exit.
+    Stop,
+    /// The coordinator refused a message; the worker should exit.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame is larger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME_BYTES} bytes")]
+    TooLarge(usize),
+    /// The frame is not a valid protocol message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Decodes one frame sent by a worker.
+pub fn decode_worker_message(frame: &[u8]) -> Result<WorkerMessage, DecodeError> {
+    decode(frame)
+}
+
+/// Decodes one frame sent by the coordinator.
+pub fn decode_coordinator_message(frame: &[u8]) -> Result<CoordinatorMessage, DecodeError> {
+    decode(frame)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, DecodeError> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(DecodeError::TooLarge(frame.len()));
+    }
+    serde_json::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// Encodes a message as one frame.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // Serializing these plain data types cannot fail.
+    serde_json::to_vec(message).expect("protocol messages always serialize")
+}
+
+/// The ZeroMQ identity of one spawn of a worker: `<worker>.<incarnation>`.
+pub fn identity(worker: &str, incarnation: u32) -> String {
+    format!("{worker}.{incarnation}")
+}
+
+/// A per-session secret that every worker must present in its `hello`.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    /// A fresh random token (128 bits from the operating system, as hex).
+    pub fn generate() -> Token {
+        let mut bytes = [0u8; 16];
+        getrandom::getrandom(&mut bytes).expect("the operating system provides randomness");
+        Token(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// A token with a known value (for a token file shared with remote workers).
+    pub fn from_secret(secret: impl Into<String>) -> Token {
+        Token(secret.into())
+    }
+
+    /// The token's text, to hand to a worker.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares a presented token in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.len() == presented.len() && bool::from(self.0.as_bytes().ct_eq(presented.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<secret>)")
+    }
+}
+
+/// Checks a `hello` against the session's token and protocol version.
+pub fn check_hello(protocol: u32, token: &str, session_token: &Token) -> Result<(), String> {
+    if protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {protocol} is not supported (this coordinator speaks {PROTOCOL_VERSION})"
+        ));
+    }
+    if !session_token.matches(token) {
+        return Err("wrong session token".to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_a_type_tag() {
+        let hello = WorkerMessage::Hello {
+            protocol: 1,
+            worker: "w1".into(),
+            incarnation: 2,
+            token: "t".into(),
+            pid: Some(42),
+        };
+        let frame = encode(&hello);
+        assert!(String::from_utf8_lossy(&frame).contains(r#""type":"hello""#));
+        assert_eq!(decode_worker_message(&frame).unwrap(), hello);
+
+        let report = WorkerMessage::Report(PhaseReport {
+            test: "a::b".into(),
+            when: Phase::Teardown,
+            outcome: PhaseOutcome::Passed,
+            duration: 0.5,
+            longrepr: None,
+            message: None,
+            sections: vec![],
+            wasxfail: None,
+        });
+        assert_eq!(decode_worker_message(&encode(&report)).unwrap(), report);
+        let tests = CoordinatorMessage::Tests {
+            tests: vec!["x".into()],
+        };
+        assert_eq!(decode_coordinator_message(&encode(&tests)).unwrap(), tests);
+    }
+
+    #[test]
+    fn minimal_report_needs_only_test_when_outcome() {
+        let msg = decode_worker_message(
+            br#"{"type":"report","test":"t","when":"call","outcome":"failed","extra":1}"#,
+        )
+        .unwrap();
+        match msg {
+            WorkerMessage::Report(r) => {
+                assert_eq!(r.when, Phase::Call);
+                assert_eq!(r.outcome, PhaseOutcome::Failed);
+                assert_eq!(r.duration, 0.0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_not_a_panic() {
+        for frame in [
+            &b""[..],
+            b"\xff\xfe",
+            b"{}",
+            b"[1,2]",
+            br#"{"type":"nope"}"#,
+            b"null",
+        ] {
+            assert!(matches!(
+                decode_worker_message(frame),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
+        let big = vec![b' '; MAX_FRAME_BYTES + 1];
+        assert_eq!(
+            decode_worker_message(&big),
+            Err(DecodeError::TooLarge(MAX_FRAME_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn hello_is_checked_for_version_and_token() {
+        let token = Token::generate();
+        assert_eq!(token.as_str().len(), 32);
+        assert!(check_hello(1, token.as_str(), &token).is_ok());
+        assert!(check_hello(2, token.as_str(), &token)
+            .unwrap_err()
+            .contains("version 2"));
+        assert!(check_hello(1, "nope", &token)
+            .unwrap_err()
+            .contains("token"));
+        assert!(!token.matches(""));
+        assert_ne!(Token::generate().as_str(), token.as_str());
+        assert!(!format!("{token:?}").contains(token.as_str()));
+    }
+
+    #[test]
+    fn identity_names_worker_and_incarnation() {
+        assert_eq!(identity("w3", 2), "w3.2");
+    }
+}

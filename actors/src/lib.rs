@@ -1,1 +1,93 @@
+//! herd's actor tree (actix): it owns state and lifecycles; every decision is pure policy from
+//! `herd-core`.
+//!
+//! ```text
+//!                       Supervisor  (root: gate, respawn budget, signals, session end)
+//!          +----------------+---------------+----------------+
+//!       Worker w1 ...    Worker wN       Scheduler         Reporter        Transport
+//!   (process, restart   (one per slot)   (pool, returned   (the single      (thread owning the
+//!    policy, tests)                       work, providers)  writer)          ROUTER socket)
+//!
+//!   Transport --Inbound--> Supervisor --FromProcess--> Worker --RequestWork--> Scheduler
+//!   Scheduler --Assignment--> Worker --Outbound--> Transport --> worker process
+//!   everyone --Publish(Event)--> Reporter --MaxfailReached--> Supervisor
+//! ```
+//!
+//! A test's life: dealt out by the Scheduler in a group -> `test_started` -> phase reports ->
+//! the teardown report finishes it (Worker publishes `TestFinished`, tells the Scheduler it
+//! settled). If the process dies first, the Worker reports the running test crashed (or re-runs
+//! it, with `--crash-retries`) and returns the rest to the front of the queue. When the session
+//! ends, the Reporter settles every test still without an outcome as "not run".
 
+pub mod messages;
+pub mod process;
+pub mod report;
+pub mod reporter;
+pub mod scheduler;
+pub mod signals;
+pub mod supervisor;
+pub mod transport;
+pub mod worker;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use herd_core::providers::Providers;
+use herd_core::restart::RespawnBudget;
+use tokio::sync::oneshot;
+
+pub use process::WorkerCommand;
+pub use report::{SessionReport, TestResult};
+pub use reporter::ReporterOptions;
+pub use transport::BindError;
+pub use worker::{WorkerSettings, WorkerSlot};
+
+use crate::reporter::Reporter;
+use crate::scheduler::Scheduler;
+use crate::supervisor::{Supervisor, SupervisorSettings};
+use crate::transport::Transport;
+
+/// Everything the actor tree needs to run one session.
+pub struct SessionPlan {
+    /// The runner's name.
+    pub runner: String,
+    /// Worker slots.
+    pub slots: Vec<WorkerSlot>,
+    /// Settings every worker shares (command, endpoint, token, reference collection, timeouts).
+    pub worker: WorkerSettings,
+    /// `--providers`.
+    pub providers: Providers,
+    /// `--crash-retries`.
+    pub crash_retries: u32,
+    /// The respawn budget.
+    pub budget: RespawnBudget,
+    /// Whether SIGINT, SIGTERM and SIGQUIT are handled by the session.
+    pub handle_signals: bool,
+}
+
+/// Runs a session inside the current actix system and returns its report. The endpoint in
+/// `plan.worker.endpoint` is bound first; a bind failure is returned before anything starts.
+pub async fn run_session(mut plan: SessionPlan, output: ReporterOptions) -> Result<SessionReport, BindError> {
+    let reference = plan.worker.reference.clone();
+    let supervisor_ctx = Context::<Supervisor>::new();
+    let supervisor = supervisor_ctx.address();
+    let transport = Transport::bind(&plan.worker.endpoint, supervisor.clone().recipient())?;
+    plan.worker.endpoint = transport.endpoint().to_string();
+    let transport = transport.start();
+    let mut reporter = Reporter::new(reference.clone(), output);
+    reporter.set_supervisor(supervisor.clone().recipient());
+    let reporter = reporter.start();
+    let scheduler = Scheduler::new(&reference, plan.providers, plan.crash_retries, reporter.clone()).start();
+    let (tx, rx) = oneshot::channel();
+    let settings = SupervisorSettings {
+        runner: plan.runner,
+        slots: plan.slots,
+        worker: Arc::new(plan.worker),
+        budget: plan.budget,
+        handle_signals: plan.handle_signals,
+    };
+    supervisor_ctx.run(Supervisor::new(settings, scheduler, reporter, transport.clone(), tx));
+    let report = rx.await.expect("the supervisor always reports before it stops");
+    drop(transport);
+    Ok(report)
+}

@@ -113,6 +113,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A line from herd itself for the user (a hook failed, a worker is being killed, ...).
+    Notice {
+        /// The worker it concerns, if any.
+        worker: Option<String>,
+        /// The text.
+        text: String,
+    },
     /// A message was refused (unknown identity, bad token, malformed frame, protocol violation).
     MessageRefused {
         /// The sender's identity, lossily decoded.

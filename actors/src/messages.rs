@@ -1,0 +1,170 @@
+//! Every message that crosses between actors, in one place (who sends it, who handles it).
+
+use actix::prelude::*;
+use herd_core::events::Event;
+use herd_core::outcome::SessionEnd;
+use herd_core::protocol::{CoordinatorMessage, DecodeError, WorkerMessage};
+use herd_core::TestId;
+
+use crate::report::SessionReport;
+
+/// Transport thread -> Supervisor: one frame from a peer, decoded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    /// The peer's ZeroMQ identity.
+    pub identity: Vec<u8>,
+    /// The decoded message, or why it could not be decoded.
+    pub message: Result<WorkerMessage, DecodeError>,
+}
+
+/// Any actor -> Transport: a message for a peer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Outbound {
+    /// The peer's ZeroMQ identity.
+    pub identity: Vec<u8>,
+    /// The message.
+    pub message: CoordinatorMessage,
+}
+
+/// Supervisor -> Worker: a message from an identity that claims to be this worker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromProcess {
+    /// The sender's identity.
+    pub identity: Vec<u8>,
+    /// The message (a `hello` has passed the token and version check).
+    pub message: WorkerMessage,
+}
+
+/// Supervisor -> Worker: this worker's identity sent a frame that does not decode.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Garbage {
+    /// The sender's identity.
+    pub identity: Vec<u8>,
+    /// Why it did not decode.
+    pub reason: String,
+}
+
+/// Supervisor -> Worker: graceful stop: finish the running test, start no other.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Supervisor -> Worker: kill the process group now; the session is ending.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KillNow;
+
+/// Worker -> Supervisor: may this slot start its process again?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct RequestRespawn {
+    /// Worker id.
+    pub worker: String,
+    /// Whether the respawn counts against the budget (a kill for a timeout does not).
+    pub counted: bool,
+}
+
+/// Worker -> Supervisor: this slot has nothing more to do (finished, retired or killed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerDone {
+    /// Worker id.
+    pub worker: String,
+    /// Whether the slot was retired.
+    pub retired: bool,
+}
+
+/// Worker -> Scheduler: the worker process asked for its next group.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RequestWork {
+    /// Worker id.
+    pub worker: String,
+    /// The incarnation that asked; an answer for an older one is returned unused.
+    pub incarnation: u32,
+    /// Where the answer goes.
+    pub reply: Recipient<Assignment>,
+}
+
+/// Scheduler -> Worker: the answer to [`RequestWork`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Assignment {
+    /// The incarnation that asked.
+    pub incarnation: u32,
+    /// Tests to run, in order; empty when there is no more work.
+    pub tests: Vec<TestId>,
+    /// `(from, to)` when the worker must switch provider (and cleanse) before running them.
+    pub switch: Option<(String, String)>,
+}
+
+/// A test that was running when its worker died.
+#[derive(Debug, Clone)]
+pub struct CrashedTest {
+    /// Test id.
+    pub test: TestId,
+    /// Seconds it ran.
+    pub duration: f64,
+    /// The crash report (exit status, last output lines).
+    pub details: String,
+}
+
+/// Worker -> Scheduler: unfinished tests of a dead worker, and the test it was running.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReturnTests {
+    /// Worker id.
+    pub worker: String,
+    /// Tests that had not started, in order.
+    pub tests: Vec<TestId>,
+    /// The test that was running, if any: re-run if `--crash-retries` allows, else crashed.
+    pub crashed: Option<CrashedTest>,
+}
+
+/// Worker -> Scheduler: tests that reached their final outcome.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settled {
+    /// How many.
+    pub count: usize,
+}
+
+/// Worker -> Scheduler: the slot is gone; forget its provider and pending request.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerGone {
+    /// Worker id.
+    pub worker: String,
+}
+
+/// Supervisor -> Scheduler: stop dispatching.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Halt;
+
+/// Any actor -> Reporter: something happened.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Event);
+
+/// Supervisor -> Reporter: the session is over; settle every test and print the summary.
+#[derive(Message)]
+#[rtype(result = "SessionReport")]
+pub struct Finish {
+    /// How the session ended.
+    pub end: SessionEnd,
+}
+
+/// Reporter -> Supervisor: `--maxfail` failures were reached.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MaxfailReached;
+
+/// Signal thread -> Supervisor: a signal arrived.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SignalReceived(pub i32);

@@ -1,0 +1,182 @@
+//! Unix process details: spawning a worker in its own process group, killing the whole group,
+//! describing exit statuses, and running shell hooks (cleanse, appliance check).
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// How to start one worker process (the runner decides; the Worker actor adds the `HERD_*`
+/// environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerCommand {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Extra environment variables.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory (herd's own when `None`).
+    pub cwd: Option<PathBuf>,
+}
+
+/// Starts `command` as the leader of a new process group, with stdout and stderr piped and
+/// stdin closed. The child is killed if herd dies (Linux parent-death signal).
+pub fn spawn_in_group(command: &WorkerCommand, env: &[(String, String)]) -> io::Result<Child> {
+    let mut cmd = Command::new(&command.program);
+    cmd.args(&command.args)
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &command.cwd {
+        cmd.current_dir(cwd);
+    }
+    set_parent_death_signal(&mut cmd);
+    cmd.spawn()
+}
+
+#[cfg(target_os = "linux")]
+fn set_parent_death_signal(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_parent_death_signal(_cmd: &mut Command) {}
+
+/// Sends `signal` to every process in the group led by `pgid`. A group that is already gone is
+/// not an error.
+pub fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(pgid) = i32::try_from(pgid) else { return };
+    if pgid <= 1 {
+        return;
+    }
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pgid, %signal, "could not signal process group: {e}"),
+    }
+}
+
+/// A process group that is SIGKILLed when this guard is dropped, so no test process outlives
+/// its worker.
+#[derive(Debug)]
+pub struct GroupGuard(pub u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::SIGKILL);
+    }
+}
+
+/// A human description of an exit status: `exit code 1`, `signal 9 (SIGKILL)`.
+pub fn describe_status(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit code {code}");
+    }
+    match status.signal() {
+        Some(sig) => match Signal::try_from(sig) {
+            Ok(name) => format!("signal {sig} ({name})"),
+            Err(_) => format!("signal {sig}"),
+        },
+        None => "unknown status".to_string(),
+    }
+}
+
+/// The result of a shell hook.
+#[derive(Debug, Clone)]
+pub struct HookResult {
+    /// Whether it exited 0 within its time limit.
+    pub ok: bool,
+    /// Its status and the end of its output, for messages.
+    pub summary: String,
+}
+
+/// Runs `sh -c script` in its own process group with `env`, killing it after `limit`.
+pub async fn run_hook(script: String, env: Vec<(String, String)>, limit: Duration) -> HookResult {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(&script)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return HookResult { ok: false, summary: format!("could not start `{script}`: {e}") },
+    };
+    let _group = child.id().map(GroupGuard);
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Err(_) => HookResult {
+            ok: false,
+            summary: format!("`{script}` did not finish within {}s; killed", limit.as_secs()),
+        },
+        Ok(Err(e)) => HookResult { ok: false, summary: format!("`{script}` failed: {e}") },
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            HookResult {
+                ok: out.status.success(),
+                summary: format!("`{script}` ended with {}{}", describe_status(&out.status), indent_tail(&text, 10)),
+            }
+        }
+    }
+}
+
+/// The last `lines` lines of `text`, each indented, after a newline (empty when `text` is blank).
+pub fn indent_tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    if tail.iter().all(|l| l.trim().is_empty()) {
+        return String::new();
+    }
+    tail.iter().map(|l| format!("\n    {l}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_described() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(describe_status(&ExitStatus::from_raw(1 << 8)), "exit code 1");
+        assert_eq!(describe_status(&ExitStatus::from_raw(9)), "signal 9 (SIGKILL)");
+    }
+
+    #[test]
+    fn tails_are_indented() {
+        assert_eq!(indent_tail("a\nb\nc\n", 2), "\n    b\n    c");
+        assert_eq!(indent_tail("  \n", 2), "");
+    }
+
+    #[actix_rt::test]
+    async fn hooks_report_status_and_output() {
+        let ok = run_hook("echo hi; exit 0".into(), vec![], Duration::from_secs(5)).await;
+        assert!(ok.ok, "{}", ok.summary);
+        let env = vec![("HERD_APPLIANCE".to_string(), "db1".to_string())];
+        let bad = run_hook("echo $HERD_APPLIANCE >&2; exit 3".into(), env, Duration::from_secs(5)).await;
+        assert!(!bad.ok);
+        assert!(bad.summary.contains("exit code 3") && bad.summary.contains("db1"), "{}", bad.summary);
+        let slow = run_hook("sleep 5".into(), vec![], Duration::from_millis(200)).await;
+        assert!(!slow.ok && slow.summary.contains("did not finish"), "{}", slow.summary);
+    }
+}

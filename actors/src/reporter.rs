@@ -1,0 +1,281 @@
+//! The Reporter: the single writer of user-facing output and of `--events`, and the keeper of the
+//! exactly-once invariant: every collected test ends with exactly one outcome.
+//!
+//! A test's line is printed when its outcome is known (after teardown), prefixed with the worker
+//! id. At the end, tests that never got an outcome are settled as "not run", the failures and a
+//! short summary are printed, and the final line gives the counts like pytest's.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use herd_core::events::{Event, Stamped};
+use herd_core::outcome::{exit_code, Outcome, SessionEnd, Tally};
+use herd_core::TestId;
+
+use crate::messages::{Finish, MaxfailReached, Publish};
+use crate::report::{SessionReport, TestResult};
+
+/// Where the reporter writes and how much.
+pub struct ReporterOptions {
+    /// User-facing output (stdout for the CLI).
+    pub out: Box<dyn Write>,
+    /// `--events FILE`.
+    pub events: Option<File>,
+    /// 0 normal, 1 `-v` (progress, spawns), 2 `-vv` (test starts); negative is quieter.
+    pub verbosity: i8,
+    /// `--maxfail`: failures after which dispatching stops.
+    pub maxfail: Option<usize>,
+}
+
+/// The actor that prints and records everything.
+pub struct Reporter {
+    out: Box<dyn Write>,
+    events: Option<BufWriter<File>>,
+    verbosity: i8,
+    maxfail: Option<usize>,
+    maxfail_sent: bool,
+    supervisor: Option<Recipient<MaxfailReached>>,
+    start: Instant,
+    collection: Arc<Vec<TestId>>,
+    index: HashMap<TestId, usize>,
+    results: Vec<Option<TestResult>>,
+    tally: Tally,
+    violations: Vec<String>,
+    finished: bool,
+}
+
+impl Reporter {
+    /// A reporter for `collection`.
+    pub fn new(collection: Arc<Vec<TestId>>, options: ReporterOptions) -> Reporter {
+        let index = collection.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect();
+        Reporter {
+            out: options.out,
+            events: options.events.map(BufWriter::new),
+            verbosity: options.verbosity,
+            maxfail: options.maxfail.filter(|n| *n > 0),
+            maxfail_sent: false,
+            supervisor: None,
+            start: Instant::now(),
+            results: vec![None; collection.len()],
+            collection,
+            index,
+            tally: Tally::default(),
+            violations: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// Tells the reporter whom to warn when `--maxfail` is reached.
+    pub fn set_supervisor(&mut self, supervisor: Recipient<MaxfailReached>) {
+        self.supervisor = Some(supervisor);
+    }
+
+    fn line(&mut self, text: impl AsRef<str>) {
+        let _ = writeln!(self.out, "{}", text.as_ref());
+    }
+
+    fn record(&mut self, event: &Event) {
+        if let Some(events) = &mut self.events {
+            let stamped = Stamped { t: self.start.elapsed().as_secs_f64(), event: event.clone() };
+            let _ = serde_json::to_writer(&mut *events, &stamped);
+            let _ = events.write_all(b"\n");
+        }
+    }
+
+    fn settle(&mut self, result: TestResult) {
+        let Some(&i) = self.index.get(&result.test) else {
+            let msg = format!("outcome {} for {} which was never collected", result.outcome, result.test);
+            tracing::error!("{msg}");
+            self.violations.push(msg);
+            return;
+        };
+        if let Some(first) = &self.results[i] {
+            let msg = format!(
+                "second outcome {} for {} (first: {} on {})",
+                result.outcome,
+                result.test,
+                first.outcome,
+                first.worker.as_deref().unwrap_or("-")
+            );
+            tracing::error!("{msg}");
+            self.violations.push(msg);
+            return;
+        }
+        self.tally.add(result.outcome);
+        if result.outcome.is_failure() {
+            if let (Some(max), false) = (self.maxfail, self.maxfail_sent) {
+                if self.tally.failures() >= max {
+                    self.maxfail_sent = true;
+                    if let Some(s) = &self.supervisor {
+                        s.do_send(MaxfailReached);
+                    }
+                }
+            }
+        }
+        self.results[i] = Some(result);
+    }
+
+    fn show(&mut self, event: &Event) {
+        let v = self.verbosity;
+        match event {
+            Event::SessionStarted { runner, workers, tests, .. } if v >= 0 => {
+                let text = format!("herd: {} tests, {workers} workers, {runner} runner", tests.len());
+                self.line(text)
+            }
+            Event::WorkerSpawned { worker, incarnation, pid, appliance } => {
+                let on = appliance.as_ref().map(|a| format!(" on {a}")).unwrap_or_default();
+                if *incarnation > 1 && v >= 0 {
+                    self.line(format!("[{worker}] respawned (pid {pid}){on}"));
+                } else if v >= 1 {
+                    self.line(format!("[{worker}] started (pid {pid}){on}"));
+                }
+            }
+            Event::CollectionMismatch { worker, diff } => {
+                self.line(format!("[{worker}] collection differs from the reference:\n{}", diff.trim_end()))
+            }
+            Event::GroupSent { worker, tests, sent, total } if v >= 1 => {
+                let pct = if *total == 0 { 100.0 } else { *sent as f64 * 100.0 / *total as f64 };
+                self.line(format!("sent {tests} tests to {worker} ({sent}/{total}, {pct:.1}%)"))
+            }
+            Event::ProviderSwitched { worker, from, to } => {
+                self.line(format!("[{worker}] switched provider {from} -> {to}"))
+            }
+            Event::TestStarted { test, worker } if v >= 2 => self.line(format!("[{worker}] RUNNING {test}")),
+            Event::TestFinished { test, worker: Some(worker), outcome, duration, .. } if v >= 0 => {
+                self.line(format!("[{worker}] {outcome} {test} ({duration:.2}s)"))
+            }
+            Event::TestsRequeued { worker, tests } => {
+                self.line(format!("[{worker}] {} unfinished tests returned to the front of the queue", tests.len()))
+            }
+            Event::WorkerMessage { worker, text } => self.line(format!("[{worker}] {text}")),
+            Event::WorkerExited { worker, status, clean: false, .. } => {
+                self.line(format!("[{worker}] worker died ({status})"))
+            }
+            Event::WorkerExited { worker, status, clean: true, .. } if v >= 1 => {
+                self.line(format!("[{worker}] worker exited ({status})"))
+            }
+            Event::WorkerRetired { worker, reason } => self.line(format!("[{worker}] retired: {reason}")),
+            Event::Notice { worker, text } => {
+                self.line(format!("[{}] {text}", worker.as_deref().unwrap_or("herd")))
+            }
+            Event::MessageRefused { identity, reason } => {
+                self.line(format!("[herd] refused a message from {identity:?}: {reason}"))
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, mut end: SessionEnd) -> SessionReport {
+        self.finished = true;
+        for i in 0..self.results.len() {
+            if self.results[i].is_none() {
+                let test = self.collection[i].clone();
+                let event = Event::TestFinished {
+                    test: test.clone(),
+                    worker: None,
+                    outcome: Outcome::NotRun,
+                    duration: 0.0,
+                    details: None,
+                };
+                self.record(&event);
+                self.settle(TestResult { test, outcome: Outcome::NotRun, worker: None, duration: 0.0, details: None });
+            }
+        }
+        if self.tally.total() != self.collection.len() && self.violations.is_empty() {
+            self.violations.push(format!(
+                "{} outcomes for {} collected tests",
+                self.tally.total(),
+                self.collection.len()
+            ));
+        }
+        if !self.violations.is_empty() {
+            end = end.max(SessionEnd::Aborted(format!(
+                "internal error: the exactly-once check failed ({})",
+                self.violations.join("; ")
+            )));
+        }
+        self.print_failures();
+        let duration = self.start.elapsed().as_secs_f64();
+        let code = exit_code(&end, &self.tally);
+        match &end {
+            SessionEnd::Completed => {}
+            SessionEnd::MaxfailReached => self.line("herd: stopping after --maxfail failures"),
+            SessionEnd::Interrupted(why) => self.line(format!("herd: interrupted: {why}")),
+            SessionEnd::Aborted(why) => self.line(format!("herd: session aborted: {why}")),
+        }
+        let summary = self.tally.summary_line(duration);
+        self.line(summary);
+        let finished = Event::SessionFinished { end: end.clone(), counts: self.tally.clone(), exit_code: code, duration };
+        self.record(&finished);
+        if let Some(events) = &mut self.events {
+            let _ = events.flush();
+        }
+        let _ = self.out.flush();
+        SessionReport {
+            end,
+            tally: self.tally.clone(),
+            results: self.results.iter().flatten().cloned().collect(),
+            exit_code: code,
+            duration,
+            violations: self.violations.clone(),
+        }
+    }
+
+    fn print_failures(&mut self) {
+        let failed: Vec<TestResult> =
+            self.results.iter().flatten().filter(|r| r.outcome.is_failure()).cloned().collect();
+        if failed.is_empty() || self.verbosity < 0 {
+            return;
+        }
+        self.line(format!("{:=^78}", " FAILURES "));
+        for r in &failed {
+            let title = format!(" {} [{}] ", r.test, r.worker.as_deref().unwrap_or("-"));
+            self.line(format!("{title:_^78}"));
+            self.line(r.details.as_deref().unwrap_or("(no details)").trim_end());
+        }
+        self.line(format!("{:=^78}", " short test summary info "));
+        for r in &failed {
+            let first = r.details.as_deref().and_then(|d| d.lines().find(|l| !l.trim().is_empty()));
+            let reason = first.map(|l| format!(" - {}", l.trim())).unwrap_or_default();
+            self.line(format!("{} {}{reason}", r.outcome, r.test));
+        }
+    }
+}
+
+impl Actor for Reporter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Publish> for Reporter {
+    type Result = ();
+
+    fn handle(&mut self, Publish(event): Publish, _: &mut Self::Context) {
+        if self.finished {
+            tracing::debug!(?event, "event after the session finished");
+            return;
+        }
+        self.record(&event);
+        self.show(&event);
+        if let Event::TestFinished { test, worker, outcome, duration, details } = event {
+            self.settle(TestResult { test, outcome, worker, duration, details });
+        }
+    }
+}
+
+impl Handler<Finish> for Reporter {
+    type Result = MessageResult<Finish>;
+
+    fn handle(&mut self, msg: Finish, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.finish(msg.end))
+    }
+}
+
+/// Opens `--events FILE` for writing.
+pub fn open_events(path: &Path) -> std::io::Result<File> {
+    File::create(path)
+}

@@ -1,0 +1,185 @@
+//! The Scheduler: owns the pool of groups, the tests returned by dead workers (served first) and
+//! provider allocation. The choice of group is [`herd_core::providers::pick`]; this actor only
+//! keeps the state.
+//!
+//! A request that finds the pool empty while tests are still out on other workers is *parked*,
+//! not answered "no more work": if one of those workers dies, its tests come back and a parked
+//! worker takes them, so a test is never stranded at the tail of a session.
+
+use std::collections::{HashMap, VecDeque};
+
+use actix::prelude::*;
+use herd_core::events::Event;
+use herd_core::grouping::{modscope_groups, Group};
+use herd_core::outcome::Outcome;
+use herd_core::providers::{pick, Providers};
+use herd_core::TestId;
+
+use crate::messages::*;
+use crate::reporter::Reporter;
+
+/// The actor that deals out groups.
+pub struct Scheduler {
+    queue: VecDeque<Group>,
+    providers: Providers,
+    held: HashMap<String, String>,
+    parked: Vec<RequestWork>,
+    in_flight: usize,
+    sent: usize,
+    total: usize,
+    halted: bool,
+    crash_retries: u32,
+    crashes: HashMap<TestId, u32>,
+    reporter: Addr<Reporter>,
+}
+
+impl Scheduler {
+    /// A scheduler for `collection`, grouped by module and parametrize id.
+    pub fn new(
+        collection: &[TestId],
+        providers: Providers,
+        crash_retries: u32,
+        reporter: Addr<Reporter>,
+    ) -> Scheduler {
+        Scheduler {
+            queue: modscope_groups(collection, &providers).into(),
+            providers,
+            held: HashMap::new(),
+            parked: Vec::new(),
+            in_flight: 0,
+            sent: 0,
+            total: collection.len(),
+            halted: false,
+            crash_retries,
+            crashes: HashMap::new(),
+            reporter,
+        }
+    }
+
+    /// Answers `request` now if it can; returns it back if it must wait.
+    fn serve(&mut self, request: RequestWork) -> Option<RequestWork> {
+        if self.halted {
+            reply(&request, Vec::new(), None);
+            return None;
+        }
+        let worker = request.worker.as_str();
+        let held = self.held.get(worker).map(String::as_str);
+        let others = |p: &str| self.held.iter().any(|(w, h)| w != worker && h == p);
+        let Some(choice) = pick(&self.queue, held, others) else {
+            if self.in_flight > 0 {
+                return Some(request);
+            }
+            reply(&request, Vec::new(), None);
+            return None;
+        };
+        let group = self.queue.remove(choice.index).expect("pick returns a valid index");
+        if let Some(provider) = &choice.provider {
+            self.held.insert(request.worker.clone(), provider.clone());
+        }
+        let switch = choice.switch_from.zip(choice.provider);
+        let n = group.tests.len();
+        self.in_flight += n;
+        self.sent += n;
+        self.reporter.do_send(Publish(Event::GroupSent {
+            worker: request.worker.clone(),
+            tests: n,
+            sent: self.sent,
+            total: self.total,
+        }));
+        reply(&request, group.tests, switch);
+        None
+    }
+
+    fn serve_parked(&mut self) {
+        let parked = std::mem::take(&mut self.parked);
+        for request in parked {
+            if let Some(waiting) = self.serve(request) {
+                self.parked.push(waiting);
+            }
+        }
+    }
+}
+
+fn reply(request: &RequestWork, tests: Vec<TestId>, switch: Option<(String, String)>) {
+    request.reply.do_send(Assignment { incarnation: request.incarnation, tests, switch });
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+}
+
+impl Handler<RequestWork> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, request: RequestWork, _: &mut Self::Context) {
+        self.parked.retain(|p| p.worker != request.worker);
+        if let Some(waiting) = self.serve(request) {
+            self.parked.push(waiting);
+        }
+    }
+}
+
+impl Handler<ReturnTests> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReturnTests, _: &mut Self::Context) {
+        let mut tests = msg.tests;
+        let mut returned = tests.len();
+        if let Some(crash) = msg.crashed {
+            returned += 1;
+            let count = self.crashes.entry(crash.test.clone()).or_default();
+            *count += 1;
+            if *count <= self.crash_retries {
+                tests.insert(0, crash.test);
+            } else {
+                self.reporter.do_send(Publish(Event::TestFinished {
+                    test: crash.test,
+                    worker: Some(msg.worker.clone()),
+                    outcome: Outcome::Crashed,
+                    duration: crash.duration,
+                    details: Some(crash.details),
+                }));
+            }
+        }
+        self.in_flight = self.in_flight.saturating_sub(returned);
+        if !tests.is_empty() {
+            self.sent = self.sent.saturating_sub(tests.len());
+            self.reporter
+                .do_send(Publish(Event::TestsRequeued { worker: msg.worker, tests: tests.clone() }));
+            for group in modscope_groups(&tests, &self.providers).into_iter().rev() {
+                self.queue.push_front(group);
+            }
+        }
+        self.serve_parked();
+    }
+}
+
+impl Handler<Settled> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settled, _: &mut Self::Context) {
+        self.in_flight = self.in_flight.saturating_sub(msg.count);
+        if self.in_flight == 0 {
+            self.serve_parked();
+        }
+    }
+}
+
+impl Handler<WorkerGone> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerGone, _: &mut Self::Context) {
+        self.held.remove(&msg.worker);
+        self.parked.retain(|p| p.worker != msg.worker);
+    }
+}
+
+impl Handler<Halt> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Halt, _: &mut Self::Context) {
+        self.halted = true;
+        self.queue.clear();
+        self.serve_parked();
+    }
+}

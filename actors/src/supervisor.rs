@@ -1,0 +1,301 @@
+//! The Supervisor: the root of the tree. It starts the workers, gates every inbound message
+//! (token, version, identity), owns the respawn budget, turns signals into a graceful drain or an
+//! immediate end, and decides when the session is over.
+//!
+//! How a session ends is a [`SessionEnd`], an ordered value: a more severe reason replaces a
+//! milder one (a second SIGINT beats `--maxfail`; a spent budget beats both), never the reverse.
+//!
+//! ```text
+//!   SIGINT/SIGTERM (1st), --maxfail  -> drain: Scheduler halts, workers finish their running test
+//!   SIGINT/SIGTERM (2nd), SIGQUIT,
+//!   respawn budget spent             -> abort: every worker's process group is killed now
+//!   every slot done                  -> finish: Reporter settles every test, prints the summary
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use herd_core::events::Event;
+use herd_core::outcome::SessionEnd;
+use herd_core::protocol::{check_hello, CoordinatorMessage, Token, WorkerMessage};
+use herd_core::restart::RespawnBudget;
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use tokio::sync::oneshot;
+
+use crate::messages::*;
+use crate::report::SessionReport;
+use crate::reporter::Reporter;
+use crate::scheduler::Scheduler;
+use crate::signals::SignalWatch;
+use crate::transport::Transport;
+use crate::worker::{Peers, Worker, WorkerSettings, WorkerSlot};
+
+/// What the Supervisor needs to run a session.
+pub struct SupervisorSettings {
+    /// The runner's name, for the session's first event.
+    pub runner: String,
+    /// Worker slots.
+    pub slots: Vec<WorkerSlot>,
+    /// Settings every worker shares.
+    pub worker: Arc<WorkerSettings>,
+    /// The respawn budget.
+    pub budget: RespawnBudget,
+    /// Whether to handle SIGINT, SIGTERM and SIGQUIT (an embedding program may not want that).
+    pub handle_signals: bool,
+}
+
+/// The root actor.
+pub struct Supervisor {
+    settings: SupervisorSettings,
+    token: Token,
+    budget: RespawnBudget,
+    scheduler: Addr<Scheduler>,
+    reporter: Addr<Reporter>,
+    transport: Addr<Transport>,
+    workers: HashMap<String, Addr<Worker>>,
+    live: HashSet<String>,
+    retired: usize,
+    end: Option<SessionEnd>,
+    interrupts: u32,
+    finishing: bool,
+    result: Option<oneshot::Sender<SessionReport>>,
+    signals: Option<SignalWatch>,
+    started: Instant,
+}
+
+impl Supervisor {
+    /// A supervisor that sends its [`SessionReport`] to `result` when the session ends.
+    pub fn new(
+        settings: SupervisorSettings,
+        scheduler: Addr<Scheduler>,
+        reporter: Addr<Reporter>,
+        transport: Addr<Transport>,
+        result: oneshot::Sender<SessionReport>,
+    ) -> Supervisor {
+        Supervisor {
+            token: settings.worker.token.clone(),
+            budget: settings.budget.clone(),
+            settings,
+            scheduler,
+            reporter,
+            transport,
+            workers: HashMap::new(),
+            live: HashSet::new(),
+            retired: 0,
+            end: None,
+            interrupts: 0,
+            finishing: false,
+            result: Some(result),
+            signals: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn publish(&self, event: Event) {
+        self.reporter.do_send(Publish(event));
+    }
+
+    fn notice(&self, text: impl Into<String>) {
+        self.publish(Event::Notice { worker: None, text: text.into() });
+    }
+
+    fn escalate(&mut self, end: SessionEnd) {
+        self.end = Some(match self.end.take() {
+            Some(current) => current.max(end),
+            None => end,
+        });
+    }
+
+    /// Stops dealing out tests; workers finish what is running.
+    fn drain(&mut self, end: SessionEnd) {
+        let first = self.end.is_none();
+        self.escalate(end);
+        if first {
+            self.scheduler.do_send(Halt);
+            for worker in self.workers.values() {
+                worker.do_send(Drain);
+            }
+        }
+    }
+
+    /// Ends the session now: kills every worker, then reports.
+    fn abort(&mut self, end: SessionEnd, ctx: &mut Context<Self>) {
+        self.escalate(end);
+        self.finish(ctx);
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        if self.finishing {
+            return;
+        }
+        self.finishing = true;
+        self.signals = None;
+        let end = self.end.clone().unwrap_or(SessionEnd::Completed);
+        tracing::debug!(?end, elapsed = ?self.started.elapsed(), "session finishing");
+        let kills = join_all(self.workers.values().map(|w| w.send(KillNow)));
+        let reporter = self.reporter.clone();
+        let work = async move {
+            kills.await;
+            reporter.send(Finish { end }).await
+        };
+        ctx.spawn(work.into_actor(self).map(|report, act, _| match report {
+            Ok(report) => {
+                if let Some(result) = act.result.take() {
+                    let _ = result.send(report);
+                }
+            }
+            Err(e) => tracing::error!("the reporter is gone: {e}"),
+        }));
+    }
+
+    fn refuse(&self, identity: Vec<u8>, reason: String) {
+        let shown = String::from_utf8_lossy(&identity).into_owned();
+        tracing::warn!(identity = %shown, "refused: {reason}");
+        self.publish(Event::MessageRefused { identity: shown, reason: reason.clone() });
+        self.transport.do_send(Outbound { identity, message: CoordinatorMessage::Error { message: reason } });
+    }
+
+    /// The worker an identity claims to be: `w3.2` claims `w3`.
+    fn claimed_worker(&self, identity: &[u8]) -> Option<&Addr<Worker>> {
+        let text = std::str::from_utf8(identity).ok()?;
+        let (worker, _) = text.rsplit_once('.')?;
+        self.workers.get(worker)
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.publish(Event::SessionStarted {
+            runner: self.settings.runner.clone(),
+            workers: self.settings.slots.len(),
+            endpoint: self.settings.worker.endpoint.clone(),
+            tests: self.settings.worker.reference.to_vec(),
+        });
+        if self.settings.handle_signals {
+            match SignalWatch::start(ctx.address().recipient()) {
+                Ok(watch) => self.signals = Some(watch),
+                Err(e) => tracing::warn!("cannot watch signals: {e}"),
+            }
+        }
+        let peers = Peers {
+            supervisor: ctx.address(),
+            scheduler: self.scheduler.clone(),
+            reporter: self.reporter.clone(),
+            transport: self.transport.clone(),
+        };
+        for slot in self.settings.slots.clone() {
+            let id = slot.id.clone();
+            let worker = Worker::new(slot, self.settings.worker.clone(), peers.clone()).start();
+            self.workers.insert(id.clone(), worker);
+            self.live.insert(id);
+        }
+        if self.live.is_empty() {
+            self.abort(SessionEnd::Aborted("no workers to run the tests".into()), ctx);
+        }
+    }
+}
+
+impl Handler<Inbound> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, _: &mut Self::Context) {
+        if self.finishing {
+            return;
+        }
+        let worker = self.claimed_worker(&msg.identity).cloned();
+        match (msg.message, worker) {
+            (Err(e), Some(worker)) => worker.do_send(Garbage { identity: msg.identity, reason: e.to_string() }),
+            (Err(e), None) => self.refuse(msg.identity, e.to_string()),
+            (Ok(WorkerMessage::Hello { protocol, token, worker: name, .. }), _)
+                if check_hello(protocol, &token, &self.token).is_err() =>
+            {
+                let why = check_hello(protocol, &token, &self.token).unwrap_err();
+                self.refuse(msg.identity, format!("hello from {name:?} refused: {why}"));
+            }
+            (Ok(message @ WorkerMessage::Hello { .. }), Some(worker)) => {
+                worker.do_send(FromProcess { identity: msg.identity, message })
+            }
+            (Ok(WorkerMessage::Hello { worker: name, .. }), None) => {
+                self.refuse(msg.identity, format!("hello from unknown worker {name:?} (identity must be <worker>.<incarnation>)"))
+            }
+            (Ok(message), Some(worker)) => worker.do_send(FromProcess { identity: msg.identity, message }),
+            (Ok(_), None) => self.refuse(msg.identity, "unknown identity; say hello first".into()),
+        }
+    }
+}
+
+impl Handler<RequestRespawn> for Supervisor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: RequestRespawn, ctx: &mut Self::Context) -> bool {
+        if self.end.is_some() || self.finishing {
+            return false;
+        }
+        if !msg.counted || self.budget.try_take(Instant::now()) {
+            return true;
+        }
+        let limit = self.budget.limit();
+        self.notice(format!("too many worker respawns ({limit} allowed); {} would need another", msg.worker));
+        self.abort(SessionEnd::Aborted(format!("too many worker respawns (budget of {limit} spent)")), ctx);
+        false
+    }
+}
+
+impl Handler<WorkerDone> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerDone, ctx: &mut Self::Context) {
+        if !self.live.remove(&msg.worker) {
+            return;
+        }
+        if msg.retired {
+            self.retired += 1;
+        }
+        if !self.live.is_empty() {
+            return;
+        }
+        if self.retired == self.settings.slots.len() {
+            self.escalate(SessionEnd::Aborted("every worker slot was retired".into()));
+        }
+        self.finish(ctx);
+    }
+}
+
+impl Handler<MaxfailReached> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: MaxfailReached, _: &mut Self::Context) {
+        self.notice("--maxfail reached: no more tests are dealt out; running tests finish");
+        self.drain(SessionEnd::MaxfailReached);
+    }
+}
+
+impl Handler<SignalReceived> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, SignalReceived(signal): SignalReceived, ctx: &mut Self::Context) {
+        match signal {
+            SIGQUIT => {
+                self.notice("SIGQUIT: ending the session now");
+                self.abort(SessionEnd::Interrupted("SIGQUIT".into()), ctx);
+            }
+            SIGINT | SIGTERM => {
+                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                self.interrupts += 1;
+                if self.interrupts == 1 {
+                    self.notice(format!("{name}: stopping after the running tests; send it again to kill them"));
+                    self.drain(SessionEnd::Interrupted(name.into()));
+                } else {
+                    self.notice(format!("{name} again: killing every worker"));
+                    self.abort(SessionEnd::Interrupted(format!("{name} twice")), ctx);
+                }
+            }
+            other => tracing::debug!(signal = other, "ignored signal"),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The Transport: one thread owns the ZeroMQ ROUTER socket.
+//!
+//! ```text
+//!  workers (DEALER) ==tcp/ipc==> ROUTER --decode--> Inbound ------> Supervisor (gate)
+//!                                  ^                                      |
+//!                                  +-- inproc PULL <-- PUSH <-- Transport actor <-- Outbound
+//! ```
+//!
+//! Frames are decoded on the transport thread, so the actors only ever see typed messages (or
+//! the reason a frame was refused). The Transport actor owns the PUSH end and the thread's life.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use actix::prelude::*;
+use herd_core::protocol::{decode_worker_message, encode, DecodeError, MAX_FRAME_BYTES};
+
+use crate::messages::{Inbound, Outbound};
+
+/// The actor that sends frames to workers and owns the socket thread.
+pub struct Transport {
+    push: zmq::Socket,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    endpoint: String,
+}
+
+/// Why the transport could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {endpoint}: {source}")]
+pub struct BindError {
+    /// The endpoint asked for.
+    pub endpoint: String,
+    /// ZeroMQ's error.
+    #[source]
+    pub source: zmq::Error,
+}
+
+impl Transport {
+    /// Binds a ROUTER on `endpoint` and starts the socket thread, which delivers every inbound
+    /// frame to `inbound`.
+    pub fn bind(endpoint: &str, inbound: Recipient<Inbound>) -> Result<Transport, BindError> {
+        let err = |source| BindError { endpoint: endpoint.to_string(), source };
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).map_err(err)?;
+        router.set_linger(0).map_err(err)?;
+        router.set_router_mandatory(true).map_err(err)?;
+        router.set_maxmsgsize(MAX_FRAME_BYTES as i64).map_err(err)?;
+        router.set_rcvhwm(0).map_err(err)?;
+        router.bind(endpoint).map_err(err)?;
+        let bound = router
+            .get_last_endpoint()
+            .map_err(err)?
+            .unwrap_or_else(|raw| String::from_utf8_lossy(&raw).into_owned());
+
+        // inproc names are per context, and this context is the transport's own.
+        let outbox = "inproc://herd-outbox";
+        let pull = ctx.socket(zmq::PULL).map_err(err)?;
+        pull.set_linger(0).map_err(err)?;
+        pull.bind(outbox).map_err(err)?;
+        let push = ctx.socket(zmq::PUSH).map_err(err)?;
+        push.set_linger(0).map_err(err)?;
+        push.set_sndhwm(0).map_err(err)?;
+        push.connect(outbox).map_err(err)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("herd-transport".into())
+            .spawn(move || pump(router, pull, inbound, flag))
+            .map_err(|e| err(zmq::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        Ok(Transport { push, stop, thread: Some(thread), endpoint: bound })
+    }
+
+    /// The endpoint actually bound (useful with `tcp://127.0.0.1:0`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Actor for Transport {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.shut();
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+impl Handler<Outbound> for Transport {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, _: &mut Self::Context) {
+        let frames = [msg.identity, encode(&msg.message)];
+        if let Err(e) = self.push.send_multipart(frames, 0) {
+            tracing::error!("transport outbox refused a frame: {e}");
+        }
+    }
+}
+
+/// The socket thread: polls the ROUTER and the outbox until `stop` is set.
+fn pump(router: zmq::Socket, outbox: zmq::Socket, inbound: Recipient<Inbound>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut items = [router.as_poll_item(zmq::POLLIN), outbox.as_poll_item(zmq::POLLIN)];
+        if let Err(e) = zmq::poll(&mut items, 100) {
+            tracing::error!("transport poll failed: {e}");
+            continue;
+        }
+        let (from_peers, to_peers) = (items[0].is_readable(), items[1].is_readable());
+        if from_peers {
+            while let Ok(frames) = router.recv_multipart(zmq::DONTWAIT) {
+                if let Some(msg) = decode_frames(frames) {
+                    inbound.do_send(msg);
+                }
+            }
+        }
+        if to_peers {
+            while let Ok(frames) = outbox.recv_multipart(zmq::DONTWAIT) {
+                if let Err(e) = router.send_multipart(frames, zmq::DONTWAIT) {
+                    // The peer is gone (router_mandatory) or its queue is full.
+                    tracing::debug!("could not deliver a frame: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Turns `[identity, (empty,)* payload]` into an [`Inbound`].
+fn decode_frames(mut frames: Vec<Vec<u8>>) -> Option<Inbound> {
+    if frames.is_empty() {
+        return None;
+    }
+    let identity = frames.remove(0);
+    while frames.len() > 1 && frames[0].is_empty() {
+        frames.remove(0);
+    }
+    let message = match frames.as_slice() {
+        [payload] => decode_worker_message(payload),
+        [] => Err(DecodeError::Malformed("no payload frame".into())),
+        _ => Err(DecodeError::Malformed(format!("{} payload frames, expected 1", frames.len()))),
+    };
+    Some(Inbound { identity, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_core::protocol::WorkerMessage;
+
+    #[test]
+    fn frames_decode_with_or_without_a_delimiter() {
+        let ok = decode_frames(vec![b"w1.1".to_vec(), br#"{"type":"need_tests"}"#.to_vec()]).unwrap();
+        assert_eq!(ok.identity, b"w1.1");
+        assert_eq!(ok.message, Ok(WorkerMessage::NeedTests));
+        let req = decode_frames(vec![b"x".to_vec(), vec![], br#"{"type":"shutdown"}"#.to_vec()]).unwrap();
+        assert_eq!(req.message, Ok(WorkerMessage::Shutdown));
+        let bad = decode_frames(vec![b"x".to_vec(), b"a".to_vec(), b"b".to_vec()]).unwrap();
+        assert!(bad.message.is_err());
+        assert!(decode_frames(vec![b"x".to_vec()]).unwrap().message.is_err());
+        assert!(decode_frames(vec![]).is_none());
+    }
+}

@@ -1,0 +1,723 @@
+//! The Worker: one per slot. It owns its child process (in its own process group, output captured
+//! to a per-worker log with the last lines kept for crash reports), the tests the process holds,
+//! and its restart policy: when the process dies it reports the running test, returns the rest,
+//! and either retires the slot or asks the Supervisor for a respawn.
+//!
+//! ```text
+//!  spawn -> Starting --hello--> Collecting --collection ok--> Working --shutdown--> Stopping -> exit
+//!              |                    |  (mismatch: kill)          |  (crash, timeout, garbage: kill)
+//!              +--------------------+----------------------------+--> exit -> Respawning
+//!  Respawning --(retire rule or appliance check fails)--> Retired
+//!  Respawning --(Supervisor grants)--> spawn        Respawning --(denied, draining)--> Done
+//! ```
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use herd_core::diff::collection_diff;
+use herd_core::events::Event;
+use herd_core::outcome::{Outcome, Phase, TestRecord};
+use herd_core::protocol::{self, CoordinatorMessage, Token, WorkerMessage};
+use herd_core::restart::RetirePolicy;
+use herd_core::TestId;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::messages::*;
+use crate::process::{describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand};
+use crate::reporter::Reporter;
+use crate::scheduler::Scheduler;
+use crate::supervisor::Supervisor;
+use crate::transport::Transport;
+
+/// A worker slot: its id and the appliance it owns exclusively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSlot {
+    /// Worker id (`w1`, `w2`, ...).
+    pub id: String,
+    /// The appliance (a server URL, a database, a device), if any.
+    pub appliance: Option<String>,
+}
+
+/// Settings shared by every worker of a session.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How to start a worker process.
+    pub command: WorkerCommand,
+    /// The endpoint workers connect to.
+    pub endpoint: String,
+    /// The session token.
+    pub token: Token,
+    /// The reference collection every worker's collection is checked against.
+    pub reference: Arc<Vec<TestId>>,
+    /// `--timeout`: longest a test may run.
+    pub timeout: Option<Duration>,
+    /// Longest a new process may take to say hello and report its collection.
+    pub start_timeout: Duration,
+    /// How long a process that said `shutdown` may take to exit before it is killed.
+    pub grace: Duration,
+    /// `--cleanse CMD`, run before a worker switches provider.
+    pub cleanse: Option<String>,
+    /// `--appliance-check CMD`, run before each respawn; failing retires the slot.
+    pub appliance_check: Option<String>,
+    /// Longest a hook may run.
+    pub hook_timeout: Duration,
+    /// When a slot is retired.
+    pub retire: RetirePolicy,
+    /// Where per-worker logs go.
+    pub log_dir: Option<PathBuf>,
+}
+
+/// The actors a worker talks to.
+#[derive(Clone)]
+pub struct Peers {
+    /// The root.
+    pub supervisor: Addr<Supervisor>,
+    /// The pool.
+    pub scheduler: Addr<Scheduler>,
+    /// Output.
+    pub reporter: Addr<Reporter>,
+    /// The socket.
+    pub transport: Addr<Transport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Starting,
+    Collecting,
+    Working,
+    Stopping,
+    Respawning,
+    Done,
+}
+
+/// Why herd killed a worker process itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KillReason {
+    Timeout,
+    Mismatch,
+    Garbage(String),
+    Violation(String),
+    InternalError(String),
+    StartTimeout,
+    GraceExpired,
+    Drain,
+    Abort,
+}
+
+impl KillReason {
+    fn describe(&self) -> String {
+        match self {
+            KillReason::Timeout => "it was killed after a test timed out".into(),
+            KillReason::Mismatch => "it was killed: its collection differs from the reference".into(),
+            KillReason::Garbage(why) => format!("it was killed: it sent a malformed frame ({why})"),
+            KillReason::Violation(why) => format!("it was killed: {why}"),
+            KillReason::InternalError(why) => format!("it was killed after an internal error: {why}"),
+            KillReason::StartTimeout => "it was killed: it did not report its collection in time".into(),
+            KillReason::GraceExpired => "it was killed: it did not exit after shutdown".into(),
+            KillReason::Drain => "it was stopped before it started working".into(),
+            KillReason::Abort => "it was killed: the session ended".into(),
+        }
+    }
+
+    /// Whether a respawn after this kill counts against the budget and the crash streak.
+    fn is_workers_fault(&self) -> bool {
+        !matches!(self, KillReason::Timeout | KillReason::Drain | KillReason::Abort)
+    }
+}
+
+struct Running {
+    test: TestId,
+    started: Instant,
+    record: TestRecord,
+    seq: u64,
+}
+
+const TAIL_BYTES: usize = 32 * 1024;
+const TAIL_LINES: usize = 20;
+
+/// The actor for one worker slot.
+pub struct Worker {
+    slot: WorkerSlot,
+    settings: Arc<WorkerSettings>,
+    peers: Peers,
+    state: State,
+    incarnation: u32,
+    pid: Option<u32>,
+    group: Option<GroupGuard>,
+    identity: Option<Vec<u8>>,
+    shutdown_said: bool,
+    kill: Option<KillReason>,
+    draining: bool,
+    aborted: bool,
+    queue: VecDeque<TestId>,
+    running: Option<Running>,
+    seq: u64,
+    awaiting_work: bool,
+    crash_streak: u32,
+    tail: Vec<u8>,
+    log: Option<File>,
+}
+
+impl Worker {
+    /// A worker for `slot`; it starts its first process when the actor starts.
+    pub fn new(slot: WorkerSlot, settings: Arc<WorkerSettings>, peers: Peers) -> Worker {
+        Worker {
+            slot,
+            settings,
+            peers,
+            state: State::Starting,
+            incarnation: 0,
+            pid: None,
+            group: None,
+            identity: None,
+            shutdown_said: false,
+            kill: None,
+            draining: false,
+            aborted: false,
+            queue: VecDeque::new(),
+            running: None,
+            seq: 0,
+            awaiting_work: false,
+            crash_streak: 0,
+            tail: Vec::new(),
+            log: None,
+        }
+    }
+
+    fn id(&self) -> String {
+        self.slot.id.clone()
+    }
+
+    fn publish(&self, event: Event) {
+        self.peers.reporter.do_send(Publish(event));
+    }
+
+    fn notice(&self, text: impl Into<String>) {
+        self.publish(Event::Notice { worker: Some(self.id()), text: text.into() });
+    }
+
+    fn send(&self, identity: Vec<u8>, message: CoordinatorMessage) {
+        self.peers.transport.do_send(Outbound { identity, message });
+    }
+
+    fn send_to_process(&self, message: CoordinatorMessage) {
+        if let Some(identity) = &self.identity {
+            self.send(identity.clone(), message);
+        }
+    }
+
+    fn hook_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![(protocol::ENV_WORKER_ID.to_string(), self.id())];
+        if let Some(appliance) = &self.slot.appliance {
+            env.push((protocol::ENV_APPLIANCE.to_string(), appliance.clone()));
+        }
+        env
+    }
+
+    /// Starts a new incarnation of the worker process.
+    fn spawn(&mut self, ctx: &mut Context<Self>) {
+        self.incarnation += 1;
+        self.state = State::Starting;
+        self.shutdown_said = false;
+        self.kill = None;
+        self.identity = None;
+        self.awaiting_work = false;
+        let incarnation = self.incarnation;
+        let mut env = self.hook_env();
+        env.push((protocol::ENV_ENDPOINT.into(), self.settings.endpoint.clone()));
+        env.push((protocol::ENV_TOKEN.into(), self.settings.token.as_str().to_string()));
+        env.push((protocol::ENV_INCARNATION.into(), incarnation.to_string()));
+        let mut child = match spawn_in_group(&self.settings.command, &env) {
+            Ok(child) => child,
+            Err(e) => {
+                let program = self.settings.command.program.display().to_string();
+                self.notice(format!("could not start the worker process `{program}`: {e}"));
+                self.after_death(ctx, format!("could not start `{program}`: {e}"), true);
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        self.pid = Some(pid);
+        self.group = Some(GroupGuard(pid));
+        self.open_log(pid);
+        let addr = ctx.address();
+        if let Some(out) = child.stdout.take() {
+            actix::spawn(forward_output(out, addr.clone(), incarnation));
+        }
+        if let Some(err) = child.stderr.take() {
+            actix::spawn(forward_output(err, addr, incarnation));
+        }
+        ctx.spawn(async move { child.wait().await }.into_actor(self).map(move |status, act, ctx| {
+            act.exited(ctx, incarnation, status)
+        }));
+        ctx.run_later(self.settings.start_timeout, move |act, _| {
+            if act.incarnation == incarnation && matches!(act.state, State::Starting | State::Collecting) {
+                act.notice(format!(
+                    "no collection within {}s of starting; killing the worker",
+                    act.settings.start_timeout.as_secs()
+                ));
+                act.kill(KillReason::StartTimeout);
+            }
+        });
+        self.publish(Event::WorkerSpawned {
+            worker: self.id(),
+            incarnation,
+            pid,
+            appliance: self.slot.appliance.clone(),
+        });
+    }
+
+    fn open_log(&mut self, pid: u32) {
+        let Some(dir) = &self.settings.log_dir else { return };
+        if self.log.is_none() {
+            let path = dir.join(format!("{}.log", self.slot.id));
+            match std::fs::create_dir_all(dir).and_then(|_| File::create(&path)) {
+                Ok(file) => self.log = Some(file),
+                Err(e) => tracing::warn!("cannot write worker log {}: {e}", path.display()),
+            }
+        }
+        if let Some(log) = &mut self.log {
+            let _ = writeln!(log, "=== {} incarnation {} (pid {pid}) ===", self.slot.id, self.incarnation);
+        }
+    }
+
+    fn log_path(&self) -> Option<PathBuf> {
+        self.settings.log_dir.as_ref().map(|d| d.join(format!("{}.log", self.slot.id)))
+    }
+
+    fn tail_text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.tail);
+        let tail = indent_tail(&text, TAIL_LINES);
+        let mut out = if tail.is_empty() {
+            format!("(no output from {})", self.slot.id)
+        } else {
+            format!("last output of {}:{tail}", self.slot.id)
+        };
+        if let Some(path) = self.log_path() {
+            out.push_str(&format!("\n(full log: {})", path.display()));
+        }
+        out
+    }
+
+    fn kill(&mut self, reason: KillReason) {
+        if self.kill.is_none() {
+            self.kill = Some(reason);
+        }
+        if let Some(pid) = self.pid {
+            signal_group(pid, Signal::SIGKILL);
+        }
+    }
+
+    /// The process of `incarnation` exited.
+    fn exited(&mut self, ctx: &mut Context<Self>, incarnation: u32, status: std::io::Result<ExitStatus>) {
+        if incarnation != self.incarnation {
+            return;
+        }
+        // Whatever the worker left behind in its group goes with it.
+        self.group.take();
+        let pid = self.pid.take().unwrap_or(0);
+        self.identity = None;
+        self.awaiting_work = false;
+        let status = match status {
+            Ok(status) => describe_status(&status),
+            Err(e) => format!("unknown status ({e})"),
+        };
+        if self.aborted {
+            self.state = State::Done;
+            return;
+        }
+        let clean = self.shutdown_said && self.kill.as_ref().is_none_or(|k| *k == KillReason::GraceExpired);
+        self.publish(Event::WorkerExited { worker: self.id(), incarnation, status: status.clone(), clean });
+        let running = self.running.take();
+        let unstarted: Vec<TestId> = self.queue.drain(..).filter(|t| running.as_ref().is_none_or(|r| &r.test != t)).collect();
+        if clean && running.is_none() && unstarted.is_empty() {
+            self.done(false);
+            return;
+        }
+        let why = match &self.kill {
+            Some(reason) => format!("{}; {status}", reason.describe()),
+            None if self.shutdown_said => format!("it said shutdown with tests unfinished; {status}"),
+            None => format!("it exited unexpectedly with {status}"),
+        };
+        let crashed = running.map(|r| CrashedTest {
+            test: r.test,
+            duration: r.started.elapsed().as_secs_f64(),
+            details: format!(
+                "worker {} (pid {pid}) crashed while running this test: {why}\n{}",
+                self.slot.id,
+                self.tail_text()
+            ),
+        });
+        if self.draining {
+            // A graceful stop: the running test is reported, nothing else is dealt out again.
+            if crashed.is_some() {
+                self.peers.scheduler.do_send(ReturnTests { worker: self.id(), tests: Vec::new(), crashed });
+            }
+            self.done(false);
+            return;
+        }
+        if crashed.is_some() || !unstarted.is_empty() {
+            self.peers.scheduler.do_send(ReturnTests { worker: self.id(), tests: unstarted, crashed });
+        }
+        let workers_fault = self.kill.as_ref().is_none_or(KillReason::is_workers_fault);
+        self.after_death(ctx, why, workers_fault);
+    }
+
+    /// Decides what happens to the slot after its process died (or could not start).
+    fn after_death(&mut self, ctx: &mut Context<Self>, why: String, workers_fault: bool) {
+        self.state = State::Respawning;
+        if self.draining || self.aborted {
+            self.done(false);
+            return;
+        }
+        if workers_fault {
+            self.crash_streak += 1;
+            if self.settings.retire.should_retire(self.crash_streak) {
+                let reason = format!("its process died {} times in a row (last: {why})", self.crash_streak);
+                self.retire(reason);
+                return;
+            }
+        }
+        let Some(check) = self.settings.appliance_check.clone() else {
+            self.request_respawn(ctx, workers_fault);
+            return;
+        };
+        let hook = run_hook(check, self.hook_env(), self.settings.hook_timeout);
+        ctx.spawn(hook.into_actor(self).map(move |result, act, ctx| {
+            if act.state != State::Respawning {
+                return;
+            }
+            if result.ok {
+                act.request_respawn(ctx, workers_fault);
+            } else {
+                act.retire(format!("the appliance check failed: {}", result.summary));
+            }
+        }));
+    }
+
+    fn request_respawn(&mut self, ctx: &mut Context<Self>, counted: bool) {
+        let ask = self.peers.supervisor.send(RequestRespawn { worker: self.id(), counted });
+        ctx.spawn(ask.into_actor(self).map(|granted, act, ctx| {
+            if act.state != State::Respawning {
+                return;
+            }
+            if granted.unwrap_or(false) && !act.draining && !act.aborted {
+                act.spawn(ctx);
+            } else {
+                act.done(false);
+            }
+        }));
+    }
+
+    fn retire(&mut self, reason: String) {
+        self.publish(Event::WorkerRetired { worker: self.id(), reason });
+        self.done(true);
+    }
+
+    fn done(&mut self, retired: bool) {
+        if self.state == State::Done {
+            return;
+        }
+        self.state = State::Done;
+        self.peers.scheduler.do_send(WorkerGone { worker: self.id() });
+        self.peers.supervisor.do_send(WorkerDone { worker: self.id(), retired });
+    }
+
+    /// Refuses a message: an error reply, an event, and nothing else.
+    fn refuse(&self, identity: Vec<u8>, reason: String) {
+        self.publish(Event::MessageRefused { identity: String::from_utf8_lossy(&identity).into(), reason: reason.clone() });
+        self.send(identity, CoordinatorMessage::Error { message: reason });
+    }
+
+    /// The process broke the protocol: it is killed, and its work handled as after a crash.
+    fn violation(&mut self, why: String) {
+        self.publish(Event::MessageRefused {
+            identity: protocol::identity(&self.slot.id, self.incarnation),
+            reason: why.clone(),
+        });
+        self.send_to_process(CoordinatorMessage::Error { message: why.clone() });
+        self.kill(KillReason::Violation(why));
+    }
+
+    fn on_hello(&mut self, identity: Vec<u8>, incarnation: u32) {
+        let expected = protocol::identity(&self.slot.id, self.incarnation);
+        if incarnation != self.incarnation || self.state != State::Starting || identity != expected.as_bytes() {
+            let got = String::from_utf8_lossy(&identity).into_owned();
+            let why = if identity != protocol::identity(&self.slot.id, incarnation).as_bytes() {
+                format!("identity {got:?} does not match the hello (expected {expected:?})")
+            } else {
+                format!("{got} is not the current process of {} (expected {expected})", self.slot.id)
+            };
+            self.refuse(identity, why);
+            return;
+        }
+        self.identity = Some(identity);
+        self.state = State::Collecting;
+        self.send_to_process(CoordinatorMessage::Welcome { worker: self.id(), incarnation });
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<Self>, message: WorkerMessage) {
+        match message {
+            WorkerMessage::Hello { .. } => self.violation("a second hello".into()),
+            WorkerMessage::Collection { tests } => {
+                if self.state != State::Collecting {
+                    return self.violation("a collection at the wrong time".into());
+                }
+                let name = protocol::identity(&self.slot.id, self.incarnation);
+                match collection_diff(&self.settings.reference, &tests, &name) {
+                    None => self.state = State::Working,
+                    Some(diff) => {
+                        self.publish(Event::CollectionMismatch { worker: self.id(), diff });
+                        self.kill(KillReason::Mismatch);
+                    }
+                }
+            }
+            WorkerMessage::NeedTests => {
+                if self.state != State::Working {
+                    return self.violation("need_tests before its collection was accepted".into());
+                }
+                if self.draining {
+                    self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
+                } else if !self.awaiting_work {
+                    self.awaiting_work = true;
+                    let reply = ctx.address().recipient();
+                    let (worker, incarnation) = (self.id(), self.incarnation);
+                    self.peers.scheduler.do_send(RequestWork { worker, incarnation, reply });
+                }
+            }
+            WorkerMessage::TestStarted { test } => self.on_test_started(ctx, test),
+            WorkerMessage::Report(report) => {
+                let Some(running) = self.running.as_mut().filter(|r| r.test == report.test) else {
+                    return self.violation(format!("a report for {}, which is not running", report.test));
+                };
+                let teardown = report.when == Phase::Teardown;
+                running.record.add(report);
+                if teardown {
+                    self.finish_running();
+                }
+            }
+            WorkerMessage::Message { text } => self.publish(Event::WorkerMessage { worker: self.id(), text }),
+            WorkerMessage::InternalError { message } => {
+                self.notice(format!("internal error in the worker: {message}"));
+                self.kill(KillReason::InternalError(message));
+            }
+            WorkerMessage::Shutdown => {
+                self.shutdown_said = true;
+                self.state = State::Stopping;
+                let incarnation = self.incarnation;
+                ctx.run_later(self.settings.grace, move |act, _| {
+                    if act.incarnation == incarnation && act.pid.is_some() {
+                        act.notice(format!("did not exit within {}s of shutdown; killing it", act.settings.grace.as_secs()));
+                        act.kill(KillReason::GraceExpired);
+                    }
+                });
+            }
+        }
+    }
+
+    fn on_test_started(&mut self, ctx: &mut Context<Self>, test: TestId) {
+        if self.state != State::Working {
+            return self.violation(format!("test_started for {test} at the wrong time"));
+        }
+        if let Some(running) = &self.running {
+            return self.violation(format!("started {test} while {} was still running", running.test));
+        }
+        if !self.queue.contains(&test) {
+            return self.violation(format!("started {test}, which it was not given"));
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        self.running = Some(Running { test: test.clone(), started: Instant::now(), record: TestRecord::default(), seq });
+        if let Some(limit) = self.settings.timeout {
+            ctx.run_later(limit, move |act, _| act.timed_out(seq, limit));
+        }
+        self.publish(Event::TestStarted { test, worker: self.id() });
+    }
+
+    fn timed_out(&mut self, seq: u64, limit: Duration) {
+        let Some(running) = self.running.take_if(|r| r.seq == seq) else { return };
+        self.queue.retain(|t| t != &running.test);
+        let details = format!(
+            "timed out after {}s on worker {}; the worker was killed\n{}",
+            limit.as_secs_f64(),
+            self.slot.id,
+            self.tail_text()
+        );
+        self.publish(Event::TestFinished {
+            test: running.test,
+            worker: Some(self.id()),
+            outcome: Outcome::TimedOut,
+            duration: running.started.elapsed().as_secs_f64(),
+            details: Some(details),
+        });
+        self.peers.scheduler.do_send(Settled { count: 1 });
+        self.kill(KillReason::Timeout);
+    }
+
+    fn finish_running(&mut self) {
+        let Some(running) = self.running.take() else { return };
+        if let Some(pos) = self.queue.iter().position(|t| t == &running.test) {
+            self.queue.remove(pos);
+        }
+        let verdict = running.record.verdict();
+        self.crash_streak = 0;
+        self.publish(Event::TestFinished {
+            test: running.test,
+            worker: Some(self.id()),
+            outcome: verdict.outcome,
+            duration: verdict.duration,
+            details: verdict.details,
+        });
+        self.peers.scheduler.do_send(Settled { count: 1 });
+    }
+
+    fn deliver(&mut self, incarnation: u32, tests: Vec<TestId>) {
+        if incarnation != self.incarnation || self.state != State::Working || self.draining {
+            self.peers.scheduler.do_send(ReturnTests { worker: self.id(), tests, crashed: None });
+            return;
+        }
+        self.queue.extend(tests.iter().cloned());
+        self.send_to_process(CoordinatorMessage::Tests { tests });
+    }
+}
+
+/// Copies a child's output stream to its Worker actor until EOF.
+async fn forward_output(mut stream: impl AsyncRead + Unpin, to: Addr<Worker>, incarnation: u32) {
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        to.do_send(Output { incarnation, bytes: buf[..n].to_vec() });
+    }
+}
+
+/// Output of a worker process (stdout or stderr).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Output {
+    incarnation: u32,
+    bytes: Vec<u8>,
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.spawn(ctx);
+    }
+}
+
+impl Handler<Output> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Output, _: &mut Self::Context) {
+        if let Some(log) = &mut self.log {
+            let _ = log.write_all(&msg.bytes);
+        }
+        if msg.incarnation == self.incarnation {
+            self.tail.extend_from_slice(&msg.bytes);
+            if self.tail.len() > 2 * TAIL_BYTES {
+                self.tail.drain(..self.tail.len() - TAIL_BYTES);
+            }
+        }
+    }
+}
+
+impl Handler<FromProcess> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromProcess, ctx: &mut Self::Context) {
+        if let WorkerMessage::Hello { incarnation, .. } = msg.message {
+            if self.identity.as_ref() != Some(&msg.identity) {
+                return self.on_hello(msg.identity, incarnation);
+            }
+        }
+        if self.identity.as_ref() != Some(&msg.identity) {
+            let got = String::from_utf8_lossy(&msg.identity).into_owned();
+            return self.refuse(msg.identity, format!("{got} has not said hello (or is not current); say hello first"));
+        }
+        self.on_message(ctx, msg.message);
+    }
+}
+
+impl Handler<Garbage> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Garbage, _: &mut Self::Context) {
+        if self.identity.as_ref() != Some(&msg.identity) {
+            let reason = format!("malformed frame: {}", msg.reason);
+            return self.refuse(msg.identity, reason);
+        }
+        self.notice(format!("sent a malformed frame ({}); killing it", msg.reason));
+        self.kill(KillReason::Garbage(msg.reason));
+    }
+}
+
+impl Handler<Assignment> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Assignment, ctx: &mut Self::Context) {
+        if msg.incarnation == self.incarnation {
+            self.awaiting_work = false;
+        }
+        if msg.tests.is_empty() {
+            if msg.incarnation == self.incarnation && self.state == State::Working {
+                self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
+            }
+            return;
+        }
+        let Some((from, to)) = msg.switch else {
+            return self.deliver(msg.incarnation, msg.tests);
+        };
+        let switched = Event::ProviderSwitched { worker: self.id(), from: from.clone(), to: to.clone() };
+        let Some(cleanse) = self.settings.cleanse.clone() else {
+            self.publish(switched);
+            return self.deliver(msg.incarnation, msg.tests);
+        };
+        let mut env = self.hook_env();
+        env.push(("HERD_PROVIDER_FROM".into(), from));
+        env.push(("HERD_PROVIDER_TO".into(), to));
+        let hook = run_hook(cleanse, env, self.settings.hook_timeout);
+        let (incarnation, tests) = (msg.incarnation, msg.tests);
+        ctx.spawn(hook.into_actor(self).map(move |result, act, _| {
+            if !result.ok {
+                act.notice(format!("cleanse failed; going on: {}", result.summary));
+            }
+            act.publish(switched);
+            act.deliver(incarnation, tests);
+        }));
+    }
+}
+
+impl Handler<Drain> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) {
+        self.draining = true;
+        match self.state {
+            State::Starting | State::Collecting => self.kill(KillReason::Drain),
+            State::Working => self.send_to_process(CoordinatorMessage::Stop),
+            State::Respawning => self.done(false),
+            State::Stopping | State::Done => {}
+        }
+    }
+}
+
+impl Handler<KillNow> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: KillNow, _: &mut Self::Context) {
+        self.aborted = true;
+        self.kill(KillReason::Abort);
+        self.group.take();
+        self.state = State::Done;
+    }
+}

@@ -1,1 +1,81 @@
-fn main() {}
+//! The `herd` command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use herd::cli::{Cli, Command};
+use herd::core::outcome::exit_code;
+use herd::{ExecRunner, Session};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit_code::USAGE_ERROR as u8
+            } else {
+                0
+            });
+        }
+    };
+    init_logging(cli.verbose);
+    let code = match cli.command {
+        Command::Worker(args) => herd::exec::run_worker(&args.list, &args.command),
+        Command::Run(args) => {
+            let verbosity = if cli.quiet {
+                -1
+            } else {
+                i8::try_from(cli.verbose).unwrap_or(i8::MAX)
+            };
+            run(&args, verbosity)
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
+    let usage = |msg: String| {
+        eprintln!("herd: error: {msg}");
+        exit_code::USAGE_ERROR
+    };
+    let config = match args.config(verbosity) {
+        Ok(config) => config,
+        Err(msg) => return usage(msg),
+    };
+    let Some(list) = &args.list else {
+        return usage(
+            "no runner: give --list CMD and the test command after `--` (exec runner)".into(),
+        );
+    };
+    if args.command.is_empty() {
+        return usage("the exec runner needs the command that runs one test after `--`".into());
+    }
+    let runner = match ExecRunner::new(list.clone(), args.command.clone()) {
+        Ok(runner) => runner,
+        Err(e) => return usage(e.to_string()),
+    };
+    match Session::new(config, Box::new(runner)).run() {
+        Ok(report) => report.exit_code,
+        Err(e) => {
+            eprintln!("herd: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Logs go to stderr through `tracing`; `RUST_LOG` wins over `-v`.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 | 1 => "warn",
+        2 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -67,17 +67,30 @@ pub struct SessionPlan {
 
 /// Runs a session inside the current actix system and returns its report. The endpoint in
 /// `plan.worker.endpoint` is bound first; a bind failure is returned before anything starts.
-pub async fn run_session(mut plan: SessionPlan, output: ReporterOptions) -> Result<SessionReport, BindError> {
+pub async fn run_session(
+    mut plan: SessionPlan,
+    output: ReporterOptions,
+) -> Result<SessionReport, BindError> {
     let reference = plan.worker.reference.clone();
     let supervisor_ctx = Context::<Supervisor>::new();
     let supervisor = supervisor_ctx.address();
-    let transport = Transport::bind(&plan.worker.endpoint, supervisor.clone().recipient())?;
+    let inboxes = transport::Inboxes {
+        frames: supervisor.clone().recipient(),
+        barriers: supervisor.clone().recipient(),
+    };
+    let transport = Transport::bind(&plan.worker.endpoint, inboxes)?;
     plan.worker.endpoint = transport.endpoint().to_string();
     let transport = transport.start();
     let mut reporter = Reporter::new(reference.clone(), output);
     reporter.set_supervisor(supervisor.clone().recipient());
     let reporter = reporter.start();
-    let scheduler = Scheduler::new(&reference, plan.providers, plan.crash_retries, reporter.clone()).start();
+    let scheduler = Scheduler::new(
+        &reference,
+        plan.providers,
+        plan.crash_retries,
+        reporter.clone(),
+    )
+    .start();
     let (tx, rx) = oneshot::channel();
     let settings = SupervisorSettings {
         runner: plan.runner,
@@ -86,8 +99,16 @@ pub async fn run_session(mut plan: SessionPlan, output: ReporterOptions) -> Resu
         budget: plan.budget,
         handle_signals: plan.handle_signals,
     };
-    supervisor_ctx.run(Supervisor::new(settings, scheduler, reporter, transport.clone(), tx));
-    let report = rx.await.expect("the supervisor always reports before it stops");
+    supervisor_ctx.run(Supervisor::new(
+        settings,
+        scheduler,
+        reporter,
+        transport.clone(),
+        tx,
+    ));
+    let report = rx
+        .await
+        .expect("the supervisor always reports before it stops");
     drop(transport);
     Ok(report)
 }

@@ -28,6 +28,29 @@ pub struct Outbound {
     pub message: CoordinatorMessage,
 }
 
+/// Worker -> Transport: deliver every frame already received, then report [`BarrierReached`].
+/// A worker whose process exited uses it so that the process's last messages (its final report,
+/// its `shutdown`) are handled before its exit is.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Barrier {
+    /// Worker id.
+    pub worker: String,
+    /// The incarnation that exited.
+    pub incarnation: u32,
+}
+
+/// Transport thread -> Supervisor -> Worker: every frame received before the [`Barrier`] has
+/// been delivered.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct BarrierReached {
+    /// Worker id.
+    pub worker: String,
+    /// The incarnation that exited.
+    pub incarnation: u32,
+}
+
 /// Supervisor -> Worker: a message from an identity that claims to be this worker.
 #[derive(Message)]
 #[rtype(result = "()")]

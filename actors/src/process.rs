@@ -63,7 +63,9 @@ fn set_parent_death_signal(_cmd: &mut Command) {}
 /// Sends `signal` to every process in the group led by `pgid`. A group that is already gone is
 /// not an error.
 pub fn signal_group(pgid: u32, signal: Signal) {
-    let Ok(pgid) = i32::try_from(pgid) else { return };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
     if pgid <= 1 {
         return;
     }
@@ -121,21 +123,36 @@ pub async fn run_hook(script: String, env: Vec<(String, String)>, limit: Duratio
         .kill_on_drop(true);
     let child = match cmd.spawn() {
         Ok(child) => child,
-        Err(e) => return HookResult { ok: false, summary: format!("could not start `{script}`: {e}") },
+        Err(e) => {
+            return HookResult {
+                ok: false,
+                summary: format!("could not start `{script}`: {e}"),
+            }
+        }
     };
     let _group = child.id().map(GroupGuard);
     match tokio::time::timeout(limit, child.wait_with_output()).await {
         Err(_) => HookResult {
             ok: false,
-            summary: format!("`{script}` did not finish within {}s; killed", limit.as_secs()),
+            summary: format!(
+                "`{script}` did not finish within {}s; killed",
+                limit.as_secs()
+            ),
         },
-        Ok(Err(e)) => HookResult { ok: false, summary: format!("`{script}` failed: {e}") },
+        Ok(Err(e)) => HookResult {
+            ok: false,
+            summary: format!("`{script}` failed: {e}"),
+        },
         Ok(Ok(out)) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&out.stderr));
             HookResult {
                 ok: out.status.success(),
-                summary: format!("`{script}` ended with {}{}", describe_status(&out.status), indent_tail(&text, 10)),
+                summary: format!(
+                    "`{script}` ended with {}{}",
+                    describe_status(&out.status),
+                    indent_tail(&text, 10)
+                ),
             }
         }
     }
@@ -158,8 +175,14 @@ mod tests {
     #[test]
     fn statuses_are_described() {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(describe_status(&ExitStatus::from_raw(1 << 8)), "exit code 1");
-        assert_eq!(describe_status(&ExitStatus::from_raw(9)), "signal 9 (SIGKILL)");
+        assert_eq!(
+            describe_status(&ExitStatus::from_raw(1 << 8)),
+            "exit code 1"
+        );
+        assert_eq!(
+            describe_status(&ExitStatus::from_raw(9)),
+            "signal 9 (SIGKILL)"
+        );
     }
 
     #[test]
@@ -173,10 +196,23 @@ mod tests {
         let ok = run_hook("echo hi; exit 0".into(), vec![], Duration::from_secs(5)).await;
         assert!(ok.ok, "{}", ok.summary);
         let env = vec![("HERD_APPLIANCE".to_string(), "db1".to_string())];
-        let bad = run_hook("echo $HERD_APPLIANCE >&2; exit 3".into(), env, Duration::from_secs(5)).await;
+        let bad = run_hook(
+            "echo $HERD_APPLIANCE >&2; exit 3".into(),
+            env,
+            Duration::from_secs(5),
+        )
+        .await;
         assert!(!bad.ok);
-        assert!(bad.summary.contains("exit code 3") && bad.summary.contains("db1"), "{}", bad.summary);
+        assert!(
+            bad.summary.contains("exit code 3") && bad.summary.contains("db1"),
+            "{}",
+            bad.summary
+        );
         let slow = run_hook("sleep 5".into(), vec![], Duration::from_millis(200)).await;
-        assert!(!slow.ok && slow.summary.contains("did not finish"), "{}", slow.summary);
+        assert!(
+            !slow.ok && slow.summary.contains("did not finish"),
+            "{}",
+            slow.summary
+        );
     }
 }

@@ -52,7 +52,11 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter for `collection`.
     pub fn new(collection: Arc<Vec<TestId>>, options: ReporterOptions) -> Reporter {
-        let index = collection.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect();
+        let index = collection
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i))
+            .collect();
         Reporter {
             out: options.out,
             events: options.events.map(BufWriter::new),
@@ -81,7 +85,10 @@ impl Reporter {
 
     fn record(&mut self, event: &Event) {
         if let Some(events) = &mut self.events {
-            let stamped = Stamped { t: self.start.elapsed().as_secs_f64(), event: event.clone() };
+            let stamped = Stamped {
+                t: self.start.elapsed().as_secs_f64(),
+                event: event.clone(),
+            };
             let _ = serde_json::to_writer(&mut *events, &stamped);
             let _ = events.write_all(b"\n");
         }
@@ -89,7 +96,10 @@ impl Reporter {
 
     fn settle(&mut self, result: TestResult) {
         let Some(&i) = self.index.get(&result.test) else {
-            let msg = format!("outcome {} for {} which was never collected", result.outcome, result.test);
+            let msg = format!(
+                "outcome {} for {} which was never collected",
+                result.outcome, result.test
+            );
             tracing::error!("{msg}");
             self.violations.push(msg);
             return;
@@ -123,49 +133,92 @@ impl Reporter {
     fn show(&mut self, event: &Event) {
         let v = self.verbosity;
         match event {
-            Event::SessionStarted { runner, workers, tests, .. } if v >= 0 => {
-                let text = format!("herd: {} tests, {workers} workers, {runner} runner", tests.len());
+            Event::SessionStarted {
+                runner,
+                workers,
+                tests,
+                ..
+            } if v >= 0 => {
+                let text = format!(
+                    "herd: {} tests, {workers} workers, {runner} runner",
+                    tests.len()
+                );
                 self.line(text)
             }
-            Event::WorkerSpawned { worker, incarnation, pid, appliance } => {
-                let on = appliance.as_ref().map(|a| format!(" on {a}")).unwrap_or_default();
+            Event::WorkerSpawned {
+                worker,
+                incarnation,
+                pid,
+                appliance,
+            } => {
+                let on = appliance
+                    .as_ref()
+                    .map(|a| format!(" on {a}"))
+                    .unwrap_or_default();
                 if *incarnation > 1 && v >= 0 {
                     self.line(format!("[{worker}] respawned (pid {pid}){on}"));
                 } else if v >= 1 {
                     self.line(format!("[{worker}] started (pid {pid}){on}"));
                 }
             }
-            Event::CollectionMismatch { worker, diff } => {
-                self.line(format!("[{worker}] collection differs from the reference:\n{}", diff.trim_end()))
-            }
-            Event::GroupSent { worker, tests, sent, total } if v >= 1 => {
-                let pct = if *total == 0 { 100.0 } else { *sent as f64 * 100.0 / *total as f64 };
-                self.line(format!("sent {tests} tests to {worker} ({sent}/{total}, {pct:.1}%)"))
+            Event::CollectionMismatch { worker, diff } => self.line(format!(
+                "[{worker}] collection differs from the reference:\n{}",
+                diff.trim_end()
+            )),
+            Event::GroupSent {
+                worker,
+                tests,
+                sent,
+                total,
+            } if v >= 1 => {
+                let pct = if *total == 0 {
+                    100.0
+                } else {
+                    *sent as f64 * 100.0 / *total as f64
+                };
+                self.line(format!(
+                    "sent {tests} tests to {worker} ({sent}/{total}, {pct:.1}%)"
+                ))
             }
             Event::ProviderSwitched { worker, from, to } => {
                 self.line(format!("[{worker}] switched provider {from} -> {to}"))
             }
-            Event::TestStarted { test, worker } if v >= 2 => self.line(format!("[{worker}] RUNNING {test}")),
-            Event::TestFinished { test, worker: Some(worker), outcome, duration, .. } if v >= 0 => {
-                self.line(format!("[{worker}] {outcome} {test} ({duration:.2}s)"))
+            Event::TestStarted { test, worker } if v >= 2 => {
+                self.line(format!("[{worker}] RUNNING {test}"))
             }
-            Event::TestsRequeued { worker, tests } => {
-                self.line(format!("[{worker}] {} unfinished tests returned to the front of the queue", tests.len()))
-            }
+            Event::TestFinished {
+                test,
+                worker: Some(worker),
+                outcome,
+                duration,
+                ..
+            } if v >= 0 => self.line(format!("[{worker}] {outcome} {test} ({duration:.2}s)")),
+            Event::TestsRequeued { worker, tests } => self.line(format!(
+                "[{worker}] {} unfinished tests returned to the front of the queue",
+                tests.len()
+            )),
             Event::WorkerMessage { worker, text } => self.line(format!("[{worker}] {text}")),
-            Event::WorkerExited { worker, status, clean: false, .. } => {
-                self.line(format!("[{worker}] worker died ({status})"))
+            Event::WorkerExited {
+                worker,
+                status,
+                clean: false,
+                ..
+            } => self.line(format!("[{worker}] worker died ({status})")),
+            Event::WorkerExited {
+                worker,
+                status,
+                clean: true,
+                ..
+            } if v >= 1 => self.line(format!("[{worker}] worker exited ({status})")),
+            Event::WorkerRetired { worker, reason } => {
+                self.line(format!("[{worker}] retired: {reason}"))
             }
-            Event::WorkerExited { worker, status, clean: true, .. } if v >= 1 => {
-                self.line(format!("[{worker}] worker exited ({status})"))
-            }
-            Event::WorkerRetired { worker, reason } => self.line(format!("[{worker}] retired: {reason}")),
             Event::Notice { worker, text } => {
                 self.line(format!("[{}] {text}", worker.as_deref().unwrap_or("herd")))
             }
-            Event::MessageRefused { identity, reason } => {
-                self.line(format!("[herd] refused a message from {identity:?}: {reason}"))
-            }
+            Event::MessageRefused { identity, reason } => self.line(format!(
+                "[herd] refused a message from {identity:?}: {reason}"
+            )),
             _ => {}
         }
     }
@@ -183,7 +236,13 @@ impl Reporter {
                     details: None,
                 };
                 self.record(&event);
-                self.settle(TestResult { test, outcome: Outcome::NotRun, worker: None, duration: 0.0, details: None });
+                self.settle(TestResult {
+                    test,
+                    outcome: Outcome::NotRun,
+                    worker: None,
+                    duration: 0.0,
+                    details: None,
+                });
             }
         }
         if self.tally.total() != self.collection.len() && self.violations.is_empty() {
@@ -210,7 +269,12 @@ impl Reporter {
         }
         let summary = self.tally.summary_line(duration);
         self.line(summary);
-        let finished = Event::SessionFinished { end: end.clone(), counts: self.tally.clone(), exit_code: code, duration };
+        let finished = Event::SessionFinished {
+            end: end.clone(),
+            counts: self.tally.clone(),
+            exit_code: code,
+            duration,
+        };
         self.record(&finished);
         if let Some(events) = &mut self.events {
             let _ = events.flush();
@@ -227,8 +291,13 @@ impl Reporter {
     }
 
     fn print_failures(&mut self) {
-        let failed: Vec<TestResult> =
-            self.results.iter().flatten().filter(|r| r.outcome.is_failure()).cloned().collect();
+        let failed: Vec<TestResult> = self
+            .results
+            .iter()
+            .flatten()
+            .filter(|r| r.outcome.is_failure())
+            .cloned()
+            .collect();
         if failed.is_empty() || self.verbosity < 0 {
             return;
         }
@@ -240,8 +309,13 @@ impl Reporter {
         }
         self.line(format!("{:=^78}", " short test summary info "));
         for r in &failed {
-            let first = r.details.as_deref().and_then(|d| d.lines().find(|l| !l.trim().is_empty()));
-            let reason = first.map(|l| format!(" - {}", l.trim())).unwrap_or_default();
+            let first = r
+                .details
+                .as_deref()
+                .and_then(|d| d.lines().find(|l| !l.trim().is_empty()));
+            let reason = first
+                .map(|l| format!(" - {}", l.trim()))
+                .unwrap_or_default();
             self.line(format!("{} {}{reason}", r.outcome, r.test));
         }
     }
@@ -261,8 +335,21 @@ impl Handler<Publish> for Reporter {
         }
         self.record(&event);
         self.show(&event);
-        if let Event::TestFinished { test, worker, outcome, duration, details } = event {
-            self.settle(TestResult { test, outcome, worker, duration, details });
+        if let Event::TestFinished {
+            test,
+            worker,
+            outcome,
+            duration,
+            details,
+        } = event
+        {
+            self.settle(TestResult {
+                test,
+                outcome,
+                worker,
+                duration,
+                details,
+            });
         }
     }
 }

@@ -72,7 +72,10 @@ impl Scheduler {
             reply(&request, Vec::new(), None);
             return None;
         };
-        let group = self.queue.remove(choice.index).expect("pick returns a valid index");
+        let group = self
+            .queue
+            .remove(choice.index)
+            .expect("pick returns a valid index");
         if let Some(provider) = &choice.provider {
             self.held.insert(request.worker.clone(), provider.clone());
         }
@@ -101,7 +104,11 @@ impl Scheduler {
 }
 
 fn reply(request: &RequestWork, tests: Vec<TestId>, switch: Option<(String, String)>) {
-    request.reply.do_send(Assignment { incarnation: request.incarnation, tests, switch });
+    request.reply.do_send(Assignment {
+        incarnation: request.incarnation,
+        tests,
+        switch,
+    });
 }
 
 impl Actor for Scheduler {
@@ -144,8 +151,10 @@ impl Handler<ReturnTests> for Scheduler {
         self.in_flight = self.in_flight.saturating_sub(returned);
         if !tests.is_empty() {
             self.sent = self.sent.saturating_sub(tests.len());
-            self.reporter
-                .do_send(Publish(Event::TestsRequeued { worker: msg.worker, tests: tests.clone() }));
+            self.reporter.do_send(Publish(Event::TestsRequeued {
+                worker: msg.worker,
+                tests: tests.clone(),
+            }));
             for group in modscope_groups(&tests, &self.providers).into_iter().rev() {
                 self.queue.push_front(group);
             }

@@ -23,13 +23,18 @@ impl SignalWatch {
     pub fn start(to: Recipient<SignalReceived>) -> io::Result<SignalWatch> {
         let mut signals = Signals::new(HANDLED)?;
         let handle = signals.handle();
-        let thread = std::thread::Builder::new().name("herd-signals".into()).spawn(move || {
-            for signal in signals.forever() {
-                tracing::debug!(signal, "signal received");
-                to.do_send(SignalReceived(signal));
-            }
-        })?;
-        Ok(SignalWatch { handle, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("herd-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    tracing::debug!(signal, "signal received");
+                    to.do_send(SignalReceived(signal));
+                }
+            })?;
+        Ok(SignalWatch {
+            handle,
+            thread: Some(thread),
+        })
     }
 }
 

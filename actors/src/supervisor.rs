@@ -99,7 +99,10 @@ impl Supervisor {
     }
 
     fn notice(&self, text: impl Into<String>) {
-        self.publish(Event::Notice { worker: None, text: text.into() });
+        self.publish(Event::Notice {
+            worker: None,
+            text: text.into(),
+        });
     }
 
     fn escalate(&mut self, end: SessionEnd) {
@@ -154,8 +157,14 @@ impl Supervisor {
     fn refuse(&self, identity: Vec<u8>, reason: String) {
         let shown = String::from_utf8_lossy(&identity).into_owned();
         tracing::warn!(identity = %shown, "refused: {reason}");
-        self.publish(Event::MessageRefused { identity: shown, reason: reason.clone() });
-        self.transport.do_send(Outbound { identity, message: CoordinatorMessage::Error { message: reason } });
+        self.publish(Event::MessageRefused {
+            identity: shown,
+            reason: reason.clone(),
+        });
+        self.transport.do_send(Outbound {
+            identity,
+            message: CoordinatorMessage::Error { message: reason },
+        });
     }
 
     /// The worker an identity claims to be: `w3.2` claims `w3`.
@@ -195,7 +204,10 @@ impl Actor for Supervisor {
             self.live.insert(id);
         }
         if self.live.is_empty() {
-            self.abort(SessionEnd::Aborted("no workers to run the tests".into()), ctx);
+            self.abort(
+                SessionEnd::Aborted("no workers to run the tests".into()),
+                ctx,
+            );
         }
     }
 }
@@ -209,22 +221,50 @@ impl Handler<Inbound> for Supervisor {
         }
         let worker = self.claimed_worker(&msg.identity).cloned();
         match (msg.message, worker) {
-            (Err(e), Some(worker)) => worker.do_send(Garbage { identity: msg.identity, reason: e.to_string() }),
+            (Err(e), Some(worker)) => worker.do_send(Garbage {
+                identity: msg.identity,
+                reason: e.to_string(),
+            }),
             (Err(e), None) => self.refuse(msg.identity, e.to_string()),
-            (Ok(WorkerMessage::Hello { protocol, token, worker: name, .. }), _)
-                if check_hello(protocol, &token, &self.token).is_err() =>
-            {
+            (
+                Ok(WorkerMessage::Hello {
+                    protocol,
+                    token,
+                    worker: name,
+                    ..
+                }),
+                _,
+            ) if check_hello(protocol, &token, &self.token).is_err() => {
                 let why = check_hello(protocol, &token, &self.token).unwrap_err();
                 self.refuse(msg.identity, format!("hello from {name:?} refused: {why}"));
             }
             (Ok(message @ WorkerMessage::Hello { .. }), Some(worker)) => {
-                worker.do_send(FromProcess { identity: msg.identity, message })
+                worker.do_send(FromProcess {
+                    identity: msg.identity,
+                    message,
+                })
             }
-            (Ok(WorkerMessage::Hello { worker: name, .. }), None) => {
-                self.refuse(msg.identity, format!("hello from unknown worker {name:?} (identity must be <worker>.<incarnation>)"))
-            }
-            (Ok(message), Some(worker)) => worker.do_send(FromProcess { identity: msg.identity, message }),
+            (Ok(WorkerMessage::Hello { worker: name, .. }), None) => self.refuse(
+                msg.identity,
+                format!(
+                    "hello from unknown worker {name:?} (identity must be <worker>.<incarnation>)"
+                ),
+            ),
+            (Ok(message), Some(worker)) => worker.do_send(FromProcess {
+                identity: msg.identity,
+                message,
+            }),
             (Ok(_), None) => self.refuse(msg.identity, "unknown identity; say hello first".into()),
+        }
+    }
+}
+
+impl Handler<BarrierReached> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BarrierReached, _: &mut Self::Context) {
+        if let Some(worker) = self.workers.get(&msg.worker) {
+            worker.do_send(msg);
         }
     }
 }
@@ -240,8 +280,16 @@ impl Handler<RequestRespawn> for Supervisor {
             return true;
         }
         let limit = self.budget.limit();
-        self.notice(format!("too many worker respawns ({limit} allowed); {} would need another", msg.worker));
-        self.abort(SessionEnd::Aborted(format!("too many worker respawns (budget of {limit} spent)")), ctx);
+        self.notice(format!(
+            "too many worker respawns ({limit} allowed); {} would need another",
+            msg.worker
+        ));
+        self.abort(
+            SessionEnd::Aborted(format!(
+                "too many worker respawns (budget of {limit} spent)"
+            )),
+            ctx,
+        );
         false
     }
 }
@@ -285,10 +333,16 @@ impl Handler<SignalReceived> for Supervisor {
                 self.abort(SessionEnd::Interrupted("SIGQUIT".into()), ctx);
             }
             SIGINT | SIGTERM => {
-                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
                 self.interrupts += 1;
                 if self.interrupts == 1 {
-                    self.notice(format!("{name}: stopping after the running tests; send it again to kill them"));
+                    self.notice(format!(
+                        "{name}: stopping after the running tests; send it again to kill them"
+                    ));
                     self.drain(SessionEnd::Interrupted(name.into()));
                 } else {
                     self.notice(format!("{name} again: killing every worker"));

@@ -16,7 +16,18 @@ use std::thread::JoinHandle;
 use actix::prelude::*;
 use herd_core::protocol::{decode_worker_message, encode, DecodeError, MAX_FRAME_BYTES};
 
-use crate::messages::{Inbound, Outbound};
+use crate::messages::{Barrier, BarrierReached, Inbound, Outbound};
+
+/// The first frame of a barrier marker in the outbox (no identity can be empty).
+const BARRIER: &[u8] = b"";
+
+/// Where the socket thread delivers what it receives.
+pub struct Inboxes {
+    /// Decoded frames.
+    pub frames: Recipient<Inbound>,
+    /// Barriers; must be the same actor as `frames`, so that order is kept.
+    pub barriers: Recipient<BarrierReached>,
+}
 
 /// The actor that sends frames to workers and owns the socket thread.
 pub struct Transport {
@@ -40,8 +51,11 @@ pub struct BindError {
 impl Transport {
     /// Binds a ROUTER on `endpoint` and starts the socket thread, which delivers every inbound
     /// frame to `inbound`.
-    pub fn bind(endpoint: &str, inbound: Recipient<Inbound>) -> Result<Transport, BindError> {
-        let err = |source| BindError { endpoint: endpoint.to_string(), source };
+    pub fn bind(endpoint: &str, inbound: Inboxes) -> Result<Transport, BindError> {
+        let err = |source| BindError {
+            endpoint: endpoint.to_string(),
+            source,
+        };
         let ctx = zmq::Context::new();
         let router = ctx.socket(zmq::ROUTER).map_err(err)?;
         router.set_linger(0).map_err(err)?;
@@ -70,7 +84,12 @@ impl Transport {
             .name("herd-transport".into())
             .spawn(move || pump(router, pull, inbound, flag))
             .map_err(|e| err(zmq::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
-        Ok(Transport { push, stop, thread: Some(thread), endpoint: bound })
+        Ok(Transport {
+            push,
+            stop,
+            thread: Some(thread),
+            endpoint: bound,
+        })
     }
 
     /// The endpoint actually bound (useful with `tcp://127.0.0.1:0`).
@@ -100,6 +119,21 @@ impl Drop for Transport {
     }
 }
 
+impl Handler<Barrier> for Transport {
+    type Result = ();
+
+    fn handle(&mut self, msg: Barrier, _: &mut Self::Context) {
+        let frames = [
+            BARRIER.to_vec(),
+            msg.worker.into_bytes(),
+            msg.incarnation.to_string().into_bytes(),
+        ];
+        if let Err(e) = self.push.send_multipart(frames, 0) {
+            tracing::error!("transport outbox refused a barrier: {e}");
+        }
+    }
+}
+
 impl Handler<Outbound> for Transport {
     type Result = ();
 
@@ -112,23 +146,41 @@ impl Handler<Outbound> for Transport {
 }
 
 /// The socket thread: polls the ROUTER and the outbox until `stop` is set.
-fn pump(router: zmq::Socket, outbox: zmq::Socket, inbound: Recipient<Inbound>, stop: Arc<AtomicBool>) {
+fn pump(router: zmq::Socket, outbox: zmq::Socket, inbound: Inboxes, stop: Arc<AtomicBool>) {
+    let receive_all = || {
+        while let Ok(frames) = router.recv_multipart(zmq::DONTWAIT) {
+            if let Some(msg) = decode_frames(frames) {
+                inbound.frames.do_send(msg);
+            }
+        }
+    };
     while !stop.load(Ordering::SeqCst) {
-        let mut items = [router.as_poll_item(zmq::POLLIN), outbox.as_poll_item(zmq::POLLIN)];
+        let mut items = [
+            router.as_poll_item(zmq::POLLIN),
+            outbox.as_poll_item(zmq::POLLIN),
+        ];
         if let Err(e) = zmq::poll(&mut items, 100) {
             tracing::error!("transport poll failed: {e}");
             continue;
         }
         let (from_peers, to_peers) = (items[0].is_readable(), items[1].is_readable());
         if from_peers {
-            while let Ok(frames) = router.recv_multipart(zmq::DONTWAIT) {
-                if let Some(msg) = decode_frames(frames) {
-                    inbound.do_send(msg);
-                }
-            }
+            receive_all();
         }
         if to_peers {
             while let Ok(frames) = outbox.recv_multipart(zmq::DONTWAIT) {
+                if let [marker, worker, incarnation] = frames.as_slice() {
+                    if marker.as_slice() == BARRIER {
+                        receive_all();
+                        let worker = String::from_utf8_lossy(worker).into_owned();
+                        let incarnation = String::from_utf8_lossy(incarnation).parse().unwrap_or(0);
+                        inbound.barriers.do_send(BarrierReached {
+                            worker,
+                            incarnation,
+                        });
+                        continue;
+                    }
+                }
                 if let Err(e) = router.send_multipart(frames, zmq::DONTWAIT) {
                     // The peer is gone (router_mandatory) or its queue is full.
                     tracing::debug!("could not deliver a frame: {e}");
@@ -150,7 +202,10 @@ fn decode_frames(mut frames: Vec<Vec<u8>>) -> Option<Inbound> {
     let message = match frames.as_slice() {
         [payload] => decode_worker_message(payload),
         [] => Err(DecodeError::Malformed("no payload frame".into())),
-        _ => Err(DecodeError::Malformed(format!("{} payload frames, expected 1", frames.len()))),
+        _ => Err(DecodeError::Malformed(format!(
+            "{} payload frames, expected 1",
+            frames.len()
+        ))),
     };
     Some(Inbound { identity, message })
 }
@@ -162,10 +217,16 @@ mod tests {
 
     #[test]
     fn frames_decode_with_or_without_a_delimiter() {
-        let ok = decode_frames(vec![b"w1.1".to_vec(), br#"{"type":"need_tests"}"#.to_vec()]).unwrap();
+        let ok =
+            decode_frames(vec![b"w1.1".to_vec(), br#"{"type":"need_tests"}"#.to_vec()]).unwrap();
         assert_eq!(ok.identity, b"w1.1");
         assert_eq!(ok.message, Ok(WorkerMessage::NeedTests));
-        let req = decode_frames(vec![b"x".to_vec(), vec![], br#"{"type":"shutdown"}"#.to_vec()]).unwrap();
+        let req = decode_frames(vec![
+            b"x".to_vec(),
+            vec![],
+            br#"{"type":"shutdown"}"#.to_vec(),
+        ])
+        .unwrap();
         assert_eq!(req.message, Ok(WorkerMessage::Shutdown));
         let bad = decode_frames(vec![b"x".to_vec(), b"a".to_vec(), b"b".to_vec()]).unwrap();
         assert!(bad.message.is_err());

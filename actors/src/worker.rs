@@ -30,7 +30,9 @@ use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::messages::*;
-use crate::process::{describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand};
+use crate::process::{
+    describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
+};
 use crate::reporter::Reporter;
 use crate::scheduler::Scheduler;
 use crate::supervisor::Supervisor;
@@ -115,11 +117,17 @@ impl KillReason {
     fn describe(&self) -> String {
         match self {
             KillReason::Timeout => "it was killed after a test timed out".into(),
-            KillReason::Mismatch => "it was killed: its collection differs from the reference".into(),
+            KillReason::Mismatch => {
+                "it was killed: its collection differs from the reference".into()
+            }
             KillReason::Garbage(why) => format!("it was killed: it sent a malformed frame ({why})"),
             KillReason::Violation(why) => format!("it was killed: {why}"),
-            KillReason::InternalError(why) => format!("it was killed after an internal error: {why}"),
-            KillReason::StartTimeout => "it was killed: it did not report its collection in time".into(),
+            KillReason::InternalError(why) => {
+                format!("it was killed after an internal error: {why}")
+            }
+            KillReason::StartTimeout => {
+                "it was killed: it did not report its collection in time".into()
+            }
             KillReason::GraceExpired => "it was killed: it did not exit after shutdown".into(),
             KillReason::Drain => "it was stopped before it started working".into(),
             KillReason::Abort => "it was killed: the session ended".into(),
@@ -128,7 +136,10 @@ impl KillReason {
 
     /// Whether a respawn after this kill counts against the budget and the crash streak.
     fn is_workers_fault(&self) -> bool {
-        !matches!(self, KillReason::Timeout | KillReason::Drain | KillReason::Abort)
+        !matches!(
+            self,
+            KillReason::Timeout | KillReason::Drain | KillReason::Abort
+        )
     }
 }
 
@@ -140,6 +151,8 @@ struct Running {
 }
 
 const TAIL_BYTES: usize = 32 * 1024;
+/// How long an exited process's last messages get to arrive before its exit is handled.
+const EXIT_SETTLE: Duration = Duration::from_millis(50);
 const TAIL_LINES: usize = 20;
 
 /// The actor for one worker slot.
@@ -163,6 +176,7 @@ pub struct Worker {
     crash_streak: u32,
     tail: Vec<u8>,
     log: Option<File>,
+    exit: Option<(u32, String)>,
 }
 
 impl Worker {
@@ -188,6 +202,7 @@ impl Worker {
             crash_streak: 0,
             tail: Vec::new(),
             log: None,
+            exit: None,
         }
     }
 
@@ -200,7 +215,10 @@ impl Worker {
     }
 
     fn notice(&self, text: impl Into<String>) {
-        self.publish(Event::Notice { worker: Some(self.id()), text: text.into() });
+        self.publish(Event::Notice {
+            worker: Some(self.id()),
+            text: text.into(),
+        });
     }
 
     fn send(&self, identity: Vec<u8>, message: CoordinatorMessage) {
@@ -231,14 +249,22 @@ impl Worker {
         self.awaiting_work = false;
         let incarnation = self.incarnation;
         let mut env = self.hook_env();
-        env.push((protocol::ENV_ENDPOINT.into(), self.settings.endpoint.clone()));
-        env.push((protocol::ENV_TOKEN.into(), self.settings.token.as_str().to_string()));
+        env.push((
+            protocol::ENV_ENDPOINT.into(),
+            self.settings.endpoint.clone(),
+        ));
+        env.push((
+            protocol::ENV_TOKEN.into(),
+            self.settings.token.as_str().to_string(),
+        ));
         env.push((protocol::ENV_INCARNATION.into(), incarnation.to_string()));
         let mut child = match spawn_in_group(&self.settings.command, &env) {
             Ok(child) => child,
             Err(e) => {
                 let program = self.settings.command.program.display().to_string();
-                self.notice(format!("could not start the worker process `{program}`: {e}"));
+                self.notice(format!(
+                    "could not start the worker process `{program}`: {e}"
+                ));
                 self.after_death(ctx, format!("could not start `{program}`: {e}"), true);
                 return;
             }
@@ -254,11 +280,15 @@ impl Worker {
         if let Some(err) = child.stderr.take() {
             actix::spawn(forward_output(err, addr, incarnation));
         }
-        ctx.spawn(async move { child.wait().await }.into_actor(self).map(move |status, act, ctx| {
-            act.exited(ctx, incarnation, status)
-        }));
+        ctx.spawn(
+            async move { child.wait().await }
+                .into_actor(self)
+                .map(move |status, act, ctx| act.process_gone(ctx, incarnation, status)),
+        );
         ctx.run_later(self.settings.start_timeout, move |act, _| {
-            if act.incarnation == incarnation && matches!(act.state, State::Starting | State::Collecting) {
+            if act.incarnation == incarnation
+                && matches!(act.state, State::Starting | State::Collecting)
+            {
                 act.notice(format!(
                     "no collection within {}s of starting; killing the worker",
                     act.settings.start_timeout.as_secs()
@@ -275,7 +305,9 @@ impl Worker {
     }
 
     fn open_log(&mut self, pid: u32) {
-        let Some(dir) = &self.settings.log_dir else { return };
+        let Some(dir) = &self.settings.log_dir else {
+            return;
+        };
         if self.log.is_none() {
             let path = dir.join(format!("{}.log", self.slot.id));
             match std::fs::create_dir_all(dir).and_then(|_| File::create(&path)) {
@@ -284,12 +316,19 @@ impl Worker {
             }
         }
         if let Some(log) = &mut self.log {
-            let _ = writeln!(log, "=== {} incarnation {} (pid {pid}) ===", self.slot.id, self.incarnation);
+            let _ = writeln!(
+                log,
+                "=== {} incarnation {} (pid {pid}) ===",
+                self.slot.id, self.incarnation
+            );
         }
     }
 
     fn log_path(&self) -> Option<PathBuf> {
-        self.settings.log_dir.as_ref().map(|d| d.join(format!("{}.log", self.slot.id)))
+        self.settings
+            .log_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.log", self.slot.id)))
     }
 
     fn tail_text(&self) -> String {
@@ -315,35 +354,73 @@ impl Worker {
         }
     }
 
-    /// The process of `incarnation` exited.
-    fn exited(&mut self, ctx: &mut Context<Self>, incarnation: u32, status: std::io::Result<ExitStatus>) {
+    /// The process of `incarnation` exited: kill what it left in its group, then let its last
+    /// messages arrive (a short settle time, then a barrier through the transport) before the
+    /// exit is handled.
+    fn process_gone(
+        &mut self,
+        ctx: &mut Context<Self>,
+        incarnation: u32,
+        status: std::io::Result<ExitStatus>,
+    ) {
         if incarnation != self.incarnation {
             return;
         }
-        // Whatever the worker left behind in its group goes with it.
         self.group.take();
         let pid = self.pid.take().unwrap_or(0);
-        self.identity = None;
-        self.awaiting_work = false;
         let status = match status {
             Ok(status) => describe_status(&status),
             Err(e) => format!("unknown status ({e})"),
         };
+        self.exit = Some((pid, status));
+        ctx.run_later(EXIT_SETTLE, move |act, _| {
+            act.peers.transport.do_send(Barrier {
+                worker: act.id(),
+                incarnation,
+            });
+        });
+    }
+
+    /// Handles the exit of the process of `incarnation`, once its last messages are in.
+    fn exited(&mut self, ctx: &mut Context<Self>, incarnation: u32) {
+        if incarnation != self.incarnation {
+            return;
+        }
+        let Some((pid, status)) = self.exit.take() else {
+            return;
+        };
+        self.identity = None;
+        self.awaiting_work = false;
         if self.aborted {
             self.state = State::Done;
             return;
         }
-        let clean = self.shutdown_said && self.kill.as_ref().is_none_or(|k| *k == KillReason::GraceExpired);
-        self.publish(Event::WorkerExited { worker: self.id(), incarnation, status: status.clone(), clean });
+        let clean = self.shutdown_said
+            && self
+                .kill
+                .as_ref()
+                .is_none_or(|k| *k == KillReason::GraceExpired);
+        self.publish(Event::WorkerExited {
+            worker: self.id(),
+            incarnation,
+            status: status.clone(),
+            clean,
+        });
         let running = self.running.take();
-        let unstarted: Vec<TestId> = self.queue.drain(..).filter(|t| running.as_ref().is_none_or(|r| &r.test != t)).collect();
+        let unstarted: Vec<TestId> = self
+            .queue
+            .drain(..)
+            .filter(|t| running.as_ref().is_none_or(|r| &r.test != t))
+            .collect();
         if clean && running.is_none() && unstarted.is_empty() {
             self.done(false);
             return;
         }
         let why = match &self.kill {
             Some(reason) => format!("{}; {status}", reason.describe()),
-            None if self.shutdown_said => format!("it said shutdown with tests unfinished; {status}"),
+            None if self.shutdown_said => {
+                format!("it said shutdown with tests unfinished; {status}")
+            }
             None => format!("it exited unexpectedly with {status}"),
         };
         let crashed = running.map(|r| CrashedTest {
@@ -358,13 +435,21 @@ impl Worker {
         if self.draining {
             // A graceful stop: the running test is reported, nothing else is dealt out again.
             if crashed.is_some() {
-                self.peers.scheduler.do_send(ReturnTests { worker: self.id(), tests: Vec::new(), crashed });
+                self.peers.scheduler.do_send(ReturnTests {
+                    worker: self.id(),
+                    tests: Vec::new(),
+                    crashed,
+                });
             }
             self.done(false);
             return;
         }
         if crashed.is_some() || !unstarted.is_empty() {
-            self.peers.scheduler.do_send(ReturnTests { worker: self.id(), tests: unstarted, crashed });
+            self.peers.scheduler.do_send(ReturnTests {
+                worker: self.id(),
+                tests: unstarted,
+                crashed,
+            });
         }
         let workers_fault = self.kill.as_ref().is_none_or(KillReason::is_workers_fault);
         self.after_death(ctx, why, workers_fault);
@@ -380,7 +465,10 @@ impl Worker {
         if workers_fault {
             self.crash_streak += 1;
             if self.settings.retire.should_retire(self.crash_streak) {
-                let reason = format!("its process died {} times in a row (last: {why})", self.crash_streak);
+                let reason = format!(
+                    "its process died {} times in a row (last: {why})",
+                    self.crash_streak
+                );
                 self.retire(reason);
                 return;
             }
@@ -403,7 +491,10 @@ impl Worker {
     }
 
     fn request_respawn(&mut self, ctx: &mut Context<Self>, counted: bool) {
-        let ask = self.peers.supervisor.send(RequestRespawn { worker: self.id(), counted });
+        let ask = self.peers.supervisor.send(RequestRespawn {
+            worker: self.id(),
+            counted,
+        });
         ctx.spawn(ask.into_actor(self).map(|granted, act, ctx| {
             if act.state != State::Respawning {
                 return;
@@ -417,7 +508,10 @@ impl Worker {
     }
 
     fn retire(&mut self, reason: String) {
-        self.publish(Event::WorkerRetired { worker: self.id(), reason });
+        self.publish(Event::WorkerRetired {
+            worker: self.id(),
+            reason,
+        });
         self.done(true);
     }
 
@@ -426,13 +520,21 @@ impl Worker {
             return;
         }
         self.state = State::Done;
-        self.peers.scheduler.do_send(WorkerGone { worker: self.id() });
-        self.peers.supervisor.do_send(WorkerDone { worker: self.id(), retired });
+        self.peers
+            .scheduler
+            .do_send(WorkerGone { worker: self.id() });
+        self.peers.supervisor.do_send(WorkerDone {
+            worker: self.id(),
+            retired,
+        });
     }
 
     /// Refuses a message: an error reply, an event, and nothing else.
     fn refuse(&self, identity: Vec<u8>, reason: String) {
-        self.publish(Event::MessageRefused { identity: String::from_utf8_lossy(&identity).into(), reason: reason.clone() });
+        self.publish(Event::MessageRefused {
+            identity: String::from_utf8_lossy(&identity).into(),
+            reason: reason.clone(),
+        });
         self.send(identity, CoordinatorMessage::Error { message: reason });
     }
 
@@ -442,25 +544,36 @@ impl Worker {
             identity: protocol::identity(&self.slot.id, self.incarnation),
             reason: why.clone(),
         });
-        self.send_to_process(CoordinatorMessage::Error { message: why.clone() });
+        self.send_to_process(CoordinatorMessage::Error {
+            message: why.clone(),
+        });
         self.kill(KillReason::Violation(why));
     }
 
     fn on_hello(&mut self, identity: Vec<u8>, incarnation: u32) {
         let expected = protocol::identity(&self.slot.id, self.incarnation);
-        if incarnation != self.incarnation || self.state != State::Starting || identity != expected.as_bytes() {
+        if incarnation != self.incarnation
+            || self.state != State::Starting
+            || identity != expected.as_bytes()
+        {
             let got = String::from_utf8_lossy(&identity).into_owned();
             let why = if identity != protocol::identity(&self.slot.id, incarnation).as_bytes() {
                 format!("identity {got:?} does not match the hello (expected {expected:?})")
             } else {
-                format!("{got} is not the current process of {} (expected {expected})", self.slot.id)
+                format!(
+                    "{got} is not the current process of {} (expected {expected})",
+                    self.slot.id
+                )
             };
             self.refuse(identity, why);
             return;
         }
         self.identity = Some(identity);
         self.state = State::Collecting;
-        self.send_to_process(CoordinatorMessage::Welcome { worker: self.id(), incarnation });
+        self.send_to_process(CoordinatorMessage::Welcome {
+            worker: self.id(),
+            incarnation,
+        });
     }
 
     fn on_message(&mut self, ctx: &mut Context<Self>, message: WorkerMessage) {
@@ -474,7 +587,10 @@ impl Worker {
                 match collection_diff(&self.settings.reference, &tests, &name) {
                     None => self.state = State::Working,
                     Some(diff) => {
-                        self.publish(Event::CollectionMismatch { worker: self.id(), diff });
+                        self.publish(Event::CollectionMismatch {
+                            worker: self.id(),
+                            diff,
+                        });
                         self.kill(KillReason::Mismatch);
                     }
                 }
@@ -489,13 +605,20 @@ impl Worker {
                     self.awaiting_work = true;
                     let reply = ctx.address().recipient();
                     let (worker, incarnation) = (self.id(), self.incarnation);
-                    self.peers.scheduler.do_send(RequestWork { worker, incarnation, reply });
+                    self.peers.scheduler.do_send(RequestWork {
+                        worker,
+                        incarnation,
+                        reply,
+                    });
                 }
             }
             WorkerMessage::TestStarted { test } => self.on_test_started(ctx, test),
             WorkerMessage::Report(report) => {
                 let Some(running) = self.running.as_mut().filter(|r| r.test == report.test) else {
-                    return self.violation(format!("a report for {}, which is not running", report.test));
+                    return self.violation(format!(
+                        "a report for {}, which is not running",
+                        report.test
+                    ));
                 };
                 let teardown = report.when == Phase::Teardown;
                 running.record.add(report);
@@ -503,7 +626,10 @@ impl Worker {
                     self.finish_running();
                 }
             }
-            WorkerMessage::Message { text } => self.publish(Event::WorkerMessage { worker: self.id(), text }),
+            WorkerMessage::Message { text } => self.publish(Event::WorkerMessage {
+                worker: self.id(),
+                text,
+            }),
             WorkerMessage::InternalError { message } => {
                 self.notice(format!("internal error in the worker: {message}"));
                 self.kill(KillReason::InternalError(message));
@@ -514,7 +640,10 @@ impl Worker {
                 let incarnation = self.incarnation;
                 ctx.run_later(self.settings.grace, move |act, _| {
                     if act.incarnation == incarnation && act.pid.is_some() {
-                        act.notice(format!("did not exit within {}s of shutdown; killing it", act.settings.grace.as_secs()));
+                        act.notice(format!(
+                            "did not exit within {}s of shutdown; killing it",
+                            act.settings.grace.as_secs()
+                        ));
                         act.kill(KillReason::GraceExpired);
                     }
                 });
@@ -527,22 +656,35 @@ impl Worker {
             return self.violation(format!("test_started for {test} at the wrong time"));
         }
         if let Some(running) = &self.running {
-            return self.violation(format!("started {test} while {} was still running", running.test));
+            return self.violation(format!(
+                "started {test} while {} was still running",
+                running.test
+            ));
         }
         if !self.queue.contains(&test) {
             return self.violation(format!("started {test}, which it was not given"));
         }
         self.seq += 1;
         let seq = self.seq;
-        self.running = Some(Running { test: test.clone(), started: Instant::now(), record: TestRecord::default(), seq });
+        self.running = Some(Running {
+            test: test.clone(),
+            started: Instant::now(),
+            record: TestRecord::default(),
+            seq,
+        });
         if let Some(limit) = self.settings.timeout {
             ctx.run_later(limit, move |act, _| act.timed_out(seq, limit));
         }
-        self.publish(Event::TestStarted { test, worker: self.id() });
+        self.publish(Event::TestStarted {
+            test,
+            worker: self.id(),
+        });
     }
 
     fn timed_out(&mut self, seq: u64, limit: Duration) {
-        let Some(running) = self.running.take_if(|r| r.seq == seq) else { return };
+        let Some(running) = self.running.take_if(|r| r.seq == seq) else {
+            return;
+        };
         self.queue.retain(|t| t != &running.test);
         let details = format!(
             "timed out after {}s on worker {}; the worker was killed\n{}",
@@ -562,7 +704,9 @@ impl Worker {
     }
 
     fn finish_running(&mut self) {
-        let Some(running) = self.running.take() else { return };
+        let Some(running) = self.running.take() else {
+            return;
+        };
         if let Some(pos) = self.queue.iter().position(|t| t == &running.test) {
             self.queue.remove(pos);
         }
@@ -580,7 +724,11 @@ impl Worker {
 
     fn deliver(&mut self, incarnation: u32, tests: Vec<TestId>) {
         if incarnation != self.incarnation || self.state != State::Working || self.draining {
-            self.peers.scheduler.do_send(ReturnTests { worker: self.id(), tests, crashed: None });
+            self.peers.scheduler.do_send(ReturnTests {
+                worker: self.id(),
+                tests,
+                crashed: None,
+            });
             return;
         }
         self.queue.extend(tests.iter().cloned());
@@ -595,7 +743,10 @@ async fn forward_output(mut stream: impl AsyncRead + Unpin, to: Addr<Worker>, in
         if n == 0 {
             break;
         }
-        to.do_send(Output { incarnation, bytes: buf[..n].to_vec() });
+        to.do_send(Output {
+            incarnation,
+            bytes: buf[..n].to_vec(),
+        });
     }
 }
 
@@ -642,7 +793,10 @@ impl Handler<FromProcess> for Worker {
         }
         if self.identity.as_ref() != Some(&msg.identity) {
             let got = String::from_utf8_lossy(&msg.identity).into_owned();
-            return self.refuse(msg.identity, format!("{got} has not said hello (or is not current); say hello first"));
+            return self.refuse(
+                msg.identity,
+                format!("{got} has not said hello (or is not current); say hello first"),
+            );
         }
         self.on_message(ctx, msg.message);
     }
@@ -656,7 +810,10 @@ impl Handler<Garbage> for Worker {
             let reason = format!("malformed frame: {}", msg.reason);
             return self.refuse(msg.identity, reason);
         }
-        self.notice(format!("sent a malformed frame ({}); killing it", msg.reason));
+        self.notice(format!(
+            "sent a malformed frame ({}); killing it",
+            msg.reason
+        ));
         self.kill(KillReason::Garbage(msg.reason));
     }
 }
@@ -677,7 +834,11 @@ impl Handler<Assignment> for Worker {
         let Some((from, to)) = msg.switch else {
             return self.deliver(msg.incarnation, msg.tests);
         };
-        let switched = Event::ProviderSwitched { worker: self.id(), from: from.clone(), to: to.clone() };
+        let switched = Event::ProviderSwitched {
+            worker: self.id(),
+            from: from.clone(),
+            to: to.clone(),
+        };
         let Some(cleanse) = self.settings.cleanse.clone() else {
             self.publish(switched);
             return self.deliver(msg.incarnation, msg.tests);
@@ -694,6 +855,14 @@ impl Handler<Assignment> for Worker {
             act.publish(switched);
             act.deliver(incarnation, tests);
         }));
+    }
+}
+
+impl Handler<BarrierReached> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: BarrierReached, ctx: &mut Self::Context) {
+        self.exited(ctx, msg.incarnation);
     }
 }
 

@@ -1,0 +1,217 @@
+//! The command line: `herd run` and the hidden `herd worker`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::session::SessionConfig;
+
+/// herd: run one test suite across many supervised worker processes, and never lose a test.
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, propagate_version = true)]
+pub struct Cli {
+    /// More output: -v shows progress and worker lifecycles, -vv every test start and herd's logs.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: no line per test.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// herd's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a suite across supervised workers.
+    ///
+    /// Example (exec runner: one process per test, exit 0 passes, 77 skips):
+    ///   herd run -n 4 --list 'ls tests/*.sh' -- sh {}
+    Run(RunArgs),
+    /// Serve as an exec-runner worker (started by `herd run`; reads HERD_* variables).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Options of `herd run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of workers (default: the number of CPUs). Example: -n 4
+    #[arg(short = 'n', long = "workers", value_name = "N")]
+    pub workers: Option<usize>,
+    /// A resource one worker owns exclusively (server URL, database, device); one worker per value,
+    /// given to it as HERD_APPLIANCE. Example: --appliance db1 --appliance db2
+    #[arg(long = "appliance", value_name = "VALUE")]
+    pub appliances: Vec<String>,
+    /// Provider names matched in parametrize ids; a provider's tests stick to the worker holding it.
+    /// Example: --providers rhv,vsphere,ec2
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub providers: Vec<String>,
+    /// Shell command run before a worker switches provider (gets HERD_APPLIANCE,
+    /// HERD_PROVIDER_FROM, HERD_PROVIDER_TO). Example: --cleanse './cleanup.sh'
+    #[arg(long, value_name = "CMD")]
+    pub cleanse: Option<String>,
+    /// Shell command run before each respawn with HERD_APPLIANCE set; if it fails, the slot is
+    /// retired instead. Example: --appliance-check 'pg_isready -h "$HERD_APPLIANCE"'
+    #[arg(long, value_name = "CMD")]
+    pub appliance_check: Option<String>,
+    /// Respawns allowed before the session stops (default: 3 x workers).
+    #[arg(long, value_name = "N")]
+    pub max_respawns: Option<u32>,
+    /// Count respawns only within this many seconds (like OTP's intensity period).
+    #[arg(long, value_name = "SECONDS")]
+    pub respawn_window: Option<f64>,
+    /// Retire a worker slot whose process died this many times in a row (0: never).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retire_after: u32,
+    /// Re-run a test that crashed its worker up to N times on a fresh worker before reporting it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub crash_retries: u32,
+    /// Stop dealing out tests after N failures; running tests finish. Example: --maxfail 5
+    #[arg(long, value_name = "N")]
+    pub maxfail: Option<usize>,
+    /// Stop after the first failure (--maxfail 1).
+    #[arg(short = 'x', long, conflicts_with = "maxfail")]
+    pub exitfirst: bool,
+    /// Fail a test that runs longer than this (its worker is killed and respawned). Example: --timeout 300
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Seconds a worker may take to exit after it shut down before it is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub grace: f64,
+    /// Seconds a new worker may take to report its collection before it is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub worker_start_timeout: f64,
+    /// Write every event as a JSON line to FILE. Example: --events events.jsonl
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Directory for per-worker logs (their stdout and stderr).
+    #[arg(long, value_name = "DIR", default_value = ".herd/logs")]
+    pub log_dir: PathBuf,
+    /// ZeroMQ endpoint to bind (default: a private ipc socket). Example: --endpoint tcp://127.0.0.1:5555
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Exec runner: shell command that prints one test id per line. Example: --list 'ls tests/*.sh'
+    #[arg(long, value_name = "CMD")]
+    pub list: Option<String>,
+    /// The command that runs one test; `{}` is replaced by the test id (or the id is appended).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Options of `herd worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Shell command that prints one test id per line.
+    #[arg(long, value_name = "CMD")]
+    pub list: String,
+    /// The command that runs one test.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Seconds given on the command line as a duration (clear errors for nonsense).
+pub fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!(
+            "{flag} must be a positive number of seconds, not {value}"
+        ))
+    }
+}
+
+impl RunArgs {
+    /// The session configuration these options describe.
+    pub fn config(&self, verbosity: i8) -> Result<SessionConfig, String> {
+        let defaults = SessionConfig::default();
+        Ok(SessionConfig {
+            workers: self.workers,
+            appliances: self.appliances.clone(),
+            providers: self
+                .providers
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            cleanse: self.cleanse.clone(),
+            appliance_check: self.appliance_check.clone(),
+            max_respawns: self.max_respawns,
+            respawn_window: self
+                .respawn_window
+                .map(|s| seconds("--respawn-window", s))
+                .transpose()?,
+            retire_after: self.retire_after,
+            crash_retries: self.crash_retries,
+            maxfail: if self.exitfirst {
+                Some(1)
+            } else {
+                self.maxfail.filter(|n| *n > 0)
+            },
+            timeout: self.timeout.map(|s| seconds("--timeout", s)).transpose()?,
+            grace: seconds("--grace", self.grace)?,
+            start_timeout: seconds("--worker-start-timeout", self.worker_start_timeout)?,
+            hook_timeout: defaults.hook_timeout,
+            endpoint: self.endpoint.clone(),
+            events: self.events.clone(),
+            log_dir: Some(self.log_dir.clone()),
+            verbosity,
+            handle_signals: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("herd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn run_options_become_a_config() {
+        let cli = parse(&[
+            "-v",
+            "run",
+            "-n",
+            "3",
+            "--providers",
+            "a, b",
+            "-x",
+            "--timeout",
+            "2.5",
+            "--list",
+            "ls",
+            "--",
+            "sh",
+            "{}",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("run expected")
+        };
+        assert_eq!(args.command, ["sh", "{}"]);
+        let config = args.config(1).unwrap();
+        assert_eq!(config.workers, Some(3));
+        assert_eq!(config.providers, ["a", "b"]);
+        assert_eq!(config.maxfail, Some(1));
+        assert_eq!(config.timeout, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn nonsense_is_refused_clearly() {
+        assert!(parse(&["run", "-n", "many"]).is_err());
+        assert!(parse(&["run", "--maxfail", "2", "-x"]).is_err());
+        let cli = parse(&["run", "--timeout", "-1", "--list", "ls", "--", "x"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("run expected")
+        };
+        assert!(args
+            .config(0)
+            .unwrap_err()
+            .contains("--timeout must be a positive number"));
+    }
+}

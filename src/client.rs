@@ -1,0 +1,158 @@
+//! A protocol v1 client for workers written in Rust: connect, say hello, exchange messages.
+//! herd's own exec worker is built on it; other harnesses can use it to write their own.
+
+use std::time::Duration;
+
+use herd_core::protocol::{
+    self, decode_coordinator_message, encode, CoordinatorMessage, WorkerMessage, PROTOCOL_VERSION,
+};
+
+/// Why a worker could not talk to its coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A `HERD_*` variable is missing or invalid.
+    #[error("{0} is not set or invalid: herd sets it for the workers it starts")]
+    Environment(&'static str),
+    /// ZeroMQ failed.
+    #[error("cannot talk to the coordinator at {endpoint}: {source}")]
+    Socket {
+        /// The endpoint.
+        endpoint: String,
+        /// ZeroMQ's error.
+        #[source]
+        source: zmq::Error,
+    },
+    /// No answer in time.
+    #[error("no answer from the coordinator at {0} within {1:?}; is herd still running?")]
+    NoAnswer(String, Duration),
+    /// The coordinator refused this worker.
+    #[error("the coordinator refused this worker: {0}")]
+    Refused(String),
+    /// The coordinator sent something this client does not understand.
+    #[error("unexpected message from the coordinator: {0}")]
+    Unexpected(String),
+}
+
+/// Where and who a worker is, as herd tells it through the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerEnv {
+    /// `HERD_ENDPOINT`.
+    pub endpoint: String,
+    /// `HERD_TOKEN`.
+    pub token: String,
+    /// `HERD_WORKER_ID`.
+    pub worker: String,
+    /// `HERD_INCARNATION` (1 when unset).
+    pub incarnation: u32,
+    /// `HERD_APPLIANCE`.
+    pub appliance: Option<String>,
+}
+
+impl WorkerEnv {
+    /// Reads the `HERD_*` variables.
+    pub fn from_env() -> Result<WorkerEnv, ClientError> {
+        let var =
+            |name: &'static str| std::env::var(name).map_err(|_| ClientError::Environment(name));
+        let incarnation = match std::env::var(protocol::ENV_INCARNATION) {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| ClientError::Environment(protocol::ENV_INCARNATION))?,
+            Err(_) => 1,
+        };
+        Ok(WorkerEnv {
+            endpoint: var(protocol::ENV_ENDPOINT)?,
+            token: var(protocol::ENV_TOKEN)?,
+            worker: var(protocol::ENV_WORKER_ID)?,
+            incarnation,
+            appliance: std::env::var(protocol::ENV_APPLIANCE).ok(),
+        })
+    }
+
+    /// This spawn's ZeroMQ identity.
+    pub fn identity(&self) -> String {
+        protocol::identity(&self.worker, self.incarnation)
+    }
+}
+
+/// A connected, welcomed worker.
+pub struct WorkerClient {
+    socket: zmq::Socket,
+    env: WorkerEnv,
+    _context: zmq::Context,
+}
+
+impl WorkerClient {
+    /// Connects with the identity herd expects, says hello and waits up to `timeout` for the
+    /// welcome.
+    pub fn connect(env: WorkerEnv, timeout: Duration) -> Result<WorkerClient, ClientError> {
+        let err = |source| ClientError::Socket {
+            endpoint: env.endpoint.clone(),
+            source,
+        };
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::DEALER).map_err(err)?;
+        socket
+            .set_identity(env.identity().as_bytes())
+            .map_err(err)?;
+        socket.set_linger(2000).map_err(err)?;
+        socket.set_sndhwm(0).map_err(err)?;
+        socket.connect(&env.endpoint).map_err(err)?;
+        let client = WorkerClient {
+            socket,
+            env,
+            _context: context,
+        };
+        client.send(&WorkerMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            worker: client.env.worker.clone(),
+            incarnation: client.env.incarnation,
+            token: client.env.token.clone(),
+            pid: Some(std::process::id()),
+        })?;
+        match client.recv(Some(timeout))? {
+            Some(CoordinatorMessage::Welcome { .. }) => Ok(client),
+            Some(CoordinatorMessage::Error { message }) => Err(ClientError::Refused(message)),
+            Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
+            None => Err(ClientError::NoAnswer(client.env.endpoint.clone(), timeout)),
+        }
+    }
+
+    /// Who this worker is.
+    pub fn env(&self) -> &WorkerEnv {
+        &self.env
+    }
+
+    /// Sends one message.
+    pub fn send(&self, message: &WorkerMessage) -> Result<(), ClientError> {
+        self.send_raw(&encode(message))
+    }
+
+    /// Sends one frame as is (fault injection uses this to send garbage).
+    pub fn send_raw(&self, frame: &[u8]) -> Result<(), ClientError> {
+        self.socket
+            .send(frame, 0)
+            .map_err(|source| ClientError::Socket {
+                endpoint: self.env.endpoint.clone(),
+                source,
+            })
+    }
+
+    /// Waits up to `timeout` (forever with `None`) for a message; `Ok(None)` on timeout.
+    pub fn recv(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<CoordinatorMessage>, ClientError> {
+        let err = |source| ClientError::Socket {
+            endpoint: self.env.endpoint.clone(),
+            source,
+        };
+        let millis = timeout.map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+        if self.socket.poll(zmq::POLLIN, millis).map_err(err)? == 0 {
+            return Ok(None);
+        }
+        let frame = self.socket.recv_bytes(0).map_err(err)?;
+        decode_coordinator_message(&frame)
+            .map(Some)
+            .map_err(|e| ClientError::Unexpected(e.to_string()))
+    }
+}

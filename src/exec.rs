@@ -1,0 +1,292 @@
+//! `herd worker`: the exec runner's worker process. It speaks protocol v1 through
+//! [`WorkerClient`], collects with the list command, and runs each test as its own process.
+//!
+//! Fault hooks for tests of herd itself (and, later, chaos runs): `HERD_WORKER_FAULT` holds
+//! `;`-separated `IDENTITY:ACTION=N` items; an item applies only to the spawn whose identity
+//! (`w1.1`) matches, so a respawned worker behaves. Actions: `exit0-after=N` (exit 0 without
+//! shutdown after N tests), `garbage-after=N` (send a malformed frame after N tests),
+//! `extra-test=ID` (report a collection with one more test).
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herd_core::outcome::{Phase, PhaseOutcome};
+use herd_core::protocol::{CoordinatorMessage, PhaseReport, WorkerMessage};
+use herd_core::TestId;
+
+use crate::client::{ClientError, WorkerClient, WorkerEnv};
+use crate::runner::list_tests;
+
+/// Exit code that marks a test as skipped (as automake's).
+pub const SKIP_EXIT_CODE: i32 = 77;
+/// The most output kept per test for its report.
+const MAX_OUTPUT: usize = 64 * 1024;
+
+/// Fault hooks that apply to this spawn.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Faults {
+    /// Exit 0 without `shutdown` after this many tests.
+    pub exit0_after: Option<usize>,
+    /// Send a malformed frame after this many tests.
+    pub garbage_after: Option<usize>,
+    /// Add this id to the reported collection.
+    pub extra_test: Option<String>,
+}
+
+impl Faults {
+    /// Parses `HERD_WORKER_FAULT` for the spawn named `identity`.
+    pub fn parse(spec: &str, identity: &str) -> Faults {
+        let mut faults = Faults::default();
+        for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((who, action)) = item.split_once(':') else {
+                continue;
+            };
+            if who != identity {
+                continue;
+            }
+            let (name, value) = action.split_once('=').unwrap_or((action, ""));
+            match name {
+                "exit0-after" => faults.exit0_after = value.parse().ok(),
+                "garbage-after" => faults.garbage_after = value.parse().ok(),
+                "extra-test" => faults.extra_test = Some(value.to_string()),
+                other => eprintln!("herd worker: unknown fault {other:?} ignored"),
+            }
+        }
+        faults
+    }
+}
+
+/// Runs the exec worker until the coordinator has no more work; returns the process exit code.
+pub fn run_worker(list: &str, command: &[String]) -> i32 {
+    match serve(list, command) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("herd worker: {e}");
+            1
+        }
+    }
+}
+
+fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
+    let env = WorkerEnv::from_env()?;
+    let faults = Faults::parse(
+        &std::env::var("HERD_WORKER_FAULT").unwrap_or_default(),
+        &env.identity(),
+    );
+    let client = WorkerClient::connect(env, Duration::from_secs(30))?;
+    let mut tests = match list_tests(list) {
+        Ok(tests) => tests,
+        Err(e) => {
+            client.send(&WorkerMessage::InternalError {
+                message: e.to_string(),
+            })?;
+            return Err(ClientError::Unexpected(e.to_string()));
+        }
+    };
+    tests.extend(faults.extra_test.clone());
+    client.send(&WorkerMessage::Collection { tests })?;
+    client.send(&WorkerMessage::NeedTests)?;
+
+    let mut queue: VecDeque<TestId> = VecDeque::new();
+    let (mut requested, mut no_more, mut stop, mut done) = (true, false, false, 0usize);
+    loop {
+        // Take everything that has arrived; wait only when there is nothing to run.
+        loop {
+            let idle = queue.is_empty() && !no_more && !stop;
+            let wait = if idle {
+                Some(Duration::from_secs(1))
+            } else {
+                Some(Duration::ZERO)
+            };
+            match client.recv(wait)? {
+                Some(CoordinatorMessage::Tests { tests }) => {
+                    requested = false;
+                    if tests.is_empty() {
+                        no_more = true;
+                    }
+                    queue.extend(tests);
+                }
+                Some(CoordinatorMessage::Stop) => stop = true,
+                Some(CoordinatorMessage::Error { message }) => {
+                    return Err(ClientError::Refused(message))
+                }
+                Some(CoordinatorMessage::Welcome { .. }) => {}
+                None if idle => continue,
+                None => break,
+            }
+        }
+        if stop || (queue.is_empty() && no_more) {
+            client.send(&WorkerMessage::Shutdown)?;
+            return Ok(());
+        }
+        let Some(test) = queue.pop_front() else {
+            continue;
+        };
+        if queue.is_empty() && !no_more && !requested {
+            // Ask for the next group before the last test of this one runs.
+            client.send(&WorkerMessage::NeedTests)?;
+            requested = true;
+        }
+        client.send(&WorkerMessage::TestStarted { test: test.clone() })?;
+        let (call, teardown) = run_test(&test, command);
+        client.send(&WorkerMessage::Report(call))?;
+        client.send(&WorkerMessage::Report(teardown))?;
+        done += 1;
+        if faults.garbage_after == Some(done) {
+            client.send_raw(b"{this is not json")?;
+        }
+        if faults.exit0_after == Some(done) {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// The command line for one test: `{}` replaced by the id, or the id appended.
+pub fn test_command(command: &[String], test: &str) -> Vec<String> {
+    let mut args: Vec<String> = command.iter().map(|a| a.replace("{}", test)).collect();
+    if !command.iter().any(|a| a.contains("{}")) {
+        args.push(test.to_string());
+    }
+    args
+}
+
+/// Runs one test; returns its call and teardown reports.
+fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
+    let args = test_command(command, test);
+    let started = Instant::now();
+    let (outcome, message, output) = match spawn_test(&args, test) {
+        Err(e) => (
+            PhaseOutcome::Failed,
+            format!("cannot run `{}`: {e}", args[0]),
+            String::new(),
+        ),
+        Ok((code, output)) => match code {
+            Some(0) => (PhaseOutcome::Passed, String::new(), output),
+            Some(SKIP_EXIT_CODE) => {
+                let reason = output
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("skipped");
+                (PhaseOutcome::Skipped, reason.trim().to_string(), output)
+            }
+            Some(code) => (PhaseOutcome::Failed, format!("exit code {code}"), output),
+            None => (
+                PhaseOutcome::Failed,
+                "killed by a signal".to_string(),
+                output,
+            ),
+        },
+    };
+    let report = |when, outcome, duration| PhaseReport {
+        test: test.to_string(),
+        when,
+        outcome,
+        duration,
+        longrepr: None,
+        message: None,
+        sections: Vec::new(),
+        wasxfail: None,
+    };
+    let mut call = report(Phase::Call, outcome, started.elapsed().as_secs_f64());
+    if outcome != PhaseOutcome::Passed {
+        call.longrepr = Some(if output.trim().is_empty() {
+            message.clone()
+        } else {
+            format!("{}\n{message}", output.trim_end())
+        });
+        call.message = Some(message);
+    } else if !output.is_empty() {
+        call.sections.push(("Captured output".to_string(), output));
+    }
+    (call, report(Phase::Teardown, PhaseOutcome::Passed, 0.0))
+}
+
+/// Runs the test process; its output is kept for the report and copied to this worker's stderr
+/// (so herd's crash and timeout reports show it).
+fn spawn_test(args: &[String], test: &str) -> std::io::Result<(Option<i32>, String)> {
+    let mut child = Command::new(&args[0])
+        .args(&args[1..])
+        .env("HERD_TEST_ID", test)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || tee(&mut stdout));
+    let mut output = tee(&mut stderr);
+    let out = reader.join().unwrap_or_default();
+    let status = child.wait()?;
+    output.splice(0..0, out);
+    if output.len() > MAX_OUTPUT {
+        output.drain(..output.len() - MAX_OUTPUT);
+    }
+    Ok((status.code(), String::from_utf8_lossy(&output).into_owned()))
+}
+
+fn tee(stream: &mut impl Read) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let _ = std::io::stderr().write_all(&buf[..n]);
+        kept.extend_from_slice(&buf[..n]);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_apply_to_one_spawn() {
+        let spec =
+            "w1.1:exit0-after=2; w2.1:garbage-after=1;w1.1:extra-test=bogus;w1.2:exit0-after=9";
+        assert_eq!(
+            Faults::parse(spec, "w1.1"),
+            Faults {
+                exit0_after: Some(2),
+                garbage_after: None,
+                extra_test: Some("bogus".into())
+            }
+        );
+        assert_eq!(Faults::parse(spec, "w2.1").garbage_after, Some(1));
+        assert_eq!(Faults::parse(spec, "w3.1"), Faults::default());
+    }
+
+    #[test]
+    fn test_id_is_substituted_or_appended() {
+        let cmd = vec!["sh".to_string(), "-c".to_string(), "run {}".to_string()];
+        assert_eq!(test_command(&cmd, "t1"), vec!["sh", "-c", "run t1"]);
+        assert_eq!(
+            test_command(&["./t.sh".to_string()], "t1"),
+            vec!["./t.sh", "t1"]
+        );
+    }
+
+    #[test]
+    fn exit_codes_decide_the_outcome() {
+        let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        let (call, teardown) = run_test("t", &sh("echo hello"));
+        assert_eq!(
+            (call.outcome, teardown.when),
+            (PhaseOutcome::Passed, Phase::Teardown)
+        );
+        let (call, _) = run_test("t", &sh("echo boom >&2; exit 3"));
+        assert_eq!(call.outcome, PhaseOutcome::Failed);
+        assert_eq!(call.longrepr.as_deref(), Some("boom\nexit code 3"));
+        let (call, _) = run_test("t", &sh("echo no database; exit 77"));
+        assert_eq!(
+            (call.outcome, call.message.as_deref()),
+            (PhaseOutcome::Skipped, Some("no database"))
+        );
+        let (call, _) = run_test("t", &["/nonexistent/program".to_string()]);
+        assert!(call.message.unwrap().contains("cannot run"));
+    }
+}

@@ -1,0 +1,120 @@
+//! The runner boundary: how a suite is collected and how one worker process is started.
+//!
+//! herd's core knows nothing about test frameworks. A [`Runner`] gives it the reference
+//! collection and the command of a worker process that speaks protocol v1; everything else
+//! (grouping, supervision, reporting) is shared by every runner.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use herd_actors::WorkerCommand;
+use herd_core::TestId;
+
+/// Why a runner could not collect or start workers.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// Collection failed (exit code 2, like pytest's collection errors).
+    #[error("collection failed: {0}")]
+    Collection(String),
+    /// The runner was configured wrongly (exit code 4).
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A kind of test suite herd can run.
+pub trait Runner {
+    /// A short name for output (`exec`, `pytest`).
+    fn name(&self) -> &str;
+    /// The reference collection, in the order tests should be dealt out.
+    fn collect(&self) -> Result<Vec<TestId>, RunnerError>;
+    /// The command that starts one worker process.
+    fn worker_command(&self) -> Result<WorkerCommand, RunnerError>;
+}
+
+/// The built-in runner for any language: a list command prints one test id per line, and each
+/// test runs as its own process (`{}` in the command is replaced by the id, or the id is
+/// appended). Exit code 0 passes, 77 skips, anything else fails.
+#[derive(Debug, Clone)]
+pub struct ExecRunner {
+    /// Shell command that prints the test ids.
+    pub list: String,
+    /// The command (and arguments) that runs one test.
+    pub command: Vec<String>,
+    /// The herd binary that serves as the worker (`herd worker`).
+    pub worker_program: PathBuf,
+}
+
+impl ExecRunner {
+    /// An exec runner whose workers are this very program (the `herd` binary).
+    pub fn new(list: impl Into<String>, command: Vec<String>) -> Result<ExecRunner, RunnerError> {
+        let worker_program = std::env::current_exe()
+            .map_err(|e| RunnerError::Usage(format!("cannot find the herd binary: {e}")))?;
+        Ok(ExecRunner {
+            list: list.into(),
+            command,
+            worker_program,
+        })
+    }
+}
+
+/// Runs a shell command and returns its stdout lines, trimmed and non-empty.
+pub fn list_tests(list: &str) -> Result<Vec<TestId>, RunnerError> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(list)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| RunnerError::Collection(format!("cannot run `{list}`: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(RunnerError::Collection(format!(
+            "`{list}` failed with {}{}",
+            herd_actors::process::describe_status(&out.status),
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(":\n{}", tail.join("\n"))
+            }
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+impl Runner for ExecRunner {
+    fn name(&self) -> &str {
+        "exec"
+    }
+
+    fn collect(&self) -> Result<Vec<TestId>, RunnerError> {
+        list_tests(&self.list)
+    }
+
+    fn worker_command(&self) -> Result<WorkerCommand, RunnerError> {
+        if self.command.is_empty() {
+            return Err(RunnerError::Usage(
+                "the exec runner needs a command after `--`".into(),
+            ));
+        }
+        let mut args: Vec<OsString> = vec![
+            "worker".into(),
+            "--list".into(),
+            self.list.clone().into(),
+            "--".into(),
+        ];
+        args.extend(self.command.iter().map(OsString::from));
+        Ok(WorkerCommand {
+            program: self.worker_program.clone(),
+            args,
+            env: Vec::new(),
+            cwd: None,
+        })
+    }
+}

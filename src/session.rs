@@ -1,0 +1,350 @@
+//! A session from start to end: collect the reference, check it, open a private endpoint, run the
+//! actor tree, return the report.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_actors::{
+    run_session, ReporterOptions, SessionPlan, SessionReport, WorkerSettings, WorkerSlot,
+};
+use herd_core::diff::duplicates;
+use herd_core::outcome::exit_code;
+use herd_core::protocol::Token;
+use herd_core::providers::Providers;
+use herd_core::restart::{RespawnBudget, RetirePolicy};
+
+use crate::runner::{Runner, RunnerError};
+
+/// Everything a session can be told, with the CLI's defaults.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Worker slots (`-n`); `None` means one per CPU (or one per appliance).
+    pub workers: Option<usize>,
+    /// `--appliance`: one worker per value, which it owns exclusively.
+    pub appliances: Vec<String>,
+    /// `--providers`: names matched in parametrize ids.
+    pub providers: Vec<String>,
+    /// `--cleanse CMD`: run before a worker switches provider.
+    pub cleanse: Option<String>,
+    /// `--appliance-check CMD`: run before each respawn; failing retires the slot.
+    pub appliance_check: Option<String>,
+    /// `--max-respawns`: default three per worker.
+    pub max_respawns: Option<u32>,
+    /// `--respawn-window`: count respawns only within this period (OTP's intensity).
+    pub respawn_window: Option<Duration>,
+    /// `--retire-after`: retire a slot after this many consecutive crashes (0: never).
+    pub retire_after: u32,
+    /// `--crash-retries`: re-run a test that crashed its worker up to this many times.
+    pub crash_retries: u32,
+    /// `--maxfail` / `-x`.
+    pub maxfail: Option<usize>,
+    /// `--timeout`.
+    pub timeout: Option<Duration>,
+    /// `--grace`: time a worker has to exit after `shutdown`.
+    pub grace: Duration,
+    /// `--worker-start-timeout`: time a new worker has to report its collection.
+    pub start_timeout: Duration,
+    /// Time a cleanse or appliance-check hook may take.
+    pub hook_timeout: Duration,
+    /// Endpoint to bind; a private `ipc://` socket when `None`.
+    pub endpoint: Option<String>,
+    /// `--events FILE`.
+    pub events: Option<PathBuf>,
+    /// Where per-worker logs go (`None`: no logs).
+    pub log_dir: Option<PathBuf>,
+    /// Output detail: negative quieter, 1 `-v`, 2 `-vv`.
+    pub verbosity: i8,
+    /// Whether the session handles SIGINT, SIGTERM and SIGQUIT.
+    pub handle_signals: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            workers: None,
+            appliances: Vec::new(),
+            providers: Vec::new(),
+            cleanse: None,
+            appliance_check: None,
+            max_respawns: None,
+            respawn_window: None,
+            retire_after: RetirePolicy::default().after_consecutive_crashes,
+            crash_retries: 0,
+            maxfail: None,
+            timeout: None,
+            grace: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(120),
+            hook_timeout: Duration::from_secs(300),
+            endpoint: None,
+            events: None,
+            log_dir: Some(PathBuf::from(".herd/logs")),
+            verbosity: 0,
+            handle_signals: true,
+        }
+    }
+}
+
+/// Why a session could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The options do not make sense.
+    #[error("{0}")]
+    Usage(String),
+    /// The reference collection could not be obtained or is unusable.
+    #[error("{0}")]
+    Collection(String),
+    /// The suite has no tests.
+    #[error("no tests collected")]
+    NoTests,
+    /// herd itself failed (endpoint, files).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SessionError {
+    /// The process exit code for this error (pytest's conventions).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SessionError::Usage(_) => exit_code::USAGE_ERROR,
+            SessionError::Collection(_) => exit_code::INTERRUPTED,
+            SessionError::NoTests => exit_code::NO_TESTS,
+            SessionError::Internal(_) => exit_code::INTERNAL_ERROR,
+        }
+    }
+}
+
+impl From<RunnerError> for SessionError {
+    fn from(e: RunnerError) -> Self {
+        match e {
+            RunnerError::Collection(_) => SessionError::Collection(e.to_string()),
+            RunnerError::Usage(msg) => SessionError::Usage(msg),
+        }
+    }
+}
+
+/// One run of a suite.
+pub struct Session {
+    config: SessionConfig,
+    runner: Box<dyn Runner>,
+    out: Box<dyn Write>,
+}
+
+impl Session {
+    /// A session that runs `runner`'s suite with `config`, printing to stdout.
+    pub fn new(config: SessionConfig, runner: Box<dyn Runner>) -> Session {
+        Session {
+            config,
+            runner,
+            out: Box::new(std::io::stdout()),
+        }
+    }
+
+    /// Sends the user-facing output somewhere else than stdout.
+    pub fn with_output(mut self, out: Box<dyn Write>) -> Session {
+        self.out = out;
+        self
+    }
+
+    /// The worker slots the config asks for.
+    pub fn slots(config: &SessionConfig) -> Result<Vec<WorkerSlot>, SessionError> {
+        if !config.appliances.is_empty() {
+            if let Some(n) = config.workers.filter(|n| *n != config.appliances.len()) {
+                return Err(SessionError::Usage(format!(
+                    "-n {n} conflicts with {} --appliance values (one worker per appliance)",
+                    config.appliances.len()
+                )));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = config.appliances.iter().find(|a| !seen.insert(a.as_str())) {
+                return Err(SessionError::Usage(format!(
+                    "--appliance {dup} is given twice"
+                )));
+            }
+            return Ok(config
+                .appliances
+                .iter()
+                .enumerate()
+                .map(|(i, a)| WorkerSlot {
+                    id: format!("w{}", i + 1),
+                    appliance: Some(a.clone()),
+                })
+                .collect());
+        }
+        let n = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if n == 0 {
+            return Err(SessionError::Usage("-n must be at least 1".into()));
+        }
+        Ok((1..=n)
+            .map(|i| WorkerSlot {
+                id: format!("w{i}"),
+                appliance: None,
+            })
+            .collect())
+    }
+
+    /// Runs the session in a new actix system and returns its report.
+    pub fn run(self) -> Result<SessionReport, SessionError> {
+        let system = actix::System::new();
+        let result = system.block_on(self.run_in_system());
+        drop(system);
+        result
+    }
+
+    /// Runs the session inside an actix system that is already running.
+    pub async fn run_in_system(self) -> Result<SessionReport, SessionError> {
+        let Session {
+            config,
+            runner,
+            out,
+        } = self;
+        let slots = Session::slots(&config)?;
+        let command = runner.worker_command()?;
+        let reference = runner.collect()?;
+        if reference.is_empty() {
+            return Err(SessionError::NoTests);
+        }
+        let dups = duplicates(&reference);
+        if !dups.is_empty() {
+            let shown: Vec<&str> = dups.iter().take(10).map(String::as_str).collect();
+            return Err(SessionError::Collection(format!(
+                "the collection names {} test ids more than once: {}{}",
+                dups.len(),
+                shown.join(", "),
+                if dups.len() > 10 { ", ..." } else { "" }
+            )));
+        }
+        let events = match &config.events {
+            Some(path) => Some(std::fs::File::create(path).map_err(|e| {
+                SessionError::Usage(format!("cannot write --events {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let (endpoint, _private_dir) = match &config.endpoint {
+            Some(endpoint) => (endpoint.clone(), None),
+            None => {
+                let dir = private_dir()?;
+                (
+                    format!("ipc://{}/herd.sock", dir.path().display()),
+                    Some(dir),
+                )
+            }
+        };
+        let budget = RespawnBudget::new(
+            config
+                .max_respawns
+                .unwrap_or_else(|| RespawnBudget::default_for(slots.len())),
+            config.respawn_window,
+        );
+        let plan = SessionPlan {
+            runner: runner.name().to_string(),
+            slots,
+            worker: WorkerSettings {
+                command,
+                endpoint,
+                token: Token::generate(),
+                reference: Arc::new(reference),
+                timeout: config.timeout,
+                start_timeout: config.start_timeout,
+                grace: config.grace,
+                cleanse: config.cleanse.clone(),
+                appliance_check: config.appliance_check.clone(),
+                hook_timeout: config.hook_timeout,
+                retire: RetirePolicy {
+                    after_consecutive_crashes: config.retire_after,
+                },
+                log_dir: config.log_dir.clone(),
+            },
+            providers: Providers::new(config.providers.iter().cloned()),
+            crash_retries: config.crash_retries,
+            budget,
+            handle_signals: config.handle_signals,
+        };
+        let output = ReporterOptions {
+            out,
+            events,
+            verbosity: config.verbosity,
+            maxfail: config.maxfail,
+        };
+        run_session(plan, output)
+            .await
+            .map_err(|e| SessionError::Internal(e.to_string()))
+    }
+}
+
+/// A fresh directory only this user can enter, removed when dropped.
+fn private_dir() -> Result<tempfile::TempDir, SessionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("herd-")
+        .tempdir()
+        .map_err(|e| SessionError::Internal(format!("cannot create a private directory: {e}")))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+        SessionError::Internal(format!("cannot make {} private: {e}", dir.path().display()))
+    })?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_appliances_or_n() {
+        let config = SessionConfig {
+            workers: Some(3),
+            ..SessionConfig::default()
+        };
+        let ids: Vec<String> = Session::slots(&config)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["w1", "w2", "w3"]);
+        let config = SessionConfig {
+            appliances: vec!["db1".into(), "db2".into()],
+            ..SessionConfig::default()
+        };
+        let slots = Session::slots(&config).unwrap();
+        assert_eq!(
+            slots[1],
+            WorkerSlot {
+                id: "w2".into(),
+                appliance: Some("db2".into())
+            }
+        );
+        let config = SessionConfig {
+            workers: Some(3),
+            appliances: vec!["a".into()],
+            ..SessionConfig::default()
+        };
+        assert!(matches!(
+            Session::slots(&config),
+            Err(SessionError::Usage(_))
+        ));
+        let config = SessionConfig {
+            appliances: vec!["a".into(), "a".into()],
+            ..SessionConfig::default()
+        };
+        assert!(Session::slots(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        let config = SessionConfig {
+            workers: Some(0),
+            ..SessionConfig::default()
+        };
+        assert_eq!(Session::slots(&config).unwrap_err().exit_code(), 4);
+    }
+
+    #[test]
+    fn private_dir_is_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

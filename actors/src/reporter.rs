@@ -90,7 +90,9 @@ impl Reporter {
                 event: event.clone(),
             };
             let _ = serde_json::to_writer(&mut *events, &stamped);
+            // One line per event, flushed, so tools can follow the file live.
             let _ = events.write_all(b"\n");
+            let _ = events.flush();
         }
     }
 

@@ -423,6 +423,16 @@ impl Worker {
             }
             None => format!("it exited unexpectedly with {status}"),
         };
+        // A process herd killed for misbehaving (garbage, lies) is not the running test's fault:
+        // that test goes back to the queue with the rest (the respawn budget bounds any loop).
+        let blame_worker = matches!(
+            self.kill,
+            Some(KillReason::Garbage(_) | KillReason::Violation(_) | KillReason::InternalError(_))
+        );
+        let (running, unstarted) = match running {
+            Some(r) if blame_worker => (None, std::iter::once(r.test).chain(unstarted).collect()),
+            other => (other, unstarted),
+        };
         let crashed = running.map(|r| CrashedTest {
             test: r.test,
             duration: r.started.elapsed().as_secs_f64(),

@@ -1,0 +1,260 @@
+//! `herd run` end to end with the exec runner: counts, exit codes, groups, providers, appliances,
+//! timeouts and --maxfail. Real worker processes, real ZeroMQ sockets.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn passing_and_failing_tests_are_counted_once_with_pytest_exit_codes() {
+    let suite = Suite::new()
+        .passing("a", "ok", 6)
+        .test("b::fails", "echo 'expected 2, got 3' >&2\nexit 1\n")
+        .test("b::skips", "echo 'needs a database'\nexit 77\n")
+        .passing("c", "more", 4);
+    let run = suite.run(&["-n", "2"]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_eq!(
+        (
+            run.count("passed"),
+            run.count("failed"),
+            run.count("skipped")
+        ),
+        (10, 1, 1)
+    );
+    assert!(
+        run.stdout.contains("1 failed, 10 passed, 1 skipped in "),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.stdout.contains("FAILED b::fails - expected 2, got 3"),
+        "{}",
+        run.dump()
+    );
+    assert!(run.finished("b::fails")["details"]
+        .as_str()
+        .unwrap()
+        .contains("exit code 1"));
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("[w") && l.contains("PASSED a::ok0")),
+        "{}",
+        run.dump()
+    );
+
+    let all_pass = Suite::new().passing("a", "t", 5);
+    let run = all_pass.run(&["-n", "3"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 5);
+    assert!(
+        run.of("worker_exited").iter().all(|e| e["clean"] == true),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn groups_keep_a_module_on_one_worker_in_order() {
+    let mut suite = Suite::new();
+    for m in ["m1", "m2", "m3"] {
+        for i in 0..4 {
+            suite = suite.test(
+                &format!("{m}::{m}_t{i}"),
+                "echo \"$HERD_WORKER_ID\" >> order.log\nexit 0\n",
+            );
+        }
+    }
+    let run = suite.run(&["-n", "2"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    for m in ["m1", "m2", "m3"] {
+        let workers: Vec<&str> = run
+            .of("test_finished")
+            .iter()
+            .filter(|e| e["test"].as_str().unwrap().starts_with(m))
+            .map(|e| e["worker"].as_str().unwrap())
+            .collect();
+        assert_eq!(workers.len(), 4);
+        assert!(
+            workers.iter().all(|w| *w == workers[0]),
+            "{m} split across workers: {workers:?}"
+        );
+        let order: Vec<String> = run
+            .of("test_started")
+            .iter()
+            .map(|e| e["test"].as_str().unwrap().to_string())
+            .filter(|t| t.starts_with(m))
+            .collect();
+        let expected: Vec<String> = (0..4).map(|i| format!("{m}::{m}_t{i}")).collect();
+        assert_eq!(order, expected);
+    }
+}
+
+#[test]
+fn usage_errors_and_empty_suites_have_their_exit_codes() {
+    let suite = Suite::new().passing("a", "t", 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["run", "-n", "many"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'many'"));
+    let run = suite.run(&["-n", "0"]);
+    assert_eq!(run.code, 4, "{}", run.dump());
+    assert!(run.stderr.contains("-n must be at least 1"));
+    let run = suite.run(&["--timeout", "0"]);
+    assert_eq!(run.code, 4, "{}", run.dump());
+
+    let empty = Suite::new();
+    std::fs::write(empty.path().join("ids.txt"), "").unwrap();
+    let run = empty.run(&[]);
+    assert_eq!(run.code, 5, "{}", run.dump());
+    assert!(run.stderr.contains("no tests collected"));
+
+    let dup = Suite::new().passing("a", "t", 2);
+    std::fs::write(dup.path().join("ids.txt"), "a::t0\na::t1\na::t0\n").unwrap();
+    let run = dup.run(&[]);
+    assert_eq!(run.code, 2, "{}", run.dump());
+    assert!(
+        run.stderr.contains("more than once: a::t0"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn a_failed_collection_is_a_clear_error() {
+    let suite = Suite::new().passing("a", "t", 1);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herd"));
+    cmd.current_dir(suite.path()).args([
+        "run",
+        "--list",
+        "echo cannot import foo >&2; exit 2",
+        "--",
+        "true",
+    ]);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("collection failed") && stderr.contains("cannot import foo"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_test_over_the_timeout_is_reported_and_its_worker_replaced() {
+    let marker = "29.7153";
+    let suite = Suite::new()
+        .test("a::hangs", &format!("echo about to hang\nsleep {marker}\n"))
+        .passing("b", "t", 4);
+    let run = suite.run(&["-n", "1", "--timeout", "1"]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_eq!(run.outcomes()["a::hangs"], "timed_out");
+    assert_eq!(run.count("passed"), 4);
+    let details = run.finished("a::hangs")["details"].as_str().unwrap();
+    assert!(
+        details.contains("timed out after 1s") && details.contains("about to hang"),
+        "{details}"
+    );
+    assert!(
+        run.of("worker_spawned")
+            .iter()
+            .any(|e| e["incarnation"] == 2),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        no_processes_with(
+            &format!("sleep {marker}"),
+            std::time::Duration::from_secs(5)
+        ),
+        "orphaned sleep"
+    );
+}
+
+#[test]
+fn maxfail_stops_dealing_out_tests() {
+    let mut suite = Suite::new();
+    for i in 0..20 {
+        suite = suite.test(&format!("m{i}::f{i}"), "exit 1\n");
+    }
+    let run = suite.run(&["-n", "1", "-x"]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    let failed = run.count("failed");
+    assert!((1..=2).contains(&failed), "{failed} failed\n{}", run.dump());
+    assert_eq!(run.count("not_run"), 20 - failed);
+    assert!(run.stdout.contains("--maxfail"), "{}", run.dump());
+}
+
+#[test]
+fn provider_tests_stick_to_the_worker_and_switching_runs_the_cleanse_hook() {
+    let mut suite = Suite::new();
+    let body = "echo \"$HERD_WORKER_ID\" >> runs.log\nexit 0\n";
+    for (i, p) in ["p1", "p2", "p3", "p1", "p2", "p3"].iter().enumerate() {
+        for t in 0..2 {
+            suite = suite.test(&format!("mod{i}::t{t}_{i}[{p}-x]"), body);
+        }
+    }
+    suite = suite.passing("plain", "t", 2);
+    let cleanse = "echo \"$HERD_WORKER_ID $HERD_APPLIANCE $HERD_PROVIDER_FROM $HERD_PROVIDER_TO\" >> cleanse.log";
+    let run = suite.run(&[
+        "--appliance",
+        "app1",
+        "--providers",
+        "p1,p2,p3",
+        "--cleanse",
+        cleanse,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    let order: Vec<String> = run
+        .of("test_started")
+        .iter()
+        .map(|e| e["test"].as_str().unwrap().to_string())
+        .collect();
+    let providers: Vec<&str> = order
+        .iter()
+        .filter_map(|t| ["p1", "p2", "p3"].into_iter().find(|p| t.contains(p)))
+        .collect();
+    assert_eq!(
+        providers,
+        ["p1", "p1", "p1", "p1", "p2", "p2", "p2", "p2", "p3", "p3", "p3", "p3"],
+        "{order:?}"
+    );
+    let log = std::fs::read_to_string(suite.path().join("cleanse.log")).unwrap();
+    assert_eq!(log, "w1 app1 p1 p2\nw1 app1 p2 p3\n");
+    assert_eq!(run.of("provider_switched").len(), 2);
+}
+
+#[test]
+fn each_appliance_gets_its_own_worker() {
+    let suite = Suite::new().passing("a", "t", 3).test(
+        "b::where",
+        "echo \"$HERD_WORKER_ID=$HERD_APPLIANCE\" >> where.log\n",
+    );
+    let run = suite.run(&["--appliance", "db-one", "--appliance", "db-two", "-v"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    let spawned: Vec<(String, String)> = run
+        .of("worker_spawned")
+        .iter()
+        .map(|e| {
+            (
+                e["worker"].as_str().unwrap().into(),
+                e["appliance"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(spawned.len(), 2);
+    assert!(
+        spawned.contains(&("w1".into(), "db-one".into()))
+            && spawned.contains(&("w2".into(), "db-two".into()))
+    );
+    let log = std::fs::read_to_string(suite.path().join("where.log")).unwrap();
+    assert!(log == "w1=db-one\n" || log == "w2=db-two\n", "{log}");
+    assert!(
+        run.stdout.contains("sent 1 tests to w"),
+        "-v shows progress\n{}",
+        run.dump()
+    );
+}

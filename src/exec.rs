@@ -4,7 +4,7 @@
 //! Fault hooks for tests of herd itself (and, later, chaos runs): `HERD_WORKER_FAULT` holds
 //! `;`-separated `IDENTITY:ACTION=N` items; an item applies only to the spawn whose identity
 //! (`w1.1`) matches, so a respawned worker behaves. Actions: `exit0-after=N` (exit 0 without
-//! shutdown after N tests), `garbage-after=N` (send a malformed frame after N tests),
+//! shutdown while starting the test after the Nth), `garbage-after=N` (send a malformed frame after N tests),
 //! `extra-test=ID` (report a collection with one more test).
 
 use std::collections::VecDeque;
@@ -27,7 +27,7 @@ const MAX_OUTPUT: usize = 64 * 1024;
 /// Fault hooks that apply to this spawn.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Faults {
-    /// Exit 0 without `shutdown` after this many tests.
+    /// Exit 0 without `shutdown`, as the test after this many has started.
     pub exit0_after: Option<usize>,
     /// Send a malformed frame after this many tests.
     pub garbage_after: Option<usize>,
@@ -75,7 +75,7 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         &std::env::var("HERD_WORKER_FAULT").unwrap_or_default(),
         &env.identity(),
     );
-    let client = WorkerClient::connect(env, Duration::from_secs(30))?;
+    let client = WorkerClient::connect(env, connect_timeout())?;
     let mut tests = match list_tests(list) {
         Ok(tests) => tests,
         Err(e) => {
@@ -130,6 +130,11 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
             requested = true;
         }
         client.send(&WorkerMessage::TestStarted { test: test.clone() })?;
+        if faults.exit0_after == Some(done) {
+            // Close the socket first (its linger delivers what was sent), then vanish mid-test.
+            drop(client);
+            std::process::exit(0);
+        }
         let (call, teardown) = run_test(&test, command);
         client.send(&WorkerMessage::Report(call))?;
         client.send(&WorkerMessage::Report(teardown))?;
@@ -137,10 +142,15 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         if faults.garbage_after == Some(done) {
             client.send_raw(b"{this is not json")?;
         }
-        if faults.exit0_after == Some(done) {
-            std::process::exit(0);
-        }
     }
+}
+
+/// How long to wait for the coordinator's welcome: `HERD_CONNECT_TIMEOUT` seconds, default 30.
+fn connect_timeout() -> Duration {
+    let secs = std::env::var("HERD_CONNECT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok());
+    Duration::from_secs_f64(secs.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(30.0))
 }
 
 /// The command line for one test: `{}` replaced by the id, or the id appended.

@@ -164,6 +164,12 @@ pub struct WorkerGone {
     pub worker: String,
 }
 
+/// Supervisor -> Scheduler: answered once everything sent to the Scheduler before it has been
+/// handled (so the outcomes it publishes reach the Reporter before [`Finish`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
 /// Supervisor -> Scheduler: stop dispatching.
 #[derive(Message)]
 #[rtype(result = "()")]

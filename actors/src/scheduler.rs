@@ -183,6 +183,12 @@ impl Handler<WorkerGone> for Scheduler {
     }
 }
 
+impl Handler<Flush> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
+}
+
 impl Handler<Halt> for Scheduler {
     type Result = ();
 

@@ -139,9 +139,12 @@ impl Supervisor {
         let end = self.end.clone().unwrap_or(SessionEnd::Completed);
         tracing::debug!(?end, elapsed = ?self.started.elapsed(), "session finishing");
         let kills = join_all(self.workers.values().map(|w| w.send(KillNow)));
-        let reporter = self.reporter.clone();
+        let (scheduler, reporter) = (self.scheduler.clone(), self.reporter.clone());
         let work = async move {
+            // Workers first, then the Scheduler: every outcome they publish reaches the Reporter
+            // before Finish does.
             kills.await;
+            let _ = scheduler.send(Flush).await;
             reporter.send(Finish { end }).await
         };
         ctx.spawn(work.into_actor(self).map(|report, act, _| match report {

@@ -152,7 +152,7 @@ struct Running {
 
 const TAIL_BYTES: usize = 32 * 1024;
 /// How long an exited process's last messages get to arrive before its exit is handled.
-const EXIT_SETTLE: Duration = Duration::from_millis(50);
+const EXIT_SETTLE: Duration = Duration::from_millis(100);
 const TAIL_LINES: usize = 20;
 
 /// The actor for one worker slot.
@@ -407,7 +407,7 @@ impl Worker {
             clean,
         });
         let running = self.running.take();
-        let unstarted: Vec<TestId> = self
+        let mut unstarted: Vec<TestId> = self
             .queue
             .drain(..)
             .filter(|t| running.as_ref().is_none_or(|r| &r.test != t))
@@ -423,25 +423,24 @@ impl Worker {
             }
             None => format!("it exited unexpectedly with {status}"),
         };
-        // A process herd killed for misbehaving (garbage, lies) is not the running test's fault:
-        // that test goes back to the queue with the rest (the respawn budget bounds any loop).
-        let blame_worker = matches!(
-            self.kill,
-            Some(KillReason::Garbage(_) | KillReason::Violation(_) | KillReason::InternalError(_))
-        );
-        let (running, unstarted) = match running {
-            Some(r) if blame_worker => (None, std::iter::once(r.test).chain(unstarted).collect()),
-            other => (other, unstarted),
-        };
-        let crashed = running.map(|r| CrashedTest {
-            test: r.test,
-            duration: r.started.elapsed().as_secs_f64(),
-            details: format!(
-                "worker {} (pid {pid}) crashed while running this test: {why}\n{}",
-                self.slot.id,
-                self.tail_text()
-            ),
-        });
+        let crashed = self
+            .blame(running, &mut unstarted)
+            .map(|(test, duration, confirmed)| {
+                let when = if confirmed {
+                    "while running this test"
+                } else {
+                    "before confirming this test started (it was next in its queue)"
+                };
+                CrashedTest {
+                    test,
+                    duration,
+                    details: format!(
+                        "worker {} (pid {pid}) crashed {when}: {why}\n{}",
+                        self.slot.id,
+                        self.tail_text()
+                    ),
+                }
+            });
         if self.draining {
             // A graceful stop: the running test is reported, nothing else is dealt out again.
             if crashed.is_some() {
@@ -463,6 +462,35 @@ impl Worker {
         }
         let workers_fault = self.kill.as_ref().is_none_or(KillReason::is_workers_fault);
         self.after_death(ctx, why, workers_fault);
+    }
+
+    /// The test to report crashed after an unclean exit: `(test, seconds, confirmed started)`.
+    ///
+    /// The running test, if the worker said it started one. If it did not, the first test of its
+    /// queue: messages in flight die with a SIGKILLed process, so a test that kills its worker at
+    /// once may never be confirmed (pytest-xdist blames the first pending test the same way). A
+    /// process herd killed for misbehaving (garbage, lies) is not its test's fault: everything goes
+    /// back to the queue (the respawn budget bounds any loop).
+    fn blame(
+        &self,
+        running: Option<Running>,
+        unstarted: &mut Vec<TestId>,
+    ) -> Option<(TestId, f64, bool)> {
+        let misbehaved = matches!(
+            self.kill,
+            Some(KillReason::Garbage(_) | KillReason::Violation(_) | KillReason::InternalError(_))
+        );
+        match running {
+            Some(r) if misbehaved => {
+                unstarted.insert(0, r.test);
+                None
+            }
+            Some(r) => Some((r.test, r.started.elapsed().as_secs_f64(), true)),
+            None if self.kill.is_none() && !self.shutdown_said && !unstarted.is_empty() => {
+                Some((unstarted.remove(0), 0.0, false))
+            }
+            None => None,
+        }
     }
 
     /// Decides what happens to the slot after its process died (or could not start).

@@ -29,7 +29,7 @@ pub enum Command {
     ///
     /// Example (exec runner: one process per test, exit 0 passes, 77 skips):
     ///   herd run -n 4 --list 'ls tests/*.sh' -- sh {}
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve as an exec-runner worker (started by `herd run`; reads HERD_* variables).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -205,7 +205,7 @@ mod tests {
     fn nonsense_is_refused_clearly() {
         assert!(parse(&["run", "-n", "many"]).is_err());
         assert!(parse(&["run", "--maxfail", "2", "-x"]).is_err());
-        let cli = parse(&["run", "--timeout", "-1", "--list", "ls", "--", "x"]).unwrap();
+        let cli = parse(&["run", "--timeout=-1", "--list", "ls", "--", "x"]).unwrap();
         let Command::Run(args) = cli.command else {
             panic!("run expected")
         };

@@ -218,7 +218,7 @@ impl Session {
             )));
         }
         let events = match &config.events {
-            Some(path) => Some(std::fs::File::create(path).map_err(|e| {
+            Some(path) => Some(create_file(path).map_err(|e| {
                 SessionError::Usage(format!("cannot write --events {}: {e}", path.display()))
             })?),
             None => None,
@@ -273,6 +273,14 @@ impl Session {
             .await
             .map_err(|e| SessionError::Internal(e.to_string()))
     }
+}
+
+/// Creates (truncates) a file, and its parent directories.
+fn create_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::File::create(path)
 }
 
 /// A fresh directory only this user can enter, removed when dropped.

@@ -121,26 +121,11 @@ fn a_collection_mismatch_shows_a_diff_and_respawns_the_worker() {
 
 #[test]
 fn workers_that_always_lie_spend_the_budget_and_end_the_session() {
-    let suite = Suite::new().passing("a", "t", 4);
+    let suite = Suite::new().passing("a", "t", 4).with_list("sh list.sh");
     // Every worker sees one more test than the coordinator did.
-    std::fs::write(
-        suite.path().join("list.sh"),
-        "cat ids.txt\n[ -n \"$HERD_WORKER_ID\" ] && echo extra::$HERD_WORKER_ID\nexit 0\n",
-    )
-    .unwrap();
-    let mut cmd = suite.command(&["-n", "2", "--max-respawns", "3", "--retire-after", "0"]);
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let list = args.iter().position(|a| a == "--list").unwrap();
-    let mut fixed = std::process::Command::new(cmd.get_program());
-    fixed
-        .current_dir(suite.path())
-        .args(&args[..=list])
-        .arg("sh list.sh")
-        .args(&args[list + 2..]);
-    let run = suite.run_with(fixed);
+    let list = "cat ids.txt\n[ -n \"$HERD_WORKER_ID\" ] && echo extra::$HERD_WORKER_ID\nexit 0\n";
+    std::fs::write(suite.path().join("list.sh"), list).unwrap();
+    let run = suite.run(&["-n", "2", "--max-respawns", "3", "--retire-after", "0"]);
     assert_eq!(run.code, 3, "{}", run.dump());
     assert_eq!(run.count("not_run"), 4);
     assert!(

@@ -13,6 +13,7 @@ use serde_json::Value;
 pub struct Suite {
     pub dir: tempfile::TempDir,
     ids: Vec<String>,
+    list: String,
 }
 
 impl Suite {
@@ -20,7 +21,14 @@ impl Suite {
         Suite {
             dir: tempfile::tempdir().unwrap(),
             ids: Vec::new(),
+            list: "cat ids.txt".into(),
         }
+    }
+
+    /// Uses another list command (run in the suite's directory).
+    pub fn with_list(mut self, list: &str) -> Suite {
+        self.list = list.to_string();
+        self
     }
 
     /// Adds test `id` (`module::name`) whose body is `script`.
@@ -48,7 +56,7 @@ impl Suite {
         self.dir.path().join("events.jsonl")
     }
 
-    /// `herd run ARGS --events ... --list 'cat ids.txt' -- <run one test>`, not yet started.
+    /// `herd run ARGS --events ... --list LIST -- <run one test>`, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
         cmd.current_dir(self.path())
@@ -58,7 +66,7 @@ impl Suite {
             .arg(self.events_path())
             .args([
                 "--list",
-                "cat ids.txt",
+                &self.list,
                 "--",
                 "sh",
                 "-c",

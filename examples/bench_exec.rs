@@ -1,0 +1,93 @@
+//! Benchmark (not a test): runs 10,000 trivial exec tests through a real session and prints the
+//! coordinator's own cost per test. The coordinator runs in this process, so `getrusage(SELF)`
+//! counts herd's actor thread, transport thread and ZeroMQ threads, and none of the worker or test
+//! processes.
+//!
+//! Run with `scripts/bench.sh` (builds `herd` in release mode first), or:
+//!   cargo build --release && cargo run --release --example bench_exec -- [TESTS] [WORKERS]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use herd::{ExecRunner, Outcome, Session, SessionConfig};
+
+fn cpu_and_rss() -> (f64, i64) {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    (
+        secs(usage.user_time()) + secs(usage.system_time()),
+        usage.max_rss(),
+    )
+}
+
+fn herd_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("HERD_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/examples/bench_exec -> target/<profile>/herd
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|p| p.parent()).unwrap().join("herd");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release` first (or set HERD_BIN)",
+        path.display()
+    );
+    path
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let tests: usize = args
+        .next()
+        .map_or(10_000, |a| a.parse().expect("TESTS is a number"));
+    let workers: usize = args
+        .next()
+        .map_or(2, |a| a.parse().expect("WORKERS is a number"));
+    let dir = tempfile::tempdir().unwrap();
+    let ids: String = (0..tests).map(|i| format!("t{i}\n")).collect();
+    std::fs::write(dir.path().join("ids.txt"), ids).unwrap();
+    let runner = ExecRunner {
+        list: format!("cat {}", dir.path().join("ids.txt").display()),
+        command: vec!["true".into()],
+        worker_program: herd_binary(),
+    };
+    let config = SessionConfig {
+        workers: Some(workers),
+        log_dir: None,
+        verbosity: -1,
+        handle_signals: false,
+        ..SessionConfig::default()
+    };
+    let (cpu0, _) = cpu_and_rss();
+    let start = Instant::now();
+    let report = Session::new(config, Box::new(runner))
+        .with_output(Box::new(std::io::sink()))
+        .run()
+        .unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    let (cpu1, rss_kib) = cpu_and_rss();
+    let cpu = cpu1 - cpu0;
+    assert_eq!(
+        report.tally.get(Outcome::Passed),
+        tests,
+        "every test passes: {:?}",
+        report.tally
+    );
+    println!("herd exec benchmark: {tests} tests (`true`), {workers} workers");
+    println!(
+        "  wall time          {wall:.2} s ({:.0} tests/s)",
+        tests as f64 / wall
+    );
+    println!(
+        "  coordinator CPU    {cpu:.3} s = {:.1} µs per test",
+        cpu * 1e6 / tests as f64
+    );
+    println!(
+        "  coordinator RSS    {:.1} MiB peak",
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  outcomes           {}",
+        report.tally.summary_line(report.duration)
+    );
+}

@@ -60,6 +60,9 @@ impl Faults {
 
 /// Runs the exec worker until the coordinator has no more work; returns the process exit code.
 pub fn run_worker(list: &str, command: &[String]) -> i32 {
+    if let Err(e) = take_group_down_on_sigterm() {
+        eprintln!("herd worker: cannot watch SIGTERM: {e}");
+    }
     match serve(list, command) {
         Ok(()) => 0,
         Err(e) => {
@@ -67,6 +70,23 @@ pub fn run_worker(list: &str, command: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// On SIGTERM (which herd's death sends too), kill this worker's whole process group: the
+/// worker, its running test and anything the test started.
+fn take_group_down_on_sigterm() -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM])?;
+    std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::getpgrp(),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        })?;
+    Ok(())
 }
 
 fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
@@ -217,13 +237,14 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
 /// Runs the test process; its output is kept for the report and copied to this worker's stderr
 /// (so herd's crash and timeout reports show it).
 fn spawn_test(args: &[String], test: &str) -> std::io::Result<(Option<i32>, String)> {
-    let mut child = Command::new(&args[0])
-        .args(&args[1..])
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..])
         .env("HERD_TEST_ID", test)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    herd_actors::process::die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGKILL);
+    let mut child = cmd.spawn()?;
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let reader = std::thread::spawn(move || tee(&mut stdout));

@@ -111,6 +111,60 @@ fn sigterm_lets_running_tests_finish_and_runs_nothing_else() {
     );
 }
 
+#[test]
+fn no_test_process_outlives_a_sigkilled_herd() {
+    let marker = "8.6611";
+    let suite = slow_suite(marker, 4);
+    let child = suite.spawn(&["-n", "2"]);
+    suite.wait_for_events("test_started", 2);
+    assert!(
+        !processes_with(&format!("sleep {marker}")).is_empty(),
+        "tests are running"
+    );
+    signal(&child, Signal::SIGKILL);
+    let _ = Run::wait(child, &suite.events_path());
+    assert!(
+        no_processes_with(&format!("sleep {marker}"), Duration::from_secs(3)),
+        "orphans left"
+    );
+    assert!(
+        no_processes_with("herd-test", Duration::from_secs(3)),
+        "orphaned workers' tests"
+    );
+}
+
+#[test]
+fn a_worker_that_never_reports_its_collection_is_killed_and_its_slot_retired() {
+    // Only workers (which have HERD_WORKER_ID) hang while listing; the coordinator does not.
+    let suite = Suite::new()
+        .passing("a", "t", 2)
+        .with_list("[ -n \"$HERD_WORKER_ID\" ] && sleep 6.1234; cat ids.txt");
+    let run = suite.run(&[
+        "-n",
+        "1",
+        "--worker-start-timeout",
+        "0.5",
+        "--retire-after",
+        "2",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.dump());
+    assert_eq!(run.count("not_run"), 2);
+    assert!(
+        run.stdout.contains("no collection within"),
+        "{}",
+        run.dump()
+    );
+    assert_eq!(run.of("worker_spawned").len(), 2, "{}", run.dump());
+    assert!(run.of("worker_retired")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("2 times in a row"));
+    assert!(
+        no_processes_with("sleep 6.1234", Duration::from_secs(3)),
+        "the hung list command is killed"
+    );
+}
+
 fn dealer(endpoint: &str, identity: &str) -> zmq::Socket {
     let ctx = zmq::Context::new();
     let socket = ctx.socket(zmq::DEALER).unwrap();

@@ -26,7 +26,7 @@ pub struct WorkerCommand {
 }
 
 /// Starts `command` as the leader of a new process group, with stdout and stderr piped and
-/// stdin closed. The child is killed if herd dies (Linux parent-death signal).
+/// stdin closed. The child gets SIGTERM if herd dies (Linux parent-death signal).
 pub fn spawn_in_group(command: &WorkerCommand, env: &[(String, String)]) -> io::Result<Child> {
     let mut cmd = Command::new(&command.program);
     cmd.args(&command.args)
@@ -40,25 +40,30 @@ pub fn spawn_in_group(command: &WorkerCommand, env: &[(String, String)]) -> io::
     if let Some(cwd) = &command.cwd {
         cmd.current_dir(cwd);
     }
-    set_parent_death_signal(&mut cmd);
+    die_with_parent(cmd.as_std_mut(), Signal::SIGTERM);
     cmd.spawn()
 }
 
-#[cfg(target_os = "linux")]
-fn set_parent_death_signal(cmd: &mut Command) {
+/// Makes the child receive `signal` when the thread that spawned it (herd, or a worker) dies, so
+/// a killed parent never leaves its child running (Linux; a no-op elsewhere).
+///
+/// herd gives its workers SIGTERM, which a worker answers by killing its own process group (its
+/// tests and their children); herd's exec worker gives each test SIGKILL.
+pub fn die_with_parent(cmd: &mut std::process::Command, signal: Signal) {
+    #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_int) != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
         });
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (cmd, signal);
 }
-
-#[cfg(not(target_os = "linux"))]
-fn set_parent_death_signal(_cmd: &mut Command) {}
 
 /// Sends `signal` to every process in the group led by `pgid`. A group that is already gone is
 /// not an error.

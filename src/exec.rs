@@ -106,7 +106,11 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         }
     };
     tests.extend(faults.extra_test.clone());
-    client.send(&WorkerMessage::Collection { tests })?;
+    client.send(&WorkerMessage::Collection {
+        tests,
+        errors: Vec::new(),
+        herd_groups: Default::default(),
+    })?;
     client.send(&WorkerMessage::NeedTests)?;
 
     let mut queue: VecDeque<TestId> = VecDeque::new();
@@ -219,6 +223,7 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
         message: None,
         sections: Vec::new(),
         wasxfail: None,
+        subtest: None,
     };
     let mut call = report(Phase::Call, outcome, started.elapsed().as_secs_f64());
     if outcome != PhaseOutcome::Passed {

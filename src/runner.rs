@@ -26,8 +26,10 @@ pub enum RunnerError {
 pub trait Runner {
     /// A short name for output (`exec`, `pytest`).
     fn name(&self) -> &str;
-    /// The reference collection, in the order tests should be dealt out.
-    fn collect(&self) -> Result<Vec<TestId>, RunnerError>;
+    /// The reference collection, in the order tests should be dealt out; `None` when the first
+    /// worker's collection should serve as the reference (collection is then paid only by the
+    /// workers, in parallel).
+    fn collect(&self) -> Result<Option<Vec<TestId>>, RunnerError>;
     /// The command that starts one worker process.
     fn worker_command(&self) -> Result<WorkerCommand, RunnerError>;
 }
@@ -93,8 +95,8 @@ impl Runner for ExecRunner {
         "exec"
     }
 
-    fn collect(&self) -> Result<Vec<TestId>, RunnerError> {
-        list_tests(&self.list)
+    fn collect(&self) -> Result<Option<Vec<TestId>>, RunnerError> {
+        list_tests(&self.list).map(Some)
     }
 
     fn worker_command(&self) -> Result<WorkerCommand, RunnerError> {

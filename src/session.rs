@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use herd_actors::{
@@ -204,18 +203,8 @@ impl Session {
         let slots = Session::slots(&config)?;
         let command = runner.worker_command()?;
         let reference = runner.collect()?;
-        if reference.is_empty() {
-            return Err(SessionError::NoTests);
-        }
-        let dups = duplicates(&reference);
-        if !dups.is_empty() {
-            let shown: Vec<&str> = dups.iter().take(10).map(String::as_str).collect();
-            return Err(SessionError::Collection(format!(
-                "the collection names {} test ids more than once: {}{}",
-                dups.len(),
-                shown.join(", "),
-                if dups.len() > 10 { ", ..." } else { "" }
-            )));
+        if let Some(reference) = &reference {
+            check_reference(reference)?;
         }
         let events = match &config.events {
             Some(path) => Some(create_file(path).map_err(|e| {
@@ -242,11 +231,11 @@ impl Session {
         let plan = SessionPlan {
             runner: runner.name().to_string(),
             slots,
+            reference,
             worker: WorkerSettings {
                 command,
                 endpoint,
                 token: Token::generate(),
-                reference: Arc::new(reference),
                 timeout: config.timeout,
                 start_timeout: config.start_timeout,
                 grace: config.grace,
@@ -273,6 +262,24 @@ impl Session {
             .await
             .map_err(|e| SessionError::Internal(e.to_string()))
     }
+}
+
+/// A reference collection must name at least one test, each once.
+fn check_reference(reference: &[herd_core::TestId]) -> Result<(), SessionError> {
+    if reference.is_empty() {
+        return Err(SessionError::NoTests);
+    }
+    let dups = duplicates(reference);
+    if dups.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = dups.iter().take(10).map(String::as_str).collect();
+    Err(SessionError::Collection(format!(
+        "the collection names {} test ids more than once: {}{}",
+        dups.len(),
+        shown.join(", "),
+        if dups.len() > 10 { ", ..." } else { "" }
+    )))
 }
 
 /// Creates (truncates) a file, and its parent directories.

@@ -53,7 +53,9 @@ pub struct SessionPlan {
     pub runner: String,
     /// Worker slots.
     pub slots: Vec<WorkerSlot>,
-    /// Settings every worker shares (command, endpoint, token, reference collection, timeouts).
+    /// The reference collection, or `None` to take the first worker's collection as it.
+    pub reference: Option<Vec<herd_core::TestId>>,
+    /// Settings every worker shares (command, endpoint, token, timeouts).
     pub worker: WorkerSettings,
     /// `--providers`.
     pub providers: Providers,
@@ -71,7 +73,6 @@ pub async fn run_session(
     mut plan: SessionPlan,
     output: ReporterOptions,
 ) -> Result<SessionReport, BindError> {
-    let reference = plan.worker.reference.clone();
     let supervisor_ctx = Context::<Supervisor>::new();
     let supervisor = supervisor_ctx.address();
     let inboxes = transport::Inboxes {
@@ -81,20 +82,15 @@ pub async fn run_session(
     let transport = Transport::bind(&plan.worker.endpoint, inboxes)?;
     plan.worker.endpoint = transport.endpoint().to_string();
     let transport = transport.start();
-    let mut reporter = Reporter::new(reference.clone(), output);
+    let mut reporter = Reporter::new(output);
     reporter.set_supervisor(supervisor.clone().recipient());
     let reporter = reporter.start();
-    let scheduler = Scheduler::new(
-        &reference,
-        plan.providers,
-        plan.crash_retries,
-        reporter.clone(),
-    )
-    .start();
+    let scheduler = Scheduler::new(plan.providers, plan.crash_retries, reporter.clone()).start();
     let (tx, rx) = oneshot::channel();
     let settings = SupervisorSettings {
         runner: plan.runner,
         slots: plan.slots,
+        reference: plan.reference,
         worker: Arc::new(plan.worker),
         budget: plan.budget,
         handle_signals: plan.handle_signals,

@@ -1,9 +1,12 @@
 //! Every message that crosses between actors, in one place (who sends it, who handles it).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use actix::prelude::*;
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
-use herd_core::protocol::{CoordinatorMessage, DecodeError, WorkerMessage};
+use herd_core::protocol::{CollectionError, CoordinatorMessage, DecodeError, WorkerMessage};
 use herd_core::TestId;
 
 use crate::report::SessionReport;
@@ -80,6 +83,54 @@ pub struct Drain;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct KillNow;
+
+/// Worker -> Supervisor: a process's collection, to check against the reference (or, when the
+/// runner gave none, to become it).
+#[derive(Message)]
+#[rtype(result = "CollectionVerdict")]
+pub struct CheckCollection {
+    /// Worker id.
+    pub worker: String,
+    /// The spawn's identity (`w1.2`), for the diff header.
+    pub identity: String,
+    /// The collected ids.
+    pub tests: Vec<TestId>,
+    /// Failed collectors.
+    pub errors: Vec<CollectionError>,
+    /// `herd_group` names by test id.
+    pub herd_groups: BTreeMap<TestId, String>,
+}
+
+/// The Supervisor's answer to [`CheckCollection`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectionVerdict {
+    /// The collection is the reference or matches it.
+    Accepted,
+    /// It differs: the unified diff (and any collection errors).
+    Mismatch(String),
+    /// The session is ending; the worker will be stopped.
+    Refused,
+}
+
+/// Worker -> Supervisor: the worker's test session asked to end (pytest.exit(), Ctrl-C).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionExitRequested {
+    /// Worker id.
+    pub worker: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Supervisor -> Scheduler: the reference collection is known; build the pool.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetReference {
+    /// The reference collection.
+    pub tests: Arc<Vec<TestId>>,
+    /// `herd_group` names by test id.
+    pub herd_groups: BTreeMap<TestId, String>,
+}
 
 /// Worker -> Supervisor: may this slot start its process again?
 #[derive(Message)]

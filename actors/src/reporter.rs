@@ -50,13 +50,8 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter for `collection`.
-    pub fn new(collection: Arc<Vec<TestId>>, options: ReporterOptions) -> Reporter {
-        let index = collection
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i))
-            .collect();
+    /// A reporter; the `Collected` event tells it which tests to expect.
+    pub fn new(options: ReporterOptions) -> Reporter {
         Reporter {
             out: options.out,
             events: options.events.map(BufWriter::new),
@@ -65,9 +60,9 @@ impl Reporter {
             maxfail_sent: false,
             supervisor: None,
             start: Instant::now(),
-            results: vec![None; collection.len()],
-            collection,
-            index,
+            results: Vec::new(),
+            collection: Arc::new(Vec::new()),
+            index: HashMap::new(),
             tally: Tally::default(),
             violations: Vec::new(),
             finished: false,
@@ -136,16 +131,24 @@ impl Reporter {
         let v = self.verbosity;
         match event {
             Event::SessionStarted {
-                runner,
-                workers,
-                tests,
-                ..
-            } if v >= 0 => {
-                let text = format!(
-                    "herd: {} tests, {workers} workers, {runner} runner",
-                    tests.len()
-                );
-                self.line(text)
+                runner, workers, ..
+            } if v >= 1 => self.line(format!("herd: {workers} workers, {runner} runner")),
+            Event::Collected { tests } if v >= 0 => {
+                self.line(format!("herd: collected {} tests", tests.len()))
+            }
+            Event::CollectionErrors { worker, errors } => {
+                self.line(format!("{:=^78}", " ERRORS "));
+                for e in errors {
+                    self.line(format!(
+                        "{:_^78}",
+                        format!(" ERROR collecting {} ", e.nodeid)
+                    ));
+                    self.line(e.longrepr.trim_end());
+                }
+                self.line(format!(
+                    "[{worker}] {} errors during collection",
+                    errors.len()
+                ));
             }
             Event::WorkerSpawned {
                 worker,
@@ -337,6 +340,15 @@ impl Handler<Publish> for Reporter {
         }
         self.record(&event);
         self.show(&event);
+        if let Event::Collected { tests } = &event {
+            self.index = tests
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i))
+                .collect();
+            self.results = vec![None; tests.len()];
+            self.collection = Arc::new(tests.clone());
+        }
         if let Event::TestFinished {
             test,
             worker,

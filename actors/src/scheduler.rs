@@ -6,11 +6,11 @@
 //! not answered "no more work": if one of those workers dies, its tests come back and a parked
 //! worker takes them, so a test is never stranded at the tail of a session.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use actix::prelude::*;
 use herd_core::events::Event;
-use herd_core::grouping::{modscope_groups, Group};
+use herd_core::grouping::{make_groups, Group};
 use herd_core::outcome::Outcome;
 use herd_core::providers::{pick, Providers};
 use herd_core::TestId;
@@ -22,6 +22,7 @@ use crate::reporter::Reporter;
 pub struct Scheduler {
     queue: VecDeque<Group>,
     providers: Providers,
+    named: BTreeMap<TestId, String>,
     held: HashMap<String, String>,
     parked: Vec<RequestWork>,
     in_flight: usize,
@@ -34,21 +35,17 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler for `collection`, grouped by module and parametrize id.
-    pub fn new(
-        collection: &[TestId],
-        providers: Providers,
-        crash_retries: u32,
-        reporter: Addr<Reporter>,
-    ) -> Scheduler {
+    /// A scheduler with an empty pool; [`SetReference`] fills it.
+    pub fn new(providers: Providers, crash_retries: u32, reporter: Addr<Reporter>) -> Scheduler {
         Scheduler {
-            queue: modscope_groups(collection, &providers).into(),
+            queue: VecDeque::new(),
             providers,
+            named: BTreeMap::new(),
             held: HashMap::new(),
             parked: Vec::new(),
             in_flight: 0,
             sent: 0,
-            total: collection.len(),
+            total: 0,
             halted: false,
             crash_retries,
             crashes: HashMap::new(),
@@ -155,7 +152,10 @@ impl Handler<ReturnTests> for Scheduler {
                 worker: msg.worker,
                 tests: tests.clone(),
             }));
-            for group in modscope_groups(&tests, &self.providers).into_iter().rev() {
+            for group in make_groups(&tests, &self.providers, &self.named)
+                .into_iter()
+                .rev()
+            {
                 self.queue.push_front(group);
             }
         }
@@ -180,6 +180,17 @@ impl Handler<WorkerGone> for Scheduler {
     fn handle(&mut self, msg: WorkerGone, _: &mut Self::Context) {
         self.held.remove(&msg.worker);
         self.parked.retain(|p| p.worker != msg.worker);
+    }
+}
+
+impl Handler<SetReference> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetReference, _: &mut Self::Context) {
+        self.named = msg.herd_groups;
+        self.queue = make_groups(&msg.tests, &self.providers, &self.named).into();
+        self.total = msg.tests.len();
+        self.serve_parked();
     }
 }
 

@@ -12,16 +12,18 @@
 //!   every slot done                  -> finish: Reporter settles every test, prints the summary
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
+use herd_core::diff::{collection_diff, duplicates};
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
 use herd_core::protocol::{check_hello, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RespawnBudget;
+use herd_core::TestId;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use tokio::sync::oneshot;
 
@@ -39,6 +41,8 @@ pub struct SupervisorSettings {
     pub runner: String,
     /// Worker slots.
     pub slots: Vec<WorkerSlot>,
+    /// The reference collection, or `None` to take the first worker's.
+    pub reference: Option<Vec<TestId>>,
     /// Settings every worker shares.
     pub worker: Arc<WorkerSettings>,
     /// The respawn budget.
@@ -52,6 +56,7 @@ pub struct Supervisor {
     settings: SupervisorSettings,
     token: Token,
     budget: RespawnBudget,
+    reference: Option<Arc<Vec<TestId>>>,
     scheduler: Addr<Scheduler>,
     reporter: Addr<Reporter>,
     transport: Addr<Transport>,
@@ -78,6 +83,7 @@ impl Supervisor {
         Supervisor {
             token: settings.worker.token.clone(),
             budget: settings.budget.clone(),
+            reference: None,
             settings,
             scheduler,
             reporter,
@@ -157,6 +163,16 @@ impl Supervisor {
         }));
     }
 
+    /// Makes `tests` the reference: the Reporter and the Scheduler learn it.
+    fn adopt_reference(&mut self, tests: Vec<TestId>, herd_groups: BTreeMap<TestId, String>) {
+        let tests = Arc::new(tests);
+        self.reference = Some(tests.clone());
+        self.publish(Event::Collected {
+            tests: tests.to_vec(),
+        });
+        self.scheduler.do_send(SetReference { tests, herd_groups });
+    }
+
     fn refuse(&self, identity: Vec<u8>, reason: String) {
         let shown = String::from_utf8_lossy(&identity).into_owned();
         tracing::warn!(identity = %shown, "refused: {reason}");
@@ -186,8 +202,10 @@ impl Actor for Supervisor {
             runner: self.settings.runner.clone(),
             workers: self.settings.slots.len(),
             endpoint: self.settings.worker.endpoint.clone(),
-            tests: self.settings.worker.reference.to_vec(),
         });
+        if let Some(tests) = self.settings.reference.take() {
+            self.adopt_reference(tests, BTreeMap::new());
+        }
         if self.settings.handle_signals {
             match SignalWatch::start(ctx.address().recipient()) {
                 Ok(watch) => self.signals = Some(watch),
@@ -269,6 +287,82 @@ impl Handler<BarrierReached> for Supervisor {
         if let Some(worker) = self.workers.get(&msg.worker) {
             worker.do_send(msg);
         }
+    }
+}
+
+impl Handler<CheckCollection> for Supervisor {
+    type Result = MessageResult<CheckCollection>;
+
+    fn handle(&mut self, msg: CheckCollection, ctx: &mut Self::Context) -> Self::Result {
+        if self.finishing || self.end.is_some() {
+            return MessageResult(CollectionVerdict::Refused);
+        }
+        let Some(reference) = &self.reference else {
+            return MessageResult(self.first_collection(msg, ctx));
+        };
+        let mut diff = collection_diff(reference, &msg.tests, &msg.identity);
+        if !msg.errors.is_empty() {
+            let failed: Vec<&str> = msg.errors.iter().map(|e| e.nodeid.as_str()).collect();
+            let text = diff.take().unwrap_or_default();
+            diff = Some(format!(
+                "{text}collection errors in: {}\n",
+                failed.join(", ")
+            ));
+        }
+        MessageResult(diff.map_or(CollectionVerdict::Accepted, CollectionVerdict::Mismatch))
+    }
+}
+
+impl Supervisor {
+    /// The first collection becomes the reference, unless it is unusable: collection errors end
+    /// the session as pytest does (interrupted, exit 2), an empty one ends it (exit 5).
+    fn first_collection(
+        &mut self,
+        msg: CheckCollection,
+        ctx: &mut Context<Self>,
+    ) -> CollectionVerdict {
+        if !msg.errors.is_empty() {
+            let n = msg.errors.len();
+            self.publish(Event::CollectionErrors {
+                worker: msg.worker,
+                errors: msg.errors,
+            });
+            let noun = if n == 1 { "error" } else { "errors" };
+            self.abort(
+                SessionEnd::Interrupted(format!("{n} {noun} during collection")),
+                ctx,
+            );
+            return CollectionVerdict::Refused;
+        }
+        let dups = duplicates(&msg.tests);
+        if !dups.is_empty() {
+            let shown: Vec<&str> = dups.iter().take(10).map(String::as_str).collect();
+            let why = format!(
+                "the collection names test ids more than once: {}",
+                shown.join(", ")
+            );
+            self.abort(SessionEnd::Interrupted(why), ctx);
+            return CollectionVerdict::Refused;
+        }
+        let empty = msg.tests.is_empty();
+        self.adopt_reference(msg.tests, msg.herd_groups);
+        if empty {
+            self.finish(ctx);
+            return CollectionVerdict::Refused;
+        }
+        CollectionVerdict::Accepted
+    }
+}
+
+impl Handler<SessionExitRequested> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionExitRequested, _: &mut Self::Context) {
+        self.notice(format!(
+            "{} ended its test session: {}",
+            msg.worker, msg.reason
+        ));
+        self.drain(SessionEnd::Interrupted(msg.reason));
     }
 }
 

@@ -4,7 +4,7 @@
 //! and either retires the slot or asks the Supervisor for a respawn.
 //!
 //! ```text
-//!  spawn -> Starting --hello--> Collecting --collection ok--> Working --shutdown--> Stopping -> exit
+//!  spawn -> Starting --hello--> Collecting --collection--> Checking --ok--> Working --shutdown--> Stopping -> exit
 //!              |                    |  (mismatch: kill)          |  (crash, timeout, garbage: kill)
 //!              +--------------------+----------------------------+--> exit -> Respawning
 //!  Respawning --(retire rule or appliance check fails)--> Retired
@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herd_core::diff::collection_diff;
 use herd_core::events::Event;
 use herd_core::outcome::{Outcome, Phase, TestRecord};
 use herd_core::protocol::{self, CoordinatorMessage, Token, WorkerMessage};
@@ -56,8 +55,6 @@ pub struct WorkerSettings {
     pub endpoint: String,
     /// The session token.
     pub token: Token,
-    /// The reference collection every worker's collection is checked against.
-    pub reference: Arc<Vec<TestId>>,
     /// `--timeout`: longest a test may run.
     pub timeout: Option<Duration>,
     /// Longest a new process may take to say hello and report its collection.
@@ -93,6 +90,7 @@ pub struct Peers {
 enum State {
     Starting,
     Collecting,
+    Checking,
     Working,
     Stopping,
     Respawning,
@@ -173,6 +171,7 @@ pub struct Worker {
     running: Option<Running>,
     seq: u64,
     awaiting_work: bool,
+    need_tests_pending: bool,
     crash_streak: u32,
     tail: Vec<u8>,
     log: Option<File>,
@@ -199,6 +198,7 @@ impl Worker {
             running: None,
             seq: 0,
             awaiting_work: false,
+            need_tests_pending: false,
             crash_streak: 0,
             tail: Vec::new(),
             log: None,
@@ -247,6 +247,7 @@ impl Worker {
         self.kill = None;
         self.identity = None;
         self.awaiting_work = false;
+        self.need_tests_pending = false;
         let incarnation = self.incarnation;
         let mut env = self.hook_env();
         env.push((
@@ -287,7 +288,10 @@ impl Worker {
         );
         ctx.run_later(self.settings.start_timeout, move |act, _| {
             if act.incarnation == incarnation
-                && matches!(act.state, State::Starting | State::Collecting)
+                && matches!(
+                    act.state,
+                    State::Starting | State::Collecting | State::Checking
+                )
             {
                 act.notice(format!(
                     "no collection within {}s of starting; killing the worker",
@@ -617,38 +621,39 @@ impl Worker {
     fn on_message(&mut self, ctx: &mut Context<Self>, message: WorkerMessage) {
         match message {
             WorkerMessage::Hello { .. } => self.violation("a second hello".into()),
-            WorkerMessage::Collection { tests } => {
+            WorkerMessage::Collection {
+                tests,
+                errors,
+                herd_groups,
+            } => {
                 if self.state != State::Collecting {
                     return self.violation("a collection at the wrong time".into());
                 }
-                let name = protocol::identity(&self.slot.id, self.incarnation);
-                match collection_diff(&self.settings.reference, &tests, &name) {
-                    None => self.state = State::Working,
-                    Some(diff) => {
-                        self.publish(Event::CollectionMismatch {
-                            worker: self.id(),
-                            diff,
-                        });
-                        self.kill(KillReason::Mismatch);
+                self.state = State::Checking;
+                let check = CheckCollection {
+                    worker: self.id(),
+                    identity: protocol::identity(&self.slot.id, self.incarnation),
+                    tests,
+                    errors,
+                    herd_groups,
+                };
+                let incarnation = self.incarnation;
+                let ask = self.peers.supervisor.send(check);
+                ctx.spawn(ask.into_actor(self).map(move |verdict, act, ctx| {
+                    if act.incarnation == incarnation && act.state == State::Checking {
+                        act.collection_checked(ctx, verdict.unwrap_or(CollectionVerdict::Refused));
                     }
-                }
+                }));
             }
-            WorkerMessage::NeedTests => {
-                if self.state != State::Working {
-                    return self.violation("need_tests before its collection was accepted".into());
-                }
-                if self.draining {
-                    self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
-                } else if !self.awaiting_work {
-                    self.awaiting_work = true;
-                    let reply = ctx.address().recipient();
-                    let (worker, incarnation) = (self.id(), self.incarnation);
-                    self.peers.scheduler.do_send(RequestWork {
-                        worker,
-                        incarnation,
-                        reply,
-                    });
-                }
+            WorkerMessage::NeedTests if self.state == State::Checking => {
+                self.need_tests_pending = true
+            }
+            WorkerMessage::NeedTests => self.need_tests(ctx),
+            WorkerMessage::SessionExit { reason } => {
+                self.peers.supervisor.do_send(SessionExitRequested {
+                    worker: self.id(),
+                    reason,
+                })
             }
             WorkerMessage::TestStarted { test } => self.on_test_started(ctx, test),
             WorkerMessage::Report(report) => {
@@ -686,6 +691,44 @@ impl Worker {
                     }
                 });
             }
+        }
+    }
+
+    fn collection_checked(&mut self, ctx: &mut Context<Self>, verdict: CollectionVerdict) {
+        match verdict {
+            CollectionVerdict::Accepted => {
+                self.state = State::Working;
+                if std::mem::take(&mut self.need_tests_pending) {
+                    self.need_tests(ctx);
+                }
+            }
+            CollectionVerdict::Mismatch(diff) => {
+                self.publish(Event::CollectionMismatch {
+                    worker: self.id(),
+                    diff,
+                });
+                self.kill(KillReason::Mismatch);
+            }
+            // The session is ending: the Supervisor stops this worker with the others.
+            CollectionVerdict::Refused => {}
+        }
+    }
+
+    fn need_tests(&mut self, ctx: &mut Context<Self>) {
+        if self.state != State::Working {
+            return self.violation("need_tests before its collection was accepted".into());
+        }
+        if self.draining {
+            self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
+        } else if !self.awaiting_work {
+            self.awaiting_work = true;
+            let reply = ctx.address().recipient();
+            let (worker, incarnation) = (self.id(), self.incarnation);
+            self.peers.scheduler.do_send(RequestWork {
+                worker,
+                incarnation,
+                reply,
+            });
         }
     }
 
@@ -910,7 +953,7 @@ impl Handler<Drain> for Worker {
     fn handle(&mut self, _: Drain, _: &mut Self::Context) {
         self.draining = true;
         match self.state {
-            State::Starting | State::Collecting => self.kill(KillReason::Drain),
+            State::Starting | State::Collecting | State::Checking => self.kill(KillReason::Drain),
             State::Working => self.send_to_process(CoordinatorMessage::Stop),
             State::Respawning => self.done(false),
             State::Stopping | State::Done => {}

@@ -11,7 +11,7 @@ use crate::TestId;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// The session began; the reference collection is known.
+    /// The session began.
     SessionStarted {
         /// The runner's name (`exec`, ...).
         runner: String,
@@ -19,8 +19,18 @@ pub enum Event {
         workers: usize,
         /// The ZeroMQ endpoint workers connect to.
         endpoint: String,
+    },
+    /// The reference collection is known (from the runner, or the first worker's collection).
+    Collected {
         /// The reference collection, in order.
         tests: Vec<TestId>,
+    },
+    /// Collection failed: the session ends as interrupted (exit code 2), as pytest does.
+    CollectionErrors {
+        /// The worker that reported them.
+        worker: String,
+        /// Each failed collector.
+        errors: Vec<crate::protocol::CollectionError>,
     },
     /// A worker process was started.
     WorkerSpawned {

@@ -5,6 +5,8 @@
 //! A group is the unit of dispatch: it goes to one worker, which runs it in order, so fixtures
 //! scoped to a module or a parameter are set up once per group.
 
+use std::collections::BTreeMap;
+
 use crate::providers::Providers;
 use crate::TestId;
 
@@ -56,6 +58,40 @@ pub fn modscope_groups(collection: &[TestId], providers: &Providers) -> Vec<Grou
         }
         start = end;
     }
+    groups
+}
+
+/// Cuts `collection` into groups: tests that share a `herd_group` name (`named`) form one group
+/// each, in collection order, never split; the others are grouped by [`modscope_groups`].
+pub fn make_groups(
+    collection: &[TestId],
+    providers: &Providers,
+    named: &BTreeMap<TestId, String>,
+) -> Vec<Group> {
+    if named.is_empty() {
+        return modscope_groups(collection, providers);
+    }
+    let mut by_name: Vec<(&str, Vec<TestId>)> = Vec::new();
+    let mut rest = Vec::new();
+    for test in collection {
+        match named.get(test) {
+            Some(name) => match by_name.iter_mut().find(|(n, _)| n == name) {
+                Some((_, tests)) => tests.push(test.clone()),
+                None => by_name.push((name, vec![test.clone()])),
+            },
+            None => rest.push(test.clone()),
+        }
+    }
+    let mut groups: Vec<Group> = by_name
+        .into_iter()
+        .map(|(_, tests)| {
+            let provider = param_id(&tests[0])
+                .and_then(|p| providers.named_in(p))
+                .map(str::to_string);
+            Group { tests, provider }
+        })
+        .collect();
+    groups.extend(modscope_groups(&rest, providers));
     groups
 }
 
@@ -112,6 +148,31 @@ mod tests {
         let mut expected = collection.clone();
         expected.sort();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn named_groups_stay_whole_across_modules() {
+        let collection = ids(&["a.py::t1", "b.py::t2", "a.py::t3", "c.py::t4", "b.py::t5"]);
+        let named: BTreeMap<TestId, String> =
+            [("b.py::t2", "db"), ("c.py::t4", "db"), ("a.py::t3", "solo")]
+                .into_iter()
+                .map(|(t, n)| (t.to_string(), n.to_string()))
+                .collect();
+        let groups = make_groups(&collection, &Providers::default(), &named);
+        let tests: Vec<Vec<TestId>> = groups.into_iter().map(|g| g.tests).collect();
+        assert_eq!(
+            tests,
+            vec![
+                ids(&["b.py::t2", "c.py::t4"]),
+                ids(&["a.py::t3"]),
+                ids(&["a.py::t1"]),
+                ids(&["b.py::t5"]),
+            ]
+        );
+        assert_eq!(
+            make_groups(&collection, &Providers::default(), &BTreeMap::new()).len(),
+            5
+        );
     }
 
     #[test]

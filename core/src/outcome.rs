@@ -318,6 +318,7 @@ mod tests {
             message: None,
             sections: vec![],
             wasxfail: None,
+            subtest: None,
         }
     }
 

@@ -27,6 +27,8 @@
 //! * A worker learns everything from its environment: [`ENV_ENDPOINT`], [`ENV_TOKEN`],
 //!   [`ENV_WORKER_ID`], [`ENV_INCARNATION`] and, when it owns one, [`ENV_APPLIANCE`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{Phase, PhaseOutcome};
@@ -70,6 +72,13 @@ pub enum WorkerMessage {
     Collection {
         /// Collected test ids.
         tests: Vec<TestId>,
+        /// Collectors that failed (a module that does not import, ...).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<CollectionError>,
+        /// Tests that must run together on one worker, in order: test id -> group name (pytest's
+        /// `@pytest.mark.herd_group("name")`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        herd_groups: BTreeMap<TestId, String>,
     },
     /// A request for the next group of tests.
     NeedTests,
@@ -84,6 +93,12 @@ pub enum WorkerMessage {
     Message {
         /// The text to print.
         text: String,
+    },
+    /// The test session asked to end (pytest.exit(), KeyboardInterrupt in the worker): the
+    /// coordinator stops dealing out tests and ends the session as interrupted.
+    SessionExit {
+        /// Why.
+        reason: String,
     },
     /// The worker hit an error it cannot recover from; it is killed and respawned.
     InternalError {
@@ -118,6 +133,19 @@ pub struct PhaseReport {
     /// Set when the test was expected to fail (pytest's `wasxfail`), with the reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasxfail: Option<String>,
+    /// Set on the report of a subtest (its description); a test may report several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtest: Option<String>,
+}
+
+/// A collector that failed, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionError {
+    /// The collector's id (for pytest, the module's node id).
+    pub nodeid: String,
+    /// The error text.
+    #[serde(default)]
+    pub longrepr: String,
 }
 
 /// A message from the coordinator to a worker.
@@ -258,6 +286,7 @@ mod tests {
             message: None,
             sections: vec![],
             wasxfail: None,
+            subtest: None,
         });
         assert_eq!(decode_worker_message(&encode(&report)).unwrap(), report);
         let tests = CoordinatorMessage::Tests {

@@ -145,13 +145,8 @@ impl Run {
 
     /// Every collected test's single outcome; panics if any test has none or more than one.
     pub fn outcomes(&self) -> HashMap<String, String> {
-        let started = self.of("session_started");
-        assert_eq!(
-            started.len(),
-            1,
-            "one session_started event\n{}",
-            self.dump()
-        );
+        let started = self.of("collected");
+        assert_eq!(started.len(), 1, "one collected event\n{}", self.dump());
         let collected: Vec<String> = started[0]["tests"]
             .as_array()
             .unwrap()

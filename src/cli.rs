@@ -27,7 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a suite across supervised workers.
     ///
-    /// Example (exec runner: one process per test, exit 0 passes, 77 skips):
+    /// pytest runner (everything after `--` goes to pytest unchanged):
+    ///   herd run -n 4 -- pytest tests/ -k smoke
+    /// exec runner (one process per test, exit 0 passes, 77 skips):
     ///   herd run -n 4 --list 'ls tests/*.sh' -- sh {}
     Run(Box<RunArgs>),
     /// Serve as an exec-runner worker (started by `herd run`; reads HERD_* variables).
@@ -96,7 +98,8 @@ pub struct RunArgs {
     /// Exec runner: shell command that prints one test id per line. Example: --list 'ls tests/*.sh'
     #[arg(long, value_name = "CMD")]
     pub list: Option<String>,
-    /// The command that runs one test; `{}` is replaced by the test id (or the id is appended).
+    /// The pytest command (`pytest ARGS`, `python -m pytest ARGS`), or with --list the command
+    /// that runs one test (`{}` is replaced by the test id, or the id is appended).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -159,6 +162,7 @@ impl RunArgs {
             log_dir: Some(self.log_dir.clone()),
             verbosity,
             handle_signals: true,
+            dots: None,
         })
     }
 }

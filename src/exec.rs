@@ -113,6 +113,7 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
     })?;
     client.send(&WorkerMessage::NeedTests)?;
 
+    let status = StatusFile::from_env();
     let mut queue: VecDeque<TestId> = VecDeque::new();
     let (mut requested, mut no_more, mut stop, mut done) = (true, false, false, 0usize);
     loop {
@@ -153,6 +154,7 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
             client.send(&WorkerMessage::NeedTests)?;
             requested = true;
         }
+        status.starting(&test);
         client.send(&WorkerMessage::TestStarted { test: test.clone() })?;
         if faults.exit0_after == Some(done) {
             // Close the socket first (its linger delivers what was sent), then vanish mid-test.
@@ -165,6 +167,26 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         done += 1;
         if faults.garbage_after == Some(done) {
             client.send_raw(b"{this is not json")?;
+        }
+    }
+}
+
+/// The file named by `HERD_STATUS_FILE`, holding the id of the test being started.
+struct StatusFile(Option<std::fs::File>);
+
+impl StatusFile {
+    fn from_env() -> StatusFile {
+        let path = std::env::var_os(herd_core::protocol::ENV_STATUS_FILE);
+        StatusFile(path.and_then(|p| std::fs::File::create(p).ok()))
+    }
+
+    /// Records `test` before any of its code runs (a plain write survives a sudden death).
+    fn starting(&self, test: &str) {
+        use std::os::unix::fs::FileExt;
+        if let Some(file) = &self.0 {
+            let _ = file
+                .set_len(0)
+                .and_then(|_| file.write_all_at(test.as_bytes(), 0));
         }
     }
 }
@@ -206,7 +228,14 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
                     .unwrap_or("skipped");
                 (PhaseOutcome::Skipped, reason.trim().to_string(), output)
             }
-            Some(code) => (PhaseOutcome::Failed, format!("exit code {code}"), output),
+            Some(code) => {
+                let last = output.lines().rev().find(|l| !l.trim().is_empty());
+                let message = match last {
+                    Some(line) => format!("{} (exit code {code})", line.trim()),
+                    None => format!("exit code {code}"),
+                };
+                (PhaseOutcome::Failed, message, output)
+            }
             None => (
                 PhaseOutcome::Failed,
                 "killed by a signal".to_string(),
@@ -223,20 +252,27 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
         message: None,
         sections: Vec::new(),
         wasxfail: None,
+        category: None,
         subtest: None,
     };
     let mut call = report(Phase::Call, outcome, started.elapsed().as_secs_f64());
     if outcome != PhaseOutcome::Passed {
-        call.longrepr = Some(if output.trim().is_empty() {
-            message.clone()
-        } else {
-            format!("{}\n{message}", output.trim_end())
+        call.longrepr = Some(match code_of(&message) {
+            _ if output.trim().is_empty() => message.clone(),
+            Some(code) => format!("{}\n{code}", output.trim_end()),
+            None => format!("{}\n{message}", output.trim_end()),
         });
         call.message = Some(message);
     } else if !output.is_empty() {
         call.sections.push(("Captured output".to_string(), output));
     }
     (call, report(Phase::Teardown, PhaseOutcome::Passed, 0.0))
+}
+
+/// The `exit code N` part of a failure message.
+fn code_of(message: &str) -> Option<&str> {
+    let start = message.rfind("exit code ")?;
+    Some(message[start..].trim_end_matches(')'))
 }
 
 /// Runs the test process; its output is kept for the report and copied to this worker's stderr

@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod client;
 pub mod exec;
+pub mod pytest;
 pub mod runner;
 pub mod session;
 
@@ -25,5 +26,6 @@ pub use herd_actors::{SessionReport, TestResult, WorkerCommand};
 pub use herd_core as core;
 pub use herd_core::events::Event;
 pub use herd_core::outcome::{Outcome, SessionEnd};
+pub use pytest::PytestRunner;
 pub use runner::{ExecRunner, Runner, RunnerError};
 pub use session::{Session, SessionConfig, SessionError};

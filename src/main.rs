@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use herd::cli::{Cli, Command};
 use herd::core::outcome::exit_code;
-use herd::{ExecRunner, Session};
+use herd::{ExecRunner, PytestRunner, Session};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -43,19 +43,28 @@ fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
         Ok(config) => config,
         Err(msg) => return usage(msg),
     };
-    let Some(list) = &args.list else {
-        return usage(
-            "no runner: give --list CMD and the test command after `--` (exec runner)".into(),
-        );
-    };
     if args.command.is_empty() {
-        return usage("the exec runner needs the command that runs one test after `--`".into());
+        return usage("give the test command after `--`: `-- pytest ARGS` (pytest runner), or `--list CMD -- CMD {}` (exec runner)".into());
     }
-    let runner = match ExecRunner::new(list.clone(), args.command.clone()) {
-        Ok(runner) => runner,
-        Err(e) => return usage(e.to_string()),
+    let runner: Box<dyn herd::Runner> = match &args.list {
+        Some(list) => match ExecRunner::new(list.clone(), args.command.clone()) {
+            Ok(runner) => Box::new(runner),
+            Err(e) => return usage(e.to_string()),
+        },
+        None if PytestRunner::is_pytest_command(&args.command) => {
+            match PytestRunner::new(args.command.clone()) {
+                Ok(runner) => Box::new(runner),
+                Err(e) => return usage(e.to_string()),
+            }
+        }
+        None => {
+            return usage(format!(
+                "`{}` is not a pytest command; for any other command give --list CMD (exec runner)",
+                args.command.join(" ")
+            ))
+        }
     };
-    match Session::new(config, Box::new(runner)).run() {
+    match Session::new(config, runner).run() {
         Ok(report) => report.exit_code,
         Err(e) => {
             eprintln!("herd: error: {e}");

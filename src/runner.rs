@@ -32,6 +32,11 @@ pub trait Runner {
     fn collect(&self) -> Result<Option<Vec<TestId>>, RunnerError>;
     /// The command that starts one worker process.
     fn worker_command(&self) -> Result<WorkerCommand, RunnerError>;
+    /// Whether progress is shown as one character per test by default (pytest's style) rather
+    /// than a line per test.
+    fn prefers_dots(&self) -> bool {
+        false
+    }
 }
 
 /// The built-in runner for any language: a list command prints one test id per line, and each

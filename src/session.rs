@@ -57,6 +57,9 @@ pub struct SessionConfig {
     pub verbosity: i8,
     /// Whether the session handles SIGINT, SIGTERM and SIGQUIT.
     pub handle_signals: bool,
+    /// Progress characters instead of a line per test at verbosity 0 (`None`: the runner's
+    /// preference, pytest's dots for pytest).
+    pub dots: Option<bool>,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +84,7 @@ impl Default for SessionConfig {
             log_dir: Some(PathBuf::from(".herd/logs")),
             verbosity: 0,
             handle_signals: true,
+            dots: None,
         }
     }
 }
@@ -212,15 +216,11 @@ impl Session {
             })?),
             None => None,
         };
-        let (endpoint, _private_dir) = match &config.endpoint {
-            Some(endpoint) => (endpoint.clone(), None),
-            None => {
-                let dir = private_dir()?;
-                (
-                    format!("ipc://{}/herd.sock", dir.path().display()),
-                    Some(dir),
-                )
-            }
+        // The session's private directory: the ipc socket and the workers' status files.
+        let private = private_dir()?;
+        let endpoint = match &config.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => format!("ipc://{}/herd.sock", private.path().display()),
         };
         let budget = RespawnBudget::new(
             config
@@ -246,6 +246,7 @@ impl Session {
                     after_consecutive_crashes: config.retire_after,
                 },
                 log_dir: config.log_dir.clone(),
+                status_dir: Some(private.path().to_path_buf()),
             },
             providers: Providers::new(config.providers.iter().cloned()),
             crash_retries: config.crash_retries,
@@ -257,6 +258,7 @@ impl Session {
             events,
             verbosity: config.verbosity,
             maxfail: config.maxfail,
+            dots: config.dots.unwrap_or(runner.prefers_dots()),
         };
         run_session(plan, output)
             .await

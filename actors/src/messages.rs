@@ -203,6 +203,8 @@ pub struct ReturnTests {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Settled {
+    /// Worker id.
+    pub worker: String,
     /// How many.
     pub count: usize,
 }
@@ -220,6 +222,17 @@ pub struct WorkerGone {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush;
+
+/// Supervisor -> Scheduler: how many tests are still queued?
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Remaining;
+
+/// Supervisor -> Worker: start a process again in a finished slot (work came back after it
+/// finished). Not a respawn: it does not count against the budget.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Revive;
 
 /// Supervisor -> Scheduler: stop dispatching.
 #[derive(Message)]

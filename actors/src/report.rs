@@ -1,5 +1,6 @@
 //! What a session returns.
 
+use herd_core::events::Event;
 use herd_core::outcome::{Outcome, SessionEnd, Tally};
 use herd_core::TestId;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,23 @@ pub struct TestResult {
     pub duration: f64,
     /// Failure text, crash report or skip reason.
     pub details: Option<String>,
+    /// The one-line reason.
+    pub message: Option<String>,
+}
+
+impl TestResult {
+    /// The `TestFinished` event for this result.
+    pub fn event(&self, categories: Vec<String>) -> Event {
+        Event::TestFinished {
+            test: self.test.clone(),
+            worker: self.worker.clone(),
+            outcome: self.outcome,
+            duration: self.duration,
+            details: self.details.clone(),
+            message: self.message.clone(),
+            categories,
+        }
+    }
 }
 
 /// The result of a session: every collected test with exactly one outcome.

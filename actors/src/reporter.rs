@@ -30,6 +30,8 @@ pub struct ReporterOptions {
     pub verbosity: i8,
     /// `--maxfail`: failures after which dispatching stops.
     pub maxfail: Option<usize>,
+    /// At verbosity 0, a progress character per test instead of a line (pytest's style).
+    pub dots: bool,
 }
 
 /// The actor that prints and records everything.
@@ -47,6 +49,8 @@ pub struct Reporter {
     tally: Tally,
     violations: Vec<String>,
     finished: bool,
+    dots: bool,
+    column: usize,
 }
 
 impl Reporter {
@@ -66,6 +70,8 @@ impl Reporter {
             tally: Tally::default(),
             violations: Vec::new(),
             finished: false,
+            dots: options.dots,
+            column: 0,
         }
     }
 
@@ -75,7 +81,25 @@ impl Reporter {
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
+        if self.column > 0 {
+            let _ = writeln!(self.out);
+            self.column = 0;
+        }
         let _ = writeln!(self.out, "{}", text.as_ref());
+    }
+
+    /// One progress character; a line ends every 60 tests with the share done.
+    fn dot(&mut self, outcome: Outcome) {
+        let _ = write!(self.out, "{}", outcome.letter());
+        self.column += 1;
+        let done = self.tally.total() + 1;
+        if self.column >= 60 || done == self.collection.len() {
+            let pct = done * 100 / self.collection.len().max(1);
+            let pad = 60 - self.column;
+            let _ = writeln!(self.out, "{:pad$} [{pct:>3}%]", "");
+            self.column = 0;
+        }
+        let _ = self.out.flush();
     }
 
     fn record(&mut self, event: &Event) {
@@ -91,7 +115,7 @@ impl Reporter {
         }
     }
 
-    fn settle(&mut self, result: TestResult) {
+    fn settle(&mut self, result: TestResult, categories: Vec<String>) {
         let Some(&i) = self.index.get(&result.test) else {
             let msg = format!(
                 "outcome {} for {} which was never collected",
@@ -114,6 +138,9 @@ impl Reporter {
             return;
         }
         self.tally.add(result.outcome);
+        for category in &categories {
+            self.tally.add_reported(category);
+        }
         if result.outcome.is_failure() {
             if let (Some(max), false) = (self.maxfail, self.maxfail_sent) {
                 if self.tally.failures() >= max {
@@ -192,6 +219,11 @@ impl Reporter {
                 self.line(format!("[{worker}] RUNNING {test}"))
             }
             Event::TestFinished {
+                outcome,
+                worker: Some(_),
+                ..
+            } if v == 0 && self.dots => self.dot(*outcome),
+            Event::TestFinished {
                 test,
                 worker: Some(worker),
                 outcome,
@@ -233,21 +265,16 @@ impl Reporter {
         for i in 0..self.results.len() {
             if self.results[i].is_none() {
                 let test = self.collection[i].clone();
-                let event = Event::TestFinished {
-                    test: test.clone(),
-                    worker: None,
-                    outcome: Outcome::NotRun,
-                    duration: 0.0,
-                    details: None,
-                };
-                self.record(&event);
-                self.settle(TestResult {
+                let result = TestResult {
                     test,
                     outcome: Outcome::NotRun,
                     worker: None,
                     duration: 0.0,
                     details: None,
-                });
+                    message: None,
+                };
+                self.record(&result.event(Vec::new()));
+                self.settle(result, Vec::new());
             }
         }
         if self.tally.total() != self.collection.len() && self.violations.is_empty() {
@@ -272,8 +299,8 @@ impl Reporter {
             SessionEnd::Interrupted(why) => self.line(format!("herd: interrupted: {why}")),
             SessionEnd::Aborted(why) => self.line(format!("herd: session aborted: {why}")),
         }
-        let summary = self.tally.summary_line(duration);
-        self.line(summary);
+        let summary = format!(" {} ", self.tally.summary_line(duration));
+        self.line(format!("{summary:=^78}"));
         let finished = Event::SessionFinished {
             end: end.clone(),
             counts: self.tally.clone(),
@@ -314,12 +341,10 @@ impl Reporter {
         }
         self.line(format!("{:=^78}", " short test summary info "));
         for r in &failed {
-            let first = r
-                .details
+            let reason = r
+                .message
                 .as_deref()
-                .and_then(|d| d.lines().find(|l| !l.trim().is_empty()));
-            let reason = first
-                .map(|l| format!(" - {}", l.trim()))
+                .map(|m| format!(" - {}", m.trim()))
                 .unwrap_or_default();
             self.line(format!("{} {}{reason}", r.outcome, r.test));
         }
@@ -355,15 +380,19 @@ impl Handler<Publish> for Reporter {
             outcome,
             duration,
             details,
+            message,
+            categories,
         } = event
         {
-            self.settle(TestResult {
+            let result = TestResult {
                 test,
                 outcome,
                 worker,
                 duration,
                 details,
-            });
+                message,
+            };
+            self.settle(result, categories);
         }
     }
 }

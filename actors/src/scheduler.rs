@@ -2,9 +2,12 @@
 //! provider allocation. The choice of group is [`herd_core::providers::pick`]; this actor only
 //! keeps the state.
 //!
-//! A request that finds the pool empty while tests are still out on other workers is *parked*,
-//! not answered "no more work": if one of those workers dies, its tests come back and a parked
-//! worker takes them, so a test is never stranded at the tail of a session.
+//! A request from an idle worker (one holding no tests) that finds the pool empty while tests are
+//! still out on other workers is *parked*, not answered "no more work": if one of those workers
+//! dies, its tests come back and a parked worker takes them, so a test is never stranded at the
+//! tail of a session. A worker that still holds tests is answered at once (it may be blocked on
+//! the answer before running its last test, as pytest's worker is), so no two workers ever wait
+//! on each other.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -25,7 +28,7 @@ pub struct Scheduler {
     named: BTreeMap<TestId, String>,
     held: HashMap<String, String>,
     parked: Vec<RequestWork>,
-    in_flight: usize,
+    in_flight: HashMap<String, usize>,
     sent: usize,
     total: usize,
     halted: bool,
@@ -43,7 +46,7 @@ impl Scheduler {
             named: BTreeMap::new(),
             held: HashMap::new(),
             parked: Vec::new(),
-            in_flight: 0,
+            in_flight: HashMap::new(),
             sent: 0,
             total: 0,
             halted: false,
@@ -63,7 +66,8 @@ impl Scheduler {
         let held = self.held.get(worker).map(String::as_str);
         let others = |p: &str| self.held.iter().any(|(w, h)| w != worker && h == p);
         let Some(choice) = pick(&self.queue, held, others) else {
-            if self.in_flight > 0 {
+            let own = self.in_flight.get(worker).copied().unwrap_or(0);
+            if own == 0 && self.in_flight.values().any(|n| *n > 0) {
                 return Some(request);
             }
             reply(&request, Vec::new(), None);
@@ -78,7 +82,7 @@ impl Scheduler {
         }
         let switch = choice.switch_from.zip(choice.provider);
         let n = group.tests.len();
-        self.in_flight += n;
+        *self.in_flight.entry(request.worker.clone()).or_default() += n;
         self.sent += n;
         self.reporter.do_send(Publish(Event::GroupSent {
             worker: request.worker.clone(),
@@ -88,6 +92,12 @@ impl Scheduler {
         }));
         reply(&request, group.tests, switch);
         None
+    }
+
+    fn settle(&mut self, worker: &str, count: usize) {
+        if let Some(n) = self.in_flight.get_mut(worker) {
+            *n = n.saturating_sub(count);
+        }
     }
 
     fn serve_parked(&mut self) {
@@ -141,11 +151,13 @@ impl Handler<ReturnTests> for Scheduler {
                     worker: Some(msg.worker.clone()),
                     outcome: Outcome::Crashed,
                     duration: crash.duration,
+                    message: crash.details.lines().next().map(str::to_string),
                     details: Some(crash.details),
+                    categories: Vec::new(),
                 }));
             }
         }
-        self.in_flight = self.in_flight.saturating_sub(returned);
+        self.settle(&msg.worker, returned);
         if !tests.is_empty() {
             self.sent = self.sent.saturating_sub(tests.len());
             self.reporter.do_send(Publish(Event::TestsRequeued {
@@ -167,8 +179,8 @@ impl Handler<Settled> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: Settled, _: &mut Self::Context) {
-        self.in_flight = self.in_flight.saturating_sub(msg.count);
-        if self.in_flight == 0 {
+        self.settle(&msg.worker, msg.count);
+        if self.in_flight.values().all(|n| *n == 0) {
             self.serve_parked();
         }
     }
@@ -191,6 +203,17 @@ impl Handler<SetReference> for Scheduler {
         self.queue = make_groups(&msg.tests, &self.providers, &self.named).into();
         self.total = msg.tests.len();
         self.serve_parked();
+    }
+}
+
+impl Handler<Remaining> for Scheduler {
+    type Result = usize;
+
+    fn handle(&mut self, _: Remaining, _: &mut Self::Context) -> usize {
+        if self.halted {
+            return 0;
+        }
+        self.queue.iter().map(|g| g.tests.len()).sum()
     }
 }
 

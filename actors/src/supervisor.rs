@@ -62,7 +62,7 @@ pub struct Supervisor {
     transport: Addr<Transport>,
     workers: HashMap<String, Addr<Worker>>,
     live: HashSet<String>,
-    retired: usize,
+    retired: HashSet<String>,
     end: Option<SessionEnd>,
     interrupts: u32,
     finishing: bool,
@@ -90,7 +90,7 @@ impl Supervisor {
             transport,
             workers: HashMap::new(),
             live: HashSet::new(),
-            retired: 0,
+            retired: HashSet::new(),
             end: None,
             interrupts: 0,
             finishing: false,
@@ -399,15 +399,46 @@ impl Handler<WorkerDone> for Supervisor {
             return;
         }
         if msg.retired {
-            self.retired += 1;
+            self.retired.insert(msg.worker);
         }
-        if !self.live.is_empty() {
-            return;
+        if self.live.is_empty() {
+            self.all_done(ctx);
         }
-        if self.retired == self.settings.slots.len() {
-            self.escalate(SessionEnd::Aborted("every worker slot was retired".into()));
+    }
+}
+
+impl Supervisor {
+    /// Every slot is done. Tests may still be queued (returned by a slot that then retired,
+    /// after the others had finished): a finished slot is revived for them. Otherwise the
+    /// session is over.
+    fn all_done(&mut self, ctx: &mut Context<Self>) {
+        if self.end.is_some() || self.finishing {
+            return self.finish(ctx);
         }
-        self.finish(ctx);
+        let remaining = self.scheduler.send(Remaining);
+        ctx.spawn(remaining.into_actor(self).map(|remaining, act, ctx| {
+            let remaining = remaining.unwrap_or(0);
+            let revivable = act
+                .settings
+                .slots
+                .iter()
+                .find(|s| !act.retired.contains(&s.id))
+                .map(|s| s.id.clone());
+            match revivable {
+                Some(slot) if remaining > 0 && act.end.is_none() && !act.finishing => {
+                    act.notice(format!(
+                        "{remaining} tests are left and every worker has stopped; reviving {slot}"
+                    ));
+                    act.live.insert(slot.clone());
+                    act.workers[&slot].do_send(Revive);
+                }
+                None => {
+                    act.escalate(SessionEnd::Aborted("every worker slot was retired".into()));
+                    act.finish(ctx);
+                }
+                Some(_) => act.finish(ctx),
+            }
+        }));
     }
 }
 

@@ -71,6 +71,8 @@ pub struct WorkerSettings {
     pub retire: RetirePolicy,
     /// Where per-worker logs go.
     pub log_dir: Option<PathBuf>,
+    /// A private directory for the workers' status files (see [`protocol::ENV_STATUS_FILE`]).
+    pub status_dir: Option<PathBuf>,
 }
 
 /// The actors a worker talks to.
@@ -259,6 +261,10 @@ impl Worker {
             self.settings.token.as_str().to_string(),
         ));
         env.push((protocol::ENV_INCARNATION.into(), incarnation.to_string()));
+        if let Some(path) = self.status_path() {
+            let _ = std::fs::remove_file(&path);
+            env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
+        }
         let mut child = match spawn_in_group(&self.settings.command, &env) {
             Ok(child) => child,
             Err(e) => {
@@ -326,6 +332,21 @@ impl Worker {
                 self.slot.id, self.incarnation
             );
         }
+    }
+
+    fn status_path(&self) -> Option<PathBuf> {
+        let dir = self.settings.status_dir.as_ref()?;
+        Some(dir.join(format!(
+            "{}.status",
+            protocol::identity(&self.slot.id, self.incarnation)
+        )))
+    }
+
+    /// The test the process last said (in its status file) it was starting.
+    fn last_started(&self) -> Option<TestId> {
+        let text = std::fs::read_to_string(self.status_path()?).ok()?;
+        let test = text.trim_end_matches('\n');
+        (!test.is_empty()).then(|| test.to_string())
     }
 
     fn log_path(&self) -> Option<PathBuf> {
@@ -427,6 +448,16 @@ impl Worker {
             }
             None => format!("it exited unexpectedly with {status}"),
         };
+        let early = matches!(
+            self.state,
+            State::Starting | State::Collecting | State::Checking
+        );
+        if early && !self.aborted && !self.draining {
+            self.notice(format!(
+                "died before it was ready: {why}\n{}",
+                self.tail_text()
+            ));
+        }
         let crashed = self
             .blame(running, &mut unstarted)
             .map(|(test, duration, confirmed)| {
@@ -470,11 +501,12 @@ impl Worker {
 
     /// The test to report crashed after an unclean exit: `(test, seconds, confirmed started)`.
     ///
-    /// The running test, if the worker said it started one. If it did not, the first test of its
-    /// queue: messages in flight die with a SIGKILLed process, so a test that kills its worker at
-    /// once may never be confirmed (pytest-xdist blames the first pending test the same way). A
-    /// process herd killed for misbehaving (garbage, lies) is not its test's fault: everything goes
-    /// back to the queue (the respawn budget bounds any loop).
+    /// The worker's status file names the test it last started, even when its messages died
+    /// with it: that test is blamed if it had not finished; a running test it no longer names
+    /// (its result was lost) goes back to the queue. Without a status file: the running test, or
+    /// else the first test of its queue, as pytest-xdist does. A process herd killed for
+    /// misbehaving (garbage, lies) is not its test's fault: everything goes back to the queue
+    /// (the respawn budget bounds any loop).
     fn blame(
         &self,
         running: Option<Running>,
@@ -484,11 +516,30 @@ impl Worker {
             self.kill,
             Some(KillReason::Garbage(_) | KillReason::Violation(_) | KillReason::InternalError(_))
         );
-        match running {
-            Some(r) if misbehaved => {
+        if misbehaved {
+            if let Some(r) = running {
                 unstarted.insert(0, r.test);
-                None
             }
+            return None;
+        }
+        if let Some(last) = self.last_started() {
+            return match running {
+                Some(r) if r.test == last => {
+                    Some((r.test, r.started.elapsed().as_secs_f64(), true))
+                }
+                running => {
+                    let blamed = unstarted
+                        .iter()
+                        .position(|t| *t == last)
+                        .map(|i| unstarted.remove(i));
+                    if let Some(r) = running {
+                        unstarted.insert(0, r.test);
+                    }
+                    blamed.map(|test| (test, 0.0, true))
+                }
+            };
+        }
+        match running {
             Some(r) => Some((r.test, r.started.elapsed().as_secs_f64(), true)),
             None if self.kill.is_none() && !self.shutdown_said && !unstarted.is_empty() => {
                 Some((unstarted.remove(0), 0.0, false))
@@ -778,9 +829,14 @@ impl Worker {
             worker: Some(self.id()),
             outcome: Outcome::TimedOut,
             duration: running.started.elapsed().as_secs_f64(),
+            message: Some(format!("timed out after {}s", limit.as_secs_f64())),
             details: Some(details),
+            categories: Vec::new(),
         });
-        self.peers.scheduler.do_send(Settled { count: 1 });
+        self.peers.scheduler.do_send(Settled {
+            worker: self.id(),
+            count: 1,
+        });
         self.kill(KillReason::Timeout);
     }
 
@@ -799,8 +855,13 @@ impl Worker {
             outcome: verdict.outcome,
             duration: verdict.duration,
             details: verdict.details,
+            message: verdict.message,
+            categories: verdict.categories,
         });
-        self.peers.scheduler.do_send(Settled { count: 1 });
+        self.peers.scheduler.do_send(Settled {
+            worker: self.id(),
+            count: 1,
+        });
     }
 
     fn deliver(&mut self, incarnation: u32, tests: Vec<TestId>) {
@@ -957,6 +1018,23 @@ impl Handler<Drain> for Worker {
             State::Working => self.send_to_process(CoordinatorMessage::Stop),
             State::Respawning => self.done(false),
             State::Stopping | State::Done => {}
+        }
+    }
+}
+
+impl Handler<Revive> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: Revive, ctx: &mut Self::Context) {
+        if self.state == State::Done && !self.aborted && !self.draining {
+            self.state = State::Respawning;
+            self.spawn(ctx);
+        } else {
+            // Nothing to revive: tell the Supervisor the slot is done again.
+            self.peers.supervisor.do_send(WorkerDone {
+                worker: self.id(),
+                retired: false,
+            });
         }
     }
 }

@@ -90,6 +90,12 @@ pub enum Event {
         /// Failure text, crash report or skip reason.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         details: Option<String>,
+        /// The one-line reason, for the short summary.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// The runner's summary categories of the test's reports (see [`crate::outcome::Verdict`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        categories: Vec<String>,
     },
     /// Tests of a dead worker went back to the front of the queue.
     TestsRequeued {
@@ -174,6 +180,8 @@ mod tests {
                 outcome: Outcome::TimedOut,
                 duration: 2.0,
                 details: None,
+                message: None,
+                categories: vec![],
             },
         })
         .unwrap();

@@ -108,6 +108,21 @@ impl Outcome {
         }
     }
 
+    /// The progress character, like pytest's (`.` passed, `F` failed, `E` error, ...).
+    pub fn letter(self) -> char {
+        match self {
+            Outcome::Failed => 'F',
+            Outcome::Passed => '.',
+            Outcome::Skipped => 's',
+            Outcome::Xfailed => 'x',
+            Outcome::Xpassed => 'X',
+            Outcome::Error => 'E',
+            Outcome::Crashed => 'C',
+            Outcome::TimedOut => 'T',
+            Outcome::NotRun => '-',
+        }
+    }
+
     /// The noun used in the summary line for `count` tests with this outcome.
     pub fn noun(self, count: usize) -> &'static str {
         match (self, count == 1) {
@@ -147,6 +162,13 @@ pub struct Verdict {
     /// The failure text of every failing phase, or the skip reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<String>,
+    /// The one-line reason (the crash message of the first failing phase, or the skip reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The runner's summary categories of the test's reports (pytest counts reports, not
+    /// tests: a test whose teardown fails counts as passed and as an error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
 }
 
 impl TestRecord {
@@ -165,7 +187,10 @@ impl TestRecord {
     /// Setup failing is an error; a skip anywhere before the call is a skip; the call decides
     /// passed, failed, skipped, xfailed or xpassed; a failing teardown turns a pass into an error.
     pub fn verdict(&self) -> Verdict {
-        let phase = |when: Phase| self.phases.iter().rev().find(|p| p.when == when);
+        let phase = |when: Phase| {
+            let main = |p: &&PhaseReport| p.when == when && p.subtest.is_none();
+            self.phases.iter().rev().find(main)
+        };
         let mut outcome = Outcome::Passed;
         if let Some(setup) = phase(Phase::Setup) {
             outcome = match setup.outcome {
@@ -186,15 +211,41 @@ impl TestRecord {
                 };
             }
         }
+        let subtest_failed = self
+            .phases
+            .iter()
+            .any(|p| p.subtest.is_some() && p.outcome == PhaseOutcome::Failed);
+        if subtest_failed && outcome == Outcome::Passed {
+            outcome = Outcome::Failed;
+        }
         let teardown_failed =
             phase(Phase::Teardown).is_some_and(|t| t.outcome == PhaseOutcome::Failed);
         if teardown_failed && !matches!(outcome, Outcome::Failed | Outcome::Error) {
             outcome = Outcome::Error;
         }
+        let message = self
+            .phases
+            .iter()
+            .filter(|p| p.outcome != PhaseOutcome::Passed)
+            .find_map(|p| p.message.clone())
+            .or_else(|| {
+                let first = self.details(outcome)?;
+                first
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().to_string())
+            });
         Verdict {
             outcome,
             duration: self.duration(),
             details: self.details(outcome),
+            message,
+            categories: self
+                .phases
+                .iter()
+                .filter_map(|p| p.category.clone())
+                .filter(|c| !c.is_empty())
+                .collect(),
         }
     }
 
@@ -219,12 +270,31 @@ impl TestRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     counts: BTreeMap<Outcome, usize>,
+    /// Reports by the runner's own summary category (pytest's), in first-seen order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reported: Vec<(String, usize)>,
 }
 
 impl Tally {
     /// Counts one more test with `outcome`.
     pub fn add(&mut self, outcome: Outcome) {
         *self.counts.entry(outcome).or_default() += 1;
+    }
+
+    /// Counts one report in the runner's summary `category`.
+    pub fn add_reported(&mut self, category: &str) {
+        match self.reported.iter_mut().find(|(c, _)| c == category) {
+            Some((_, n)) => *n += 1,
+            None => self.reported.push((category.to_string(), 1)),
+        }
+    }
+
+    /// Reports counted in the runner's summary `category`.
+    pub fn reported(&self, category: &str) -> usize {
+        self.reported
+            .iter()
+            .find(|(c, _)| c == category)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Tests counted with `outcome`.
@@ -247,12 +317,41 @@ impl Tally {
     }
 
     /// The summary line: `283 passed, 17 failed in 2.41s`, listing only outcomes that occurred.
+    ///
+    /// When the runner reported its own categories (pytest), they are counted as pytest counts
+    /// them, in pytest's order, followed by herd's own outcomes (crashed, timed out, not run).
     pub fn summary_line(&self, seconds: f64) -> String {
-        let parts: Vec<String> = Outcome::ALL
-            .iter()
-            .filter(|o| self.get(**o) > 0)
-            .map(|o| format!("{} {}", self.get(*o), o.noun(self.get(*o))))
-            .collect();
+        let mut parts: Vec<String> = Vec::new();
+        if self.reported.is_empty() {
+            for o in Outcome::ALL.iter().filter(|o| self.get(**o) > 0) {
+                parts.push(format!("{} {}", self.get(*o), o.noun(self.get(*o))));
+            }
+        } else {
+            const KNOWN: [&str; 7] = [
+                "failed", "passed", "skipped", "xfailed", "xpassed", "warnings", "error",
+            ];
+            let others = self
+                .reported
+                .iter()
+                .map(|(c, _)| c.as_str())
+                .filter(|c| !KNOWN.contains(c));
+            for category in KNOWN.into_iter().chain(others) {
+                let n = self.reported(category);
+                if n > 0 {
+                    let noun = if category == "error" && n != 1 {
+                        "errors"
+                    } else {
+                        category
+                    };
+                    parts.push(format!("{n} {noun}"));
+                }
+            }
+            for o in [Outcome::Crashed, Outcome::TimedOut, Outcome::NotRun] {
+                if self.get(o) > 0 {
+                    parts.push(format!("{} {}", self.get(o), o.noun(self.get(o))));
+                }
+            }
+        }
         let counts = if parts.is_empty() {
             "no tests ran".to_string()
         } else {
@@ -318,6 +417,7 @@ mod tests {
             message: None,
             sections: vec![],
             wasxfail: None,
+            category: None,
             subtest: None,
         }
     }
@@ -413,6 +513,44 @@ mod tests {
         );
         assert_eq!(t.total(), 304);
         assert_eq!(t.failures(), 19);
+    }
+
+    #[test]
+    fn pytest_categories_are_counted_as_pytest_counts_them() {
+        let mut t = Tally::default();
+        for (outcome, cats) in [
+            (Outcome::Error, vec!["passed", "error"]),
+            (Outcome::Failed, vec!["subtests passed", "failed", "passed"]),
+            (Outcome::Passed, vec!["passed"]),
+            (Outcome::Crashed, vec![]),
+        ] {
+            t.add(outcome);
+            for c in cats {
+                t.add_reported(c);
+            }
+        }
+        assert_eq!(
+            t.summary_line(0.5),
+            "1 failed, 3 passed, 1 error, 1 subtests passed, 1 crashed in 0.50s"
+        );
+        assert_eq!(t.total(), 4);
+    }
+
+    #[test]
+    fn a_failed_subtest_fails_the_test() {
+        let mut r = TestRecord::default();
+        r.add(phase(Setup, P::Passed));
+        let mut sub = phase(Call, P::Failed);
+        sub.subtest = Some("i=1".into());
+        sub.message = Some("assert 1 != 1".into());
+        r.add(sub);
+        r.add(phase(Call, P::Passed));
+        r.add(phase(Teardown, P::Passed));
+        let v = r.verdict();
+        assert_eq!(
+            (v.outcome, v.message.as_deref()),
+            (Outcome::Failed, Some("assert 1 != 1"))
+        );
     }
 
     #[test]

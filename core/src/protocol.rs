@@ -25,7 +25,8 @@
 //! * Messages are asynchronous: there is no acknowledgement per event; a worker only waits for
 //!   `welcome` and for `tests`.
 //! * A worker learns everything from its environment: [`ENV_ENDPOINT`], [`ENV_TOKEN`],
-//!   [`ENV_WORKER_ID`], [`ENV_INCARNATION`] and, when it owns one, [`ENV_APPLIANCE`].
+//!   [`ENV_WORKER_ID`], [`ENV_INCARNATION`], [`ENV_STATUS_FILE`] and, when it owns one,
+//!   [`ENV_APPLIANCE`].
 
 use std::collections::BTreeMap;
 
@@ -49,6 +50,12 @@ pub const ENV_WORKER_ID: &str = "HERD_WORKER_ID";
 pub const ENV_INCARNATION: &str = "HERD_INCARNATION";
 /// Environment variable holding the appliance the worker owns, when it owns one.
 pub const ENV_APPLIANCE: &str = "HERD_APPLIANCE";
+/// Environment variable naming a file in which the worker writes the id of each test as it
+/// starts it (overwriting the previous one), before running any of the test's code. A plain
+/// file write survives the process's sudden death where queued messages do not, so herd always
+/// knows which test a crashed worker was running. Optional for a worker, but without it a crash
+/// is blamed on the first unconfirmed test of its queue.
+pub const ENV_STATUS_FILE: &str = "HERD_STATUS_FILE";
 
 /// A message from a worker to the coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +140,11 @@ pub struct PhaseReport {
     /// Set when the test was expected to fail (pytest's `wasxfail`), with the reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasxfail: Option<String>,
+    /// The report's category as the runner counts it in its summary (pytest's
+    /// `pytest_report_teststatus` category: `passed`, `failed`, `error`, `xfailed`,
+    /// `subtests passed`, or empty for a passing setup or teardown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Set on the report of a subtest (its description); a test may report several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtest: Option<String>,
@@ -286,6 +298,7 @@ mod tests {
             message: None,
             sections: vec![],
             wasxfail: None,
+            category: None,
             subtest: None,
         });
         assert_eq!(decode_worker_message(&encode(&report)).unwrap(), report);

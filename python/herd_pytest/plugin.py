@@ -1,0 +1,533 @@
+"""herd's pytest worker plugin (protocol v1, JSON over ZeroMQ).
+
+Loaded in every worker with ``-p herd_pytest.plugin``. Without ``HERD_ENDPOINT`` in the
+environment it is inert: it registers the ``herd_group(name)`` marker and provides the
+``herd_appliance`` fixture, nothing else. Under herd it:
+
+* says ``hello`` to the coordinator and waits for ``welcome`` (``HERD_CONNECT_TIMEOUT`` seconds),
+* sends the ``collection`` (test ids in order, failed collectors, ``herd_group`` marks),
+* takes over ``pytest_runtestloop``: asks for groups of tests with ``need_tests`` and runs each
+  group in order through pytest's own ``pytest_runtest_protocol``; before the last test it holds
+  it asks for the next group and waits, so the real ``nextitem`` is known and fixtures scoped to a
+  module or class are torn down exactly when pytest would tear them down,
+* streams ``test_started`` and one ``report`` per phase (and per subtest),
+* ends with ``shutdown`` (preceded by ``session_exit`` after ``pytest.exit()`` or Ctrl-C).
+
+The module must stay self-contained (only ``herd_pytest/__init__.py`` ships with it): the herd
+binary embeds both files and puts them on ``PYTHONPATH`` of its workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+
+import pytest
+
+PROTOCOL_VERSION = 1
+
+ENV_ENDPOINT = "HERD_ENDPOINT"
+ENV_TOKEN = "HERD_TOKEN"
+ENV_WORKER_ID = "HERD_WORKER_ID"
+ENV_INCARNATION = "HERD_INCARNATION"
+ENV_APPLIANCE = "HERD_APPLIANCE"
+ENV_CONNECT_TIMEOUT = "HERD_CONNECT_TIMEOUT"
+
+#: How long closing the socket may wait for the last frames to leave (milliseconds).
+LINGER_MS = 2000
+#: How long a blocking wait sleeps in one poll, so signals are handled promptly (milliseconds).
+POLL_SLICE_MS = 500
+
+_MARKER_HELP = (
+    "herd_group(name): tests carrying the same group name run together, in order, on one herd "
+    "worker"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Inert part: always active.
+# --------------------------------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", _MARKER_HELP)
+    if not os.environ.get(ENV_ENDPOINT):
+        return
+    if config.pluginmanager.has_plugin("herd_worker"):
+        return
+    worker = HerdWorker(config)
+    config.pluginmanager.register(worker, "herd_worker")
+    worker.install_signal_handler()
+
+
+@pytest.fixture(scope="session")
+def herd_appliance():
+    """The appliance this herd worker owns (``HERD_APPLIANCE``), or None."""
+    return os.environ.get(ENV_APPLIANCE) or None
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers.
+# --------------------------------------------------------------------------------------------
+
+
+class HerdError(Exception):
+    """The coordinator refused us or went away; the worker must end."""
+
+
+def _jsonable(value):
+    """``value`` if json can encode it, else its repr()."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _subtest_description(report):
+    """The description of a subtest report, or None for an ordinary report."""
+    context = getattr(report, "context", None)
+    if context is None or not hasattr(context, "kwargs"):
+        return None
+    describe = getattr(report, "_sub_test_description", None)
+    if describe is not None:
+        try:
+            return str(describe())
+        except Exception:
+            pass
+    parts = []
+    msg = getattr(context, "msg", None)
+    if msg is not None:
+        parts.append(f"[{msg}]")
+    kwargs = getattr(context, "kwargs", None) or {}
+    if kwargs:
+        parts.append("(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")")
+    return " ".join(parts) or "(<subtest>)"
+
+
+def _longrepr_and_message(report):
+    """The long text and the one-line message of a report (None, None when it passed cleanly)."""
+    longrepr = report.longrepr
+    if longrepr is None:
+        return None, None
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        # A skip: (path, lineno, reason).
+        reason = str(longrepr[2])
+        return reason, reason
+    try:
+        text = str(longrepr)
+    except Exception as exc:  # a broken repr must not kill the worker
+        text = f"<herd: could not render the report: {exc!r}>"
+    message = None
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        message = getattr(crash, "message", None)
+    if message is None:
+        message = next((line.strip() for line in text.splitlines() if line.strip()), None)
+    elif "\n" in message:
+        # One line, like pytest's short test summary (assertion rewriting adds an explanation).
+        message = message[: message.index("\n")]
+    return text, message
+
+
+# --------------------------------------------------------------------------------------------
+# The worker: active only under herd.
+# --------------------------------------------------------------------------------------------
+
+
+class HerdWorker:
+    def __init__(self, config):
+        self.config = config
+        self.endpoint = os.environ[ENV_ENDPOINT]
+        self.token = os.environ.get(ENV_TOKEN, "")
+        self.worker_id = os.environ.get(ENV_WORKER_ID, "w0")
+        try:
+            self.incarnation = int(os.environ.get(ENV_INCARNATION) or 1)
+        except ValueError:
+            raise pytest.UsageError(
+                f"herd: {ENV_INCARNATION} must be an integer, not {os.environ[ENV_INCARNATION]!r}"
+            )
+        try:
+            self.connect_timeout = float(os.environ.get(ENV_CONNECT_TIMEOUT) or 30)
+        except ValueError:
+            raise pytest.UsageError(
+                f"herd: {ENV_CONNECT_TIMEOUT} must be a number of seconds, "
+                f"not {os.environ[ENV_CONNECT_TIMEOUT]!r}"
+            )
+        self.identity = f"{self.worker_id}.{self.incarnation}"
+        self.context = None
+        self.socket = None
+        self.poller = None
+        self.collect_errors = []
+        self.stop_requested = False
+        self.finished = False  # shutdown sent (or the coordinator refused us)
+
+    # ---- signals ------------------------------------------------------------------------------
+
+    def install_signal_handler(self):
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread (pytest embedded somewhere odd)
+            pass
+
+    # ---- socket -------------------------------------------------------------------------------
+
+    def connect(self):
+        import zmq
+
+        self.zmq = zmq
+        self.context = zmq.Context()
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.identity.encode())
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
+        sock.setsockopt(zmq.SNDHWM, 100000)
+        sock.setsockopt(zmq.RCVHWM, 100000)
+        sock.connect(self.endpoint)
+        self.socket = sock
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLIN)
+
+    def close(self, linger=None):
+        sock, self.socket = self.socket, None
+        if sock is not None:
+            try:
+                if linger is not None:
+                    sock.setsockopt(self.zmq.LINGER, linger)
+                sock.close()
+            except Exception:
+                pass
+        ctx, self.context = self.context, None
+        if ctx is not None:
+            try:
+                ctx.term()
+            except Exception:
+                pass
+
+    def send(self, message):
+        sock = self.socket
+        if sock is not None:
+            sock.send(json.dumps(message).encode())
+
+    def _decode(self, frames):
+        # Tolerate a REQ-style empty delimiter frame; the payload is the last frame.
+        payload = frames[-1] if frames else b""
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            self.message(f"herd worker {self.identity}: ignoring a malformed frame {payload[:200]!r}")
+            return None
+        if not isinstance(message, dict):
+            return None
+        return message
+
+    def receive(self, timeout_ms):
+        """The next message from the coordinator, or None after ``timeout_ms`` (None: forever)."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+        while True:
+            if self.socket is None:
+                raise HerdError("the connection to the coordinator is closed")
+            if deadline is None:
+                wait = POLL_SLICE_MS
+            else:
+                wait = max(0, min(POLL_SLICE_MS, int((deadline - time.monotonic()) * 1000)))
+            if self.poller.poll(wait):
+                message = self._decode(self.socket.recv_multipart())
+                if message is not None:
+                    return message
+            elif deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def receive_nowait(self):
+        sock = self.socket
+        if sock is None:
+            return None
+        # getsockopt(EVENTS) is far cheaper than poll(0), which builds a Poller on every call.
+        while sock.getsockopt(self.zmq.EVENTS) & self.zmq.POLLIN:
+            message = self._decode(sock.recv_multipart())
+            if message is not None:
+                return message
+        return None
+
+    def message(self, text):
+        self.send({"type": "message", "text": text})
+
+    def refused(self, text):
+        """The coordinator sent ``error``: end without another word."""
+        self.finished = True
+        self.close(linger=0)
+        raise pytest.UsageError(f"herd: the coordinator refused worker {self.identity}: {text}")
+
+    # ---- handshake ----------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session):
+        self.connect()
+        self.send(
+            {
+                "type": "hello",
+                "protocol": PROTOCOL_VERSION,
+                "worker": self.worker_id,
+                "incarnation": self.incarnation,
+                "token": self.token,
+                "pid": os.getpid(),
+            }
+        )
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            left = deadline - time.monotonic()
+            reply = self.receive(max(0, int(left * 1000))) if left > 0 else None
+            if reply is None:
+                self.finished = True
+                self.close(linger=0)
+                raise pytest.UsageError(
+                    f"herd: worker {self.identity} got no welcome from the coordinator at "
+                    f"{self.endpoint} within {self.connect_timeout:g}s"
+                )
+            kind = reply.get("type")
+            if kind == "welcome":
+                return
+            if kind == "error":
+                self.refused(reply.get("message", "(no message)"))
+            if kind == "stop":
+                self.stop_requested = True
+                return
+            # Anything else before welcome is unexpected; ignore it and keep waiting.
+
+    # ---- collection ---------------------------------------------------------------------------
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            try:
+                text = str(report.longrepr)
+            except Exception as exc:
+                text = f"<herd: could not render the collection error: {exc!r}>"
+            self.collect_errors.append({"nodeid": report.nodeid, "longrepr": text})
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session):
+        groups = {}
+        for item in session.items:
+            mark = item.get_closest_marker("herd_group")
+            if mark is None:
+                continue
+            name = mark.args[0] if mark.args else mark.kwargs.get("name")
+            if name is not None:
+                groups[item.nodeid] = str(name)
+        self.send(
+            {
+                "type": "collection",
+                "tests": [item.nodeid for item in session.items],
+                "errors": self.collect_errors,
+                "herd_groups": groups,
+            }
+        )
+
+    # ---- the test loop ------------------------------------------------------------------------
+
+    def _need_tests(self):
+        """Asks for the next group and waits: a list of test ids, empty when work is over."""
+        if self.stop_requested:
+            return []
+        self.send({"type": "need_tests"})
+        while True:
+            reply = self.receive(None)
+            kind = reply.get("type")
+            if kind == "tests":
+                return list(reply.get("tests") or [])
+            if kind == "stop":
+                self.stop_requested = True
+                return []
+            if kind == "error":
+                self.refused(reply.get("message", "(no message)"))
+            # Anything else (a stray welcome, an unknown type) is ignored.
+
+    def _check_stop(self):
+        """Non-blocking: has the coordinator said stop (or refused us)?"""
+        while True:
+            message = self.receive_nowait()
+            if message is None:
+                return self.stop_requested
+            kind = message.get("type")
+            if kind == "stop":
+                self.stop_requested = True
+            elif kind == "error":
+                self.refused(message.get("message", "(no message)"))
+
+    def _resolve(self, ids, by_id, pending):
+        for nodeid in ids:
+            item = by_id.get(nodeid)
+            if item is None:
+                self._report_unknown(nodeid)
+            else:
+                pending.append(item)
+
+    def _report_unknown(self, nodeid):
+        text = f"herd: worker {self.identity} did not collect {nodeid!r}"
+        self.send({"type": "test_started", "test": nodeid})
+        for when, outcome in (("setup", "failed"), ("teardown", "passed")):
+            failed = outcome == "failed"
+            self.send(
+                {
+                    "type": "report",
+                    "test": nodeid,
+                    "when": when,
+                    "outcome": outcome,
+                    "duration": 0.0,
+                    "longrepr": text if failed else None,
+                    "message": text if failed else None,
+                    "sections": [],
+                    "wasxfail": None,
+                    "category": "error" if failed else "",
+                    "location": None,
+                    "user_properties": [],
+                }
+            )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        try:
+            self._loop(session)
+        except (KeyboardInterrupt, pytest.exit.Exception, HerdError, pytest.UsageError):
+            raise  # session_exit / shutdown are sent by pytest_keyboard_interrupt, or not at all
+        except session.Failed:
+            raise
+        except BaseException:
+            if not self.finished and self.socket is not None:
+                try:
+                    self.send({"type": "internal_error", "message": traceback.format_exc()})
+                    self.send({"type": "shutdown"})
+                except Exception:
+                    pass
+                self.finished = True
+                self.close()
+            raise
+        self.shutdown()
+        return True
+
+    def _loop(self, session):
+        config = session.config
+        if config.option.collectonly:
+            return
+        by_id = {item.nodeid: item for item in session.items}
+        pending = deque()
+        more = not self.stop_requested
+        if more:
+            ids = self._need_tests()
+            more = bool(ids)
+            self._resolve(ids, by_id, pending)
+        ihook_protocol = None
+        while pending:
+            if self._check_stop():
+                break
+            item = pending.popleft()
+            while not pending and more:
+                ids = self._need_tests()
+                more = bool(ids)
+                self._resolve(ids, by_id, pending)
+            if self.stop_requested:
+                # The stop came while we waited: this test has not started, so it never runs.
+                break
+            nextitem = pending[0] if pending else None
+            if ihook_protocol is None or item.ihook is not ihook_protocol[0]:
+                ihook_protocol = (item.ihook, item.ihook.pytest_runtest_protocol)
+            ihook_protocol[1](item=item, nextitem=nextitem)
+            if session.shouldfail or session.shouldstop:
+                reason = str(session.shouldfail or session.shouldstop)
+                if session.shouldfail:
+                    self.session_exit(reason)
+                    raise session.Failed(session.shouldfail)
+                raise session.Interrupted(session.shouldstop)  # -> pytest_keyboard_interrupt
+
+    def shutdown(self):
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self.send({"type": "shutdown"})
+        finally:
+            self.close()
+
+    def session_exit(self, reason):
+        if self.finished or self.socket is None:
+            return
+        try:
+            self.send({"type": "session_exit", "reason": reason})
+        except Exception:
+            pass
+        self.shutdown()
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        value = excinfo.value
+        if isinstance(value, pytest.exit.Exception):
+            reason = str(getattr(value, "msg", value))
+        else:
+            reason = str(value) or type(value).__name__
+            if reason != type(value).__name__ and not isinstance(value, pytest.Session.Interrupted):
+                reason = f"{type(value).__name__}: {reason}"
+        self.session_exit(reason)
+
+    def pytest_unconfigure(self, config):
+        # Last resort: never leave the coordinator without a shutdown (e.g. a failed collection
+        # under --collect-only or an exit before the test loop).
+        if not self.finished and self.socket is not None:
+            self.shutdown()
+        self.close()
+
+    # ---- reports ------------------------------------------------------------------------------
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        self.send({"type": "test_started", "test": nodeid})
+
+    def pytest_runtest_logreport(self, report):
+        if self.socket is None:
+            return
+        longrepr, message = _longrepr_and_message(report)
+        category = ""
+        try:
+            status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
+            if status:
+                category = status[0] or ""
+        except Exception:
+            pass
+        properties = report.user_properties
+        msg = {
+            "type": "report",
+            "test": report.nodeid,
+            "when": report.when,
+            "outcome": report.outcome,
+            "duration": float(report.duration or 0.0),
+            "longrepr": longrepr,
+            "message": message,
+            "sections": [[str(title), str(text)] for title, text in report.sections],
+            "wasxfail": getattr(report, "wasxfail", None),
+            "category": category if isinstance(category, str) else str(category),
+            "location": list(report.location) if report.location else None,
+            "user_properties": [[str(k), _jsonable(v)] for k, v in properties]
+            if properties
+            else [],
+        }
+        subtest = _subtest_description(report)
+        if subtest is not None:
+            msg["subtest"] = subtest
+        try:
+            self.send(msg)
+        except TypeError:
+            # Something odd slipped in (a non-str location part, ...): make it text.
+            self.send(json.loads(json.dumps(msg, default=repr)))
+
+
+def _on_sigterm(signum, frame):
+    """herd died (or ended us): take the whole process group down, test subprocesses included."""
+    try:
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        else:
+            # Not a group leader: the group is not ours to kill.
+            os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        os._exit(128 + signal.SIGTERM)

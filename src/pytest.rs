@@ -1,0 +1,169 @@
+//! The pytest runner: `herd run -n 4 -- pytest tests/ -k smoke` runs a real pytest suite, with
+//! herd's worker plugin (the `herd_pytest` package in `python/`, embedded in this binary) loaded in
+//! every worker. A worker needs only pytest and pyzmq: herd puts the plugin on its `PYTHONPATH`.
+//!
+//! The reference collection is the first worker's own collection (pytest collects once per
+//! worker, in parallel); every other worker's collection is checked against it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use herd_actors::WorkerCommand;
+use herd_core::TestId;
+
+use crate::runner::{Runner, RunnerError};
+
+/// The plugin package, as shipped in `python/herd_pytest/`.
+const PLUGIN_FILES: [(&str, &str); 2] = [
+    (
+        "__init__.py",
+        include_str!("../python/herd_pytest/__init__.py"),
+    ),
+    ("plugin.py", include_str!("../python/herd_pytest/plugin.py")),
+];
+
+/// Runs a pytest command line across herd's workers.
+pub struct PytestRunner {
+    command: Vec<String>,
+    plugin_root: tempfile::TempDir,
+}
+
+impl PytestRunner {
+    /// A runner for `command` (`pytest ARGS...` or `python -m pytest ARGS...`); writes the
+    /// embedded plugin to a private directory that lives as long as the runner.
+    pub fn new(command: Vec<String>) -> Result<PytestRunner, RunnerError> {
+        if plugin_flags_at(&command).is_none() {
+            return Err(RunnerError::Usage(format!(
+                "`{}` is not a pytest command (expected `pytest ...` or `python -m pytest ...`)",
+                command.join(" ")
+            )));
+        }
+        let plugin_root = tempfile::Builder::new()
+            .prefix("herd-pytest-")
+            .tempdir()
+            .map_err(|e| RunnerError::Usage(format!("cannot write herd's pytest plugin: {e}")))?;
+        write_plugin(&plugin_root.path().join("herd_pytest"))
+            .map_err(|e| RunnerError::Usage(format!("cannot write herd's pytest plugin: {e}")))?;
+        Ok(PytestRunner {
+            command,
+            plugin_root,
+        })
+    }
+
+    /// Whether `command` runs pytest.
+    pub fn is_pytest_command(command: &[String]) -> bool {
+        plugin_flags_at(command).is_some()
+    }
+
+    /// The directory put on the workers' `PYTHONPATH`.
+    pub fn plugin_root(&self) -> &Path {
+        self.plugin_root.path()
+    }
+}
+
+fn write_plugin(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in PLUGIN_FILES {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
+}
+
+/// Where herd's `-p` flags go in a pytest command line: right after `pytest` (or after
+/// `python -m pytest`); `None` when the command is not pytest.
+fn plugin_flags_at(command: &[String]) -> Option<usize> {
+    let name = |s: &str| {
+        Path::new(s)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let first = name(command.first()?);
+    if first == "pytest" || first == "py.test" {
+        return Some(1);
+    }
+    if first.starts_with("python") {
+        let m = command.iter().position(|a| a == "-m")?;
+        return (command.get(m + 1).map(String::as_str) == Some("pytest")).then_some(m + 2);
+    }
+    None
+}
+
+impl Runner for PytestRunner {
+    fn name(&self) -> &str {
+        "pytest"
+    }
+
+    fn collect(&self) -> Result<Option<Vec<TestId>>, RunnerError> {
+        Ok(None)
+    }
+
+    fn worker_command(&self) -> Result<WorkerCommand, RunnerError> {
+        let at = plugin_flags_at(&self.command).expect("checked in new()");
+        let mut args: Vec<OsString> = self.command[1..at].iter().map(OsString::from).collect();
+        args.extend(["-p", "herd_pytest.plugin", "-p", "no:xdist"].map(OsString::from));
+        args.extend(self.command[at..].iter().map(OsString::from));
+        let mut path = self.plugin_root.path().as_os_str().to_owned();
+        if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(existing);
+        }
+        Ok(WorkerCommand {
+            program: PathBuf::from(&self.command[0]),
+            args,
+            env: vec![("PYTHONPATH".into(), path)],
+            cwd: None,
+        })
+    }
+
+    fn prefers_dots(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn pytest_commands_are_recognised() {
+        assert_eq!(plugin_flags_at(&cmd("pytest tests -k smoke")), Some(1));
+        assert_eq!(plugin_flags_at(&cmd(".venv/bin/pytest")), Some(1));
+        assert_eq!(plugin_flags_at(&cmd("python3 -m pytest -x")), Some(3));
+        assert_eq!(
+            plugin_flags_at(&cmd("/usr/bin/python3.11 -X dev -m pytest")),
+            Some(5)
+        );
+        assert_eq!(plugin_flags_at(&cmd("python3 -m unittest")), None);
+        assert_eq!(plugin_flags_at(&cmd("sh run.sh")), None);
+        assert!(PytestRunner::new(cmd("cargo test")).is_err());
+    }
+
+    #[test]
+    fn workers_load_the_embedded_plugin_and_keep_the_users_arguments() {
+        let runner = PytestRunner::new(cmd("python3 -m pytest tests -k smoke")).unwrap();
+        let command = runner.worker_command().unwrap();
+        assert_eq!(command.program, PathBuf::from("python3"));
+        let args: Vec<String> = command
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            cmd("-m pytest -p herd_pytest.plugin -p no:xdist tests -k smoke")
+        );
+        let (key, path) = &command.env[0];
+        assert_eq!(key, "PYTHONPATH");
+        assert!(path
+            .to_string_lossy()
+            .starts_with(runner.plugin_root().to_str().unwrap()));
+        let plugin =
+            std::fs::read_to_string(runner.plugin_root().join("herd_pytest/plugin.py")).unwrap();
+        assert!(plugin.contains("need_tests"));
+    }
+}

@@ -1,0 +1,386 @@
+//! The pytest runner with real pytest (from `.venv`, made by `scripts/python-env`) on suites the
+//! tests write: every outcome kind with the same counts as plain pytest, crashes, timeouts,
+//! module fixtures, collection mismatches and errors, pytest.exit(), appliances and herd_group.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn venv_pytest() -> PathBuf {
+    let pytest = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/pytest");
+    assert!(
+        pytest.exists(),
+        "{} is missing: run scripts/python-env (scripts/test does) to install pytest and pyzmq",
+        pytest.display()
+    );
+    pytest
+}
+
+/// A pytest suite in a temporary directory.
+struct PySuite {
+    dir: tempfile::TempDir,
+}
+
+impl PySuite {
+    fn new(files: &[(&str, &str)]) -> PySuite {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        PySuite { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn events(&self) -> PathBuf {
+        self.path().join("events.jsonl")
+    }
+
+    fn herd_command(&self, herd_args: &[&str], pytest_args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
+        cmd.current_dir(self.path())
+            .arg("run")
+            .args(herd_args)
+            .arg("--events")
+            .arg(self.events())
+            .arg("--")
+            .arg(venv_pytest())
+            .args(["-p", "no:cacheprovider"])
+            .args(pytest_args)
+            .env_remove("PYTEST_ADDOPTS")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    fn herd(&self, herd_args: &[&str], pytest_args: &[&str]) -> Run {
+        let out = self.herd_command(herd_args, pytest_args).output().unwrap();
+        Run::from_output(out, &self.events())
+    }
+
+    /// Plain pytest on the same suite: (exit code, counts of its summary line).
+    fn plain(&self, pytest_args: &[&str]) -> (i32, BTreeMap<String, usize>, String) {
+        let out = Command::new(venv_pytest())
+            .current_dir(self.path())
+            .args(["-p", "no:cacheprovider", "-q"])
+            .args(pytest_args)
+            .env_remove("PYTEST_ADDOPTS")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code().unwrap(), summary_counts(&stdout), stdout)
+    }
+}
+
+/// The counts of the last summary line (`== 1 failed, 2 passed, 1 error in 0.1s ==`).
+fn summary_counts(output: &str) -> BTreeMap<String, usize> {
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| {
+            l.contains(" in ") && l.trim_end().trim_end_matches('=').trim_end().ends_with('s')
+        })
+        .unwrap_or_else(|| panic!("no summary line in:\n{output}"));
+    let body = line.trim().trim_matches('=').trim();
+    let body = &body[..body.rfind(" in ").unwrap()];
+    body.split(", ")
+        .filter_map(|part| {
+            let (n, what) = part.split_once(' ')?;
+            let what = if what == "errors" { "error" } else { what };
+            Some((what.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+const EVERY_OUTCOME: &str = r#"
+import pytest, unittest
+
+def test_pass():
+    pass
+
+def test_fail():
+    assert 1 + 1 == 3, "arithmetic is broken"
+
+def test_skip():
+    pytest.skip("not today")
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfail():
+    assert False
+
+@pytest.mark.xfail(reason="fixed now")
+def test_xpass():
+    pass
+
+@pytest.mark.xfail(strict=True)
+def test_strict_xpass():
+    pass
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup boom")
+
+def test_setup_error(broken_setup):
+    pass
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+
+def test_teardown_error(broken_teardown):
+    pass
+
+def test_props(record_property):
+    record_property("answer", 42)
+    print("captured output")
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_param(n):
+    assert n != 2
+
+def test_subtests(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 1
+
+class TestUnit(unittest.TestCase):
+    def test_ok(self):
+        self.assertTrue(True)
+
+    def test_sub(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertNotEqual(i, 2)
+
+    @unittest.skip("unittest skip")
+    def test_skipped(self):
+        pass
+"#;
+
+#[test]
+fn every_outcome_kind_is_counted_as_plain_pytest_counts_it() {
+    let suite = PySuite::new(&[
+        ("test_all.py", EVERY_OUTCOME),
+        ("test_more.py", "def test_a():\n    pass\n"),
+    ]);
+    let (plain_code, plain_counts, plain_out) = suite.plain(&[]);
+    let run = suite.herd(&["-n", "2"], &[]);
+    let herd_counts = summary_counts(&run.stdout);
+    assert_eq!(
+        herd_counts,
+        plain_counts,
+        "herd vs plain pytest\n{plain_out}\n{}",
+        run.dump()
+    );
+    assert_eq!(run.code, plain_code, "{}", run.dump());
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes.len(), 17, "{outcomes:?}");
+    assert_eq!(outcomes["test_all.py::test_fail"], "failed");
+    assert_eq!(outcomes["test_all.py::test_xfail"], "xfailed");
+    assert_eq!(outcomes["test_all.py::test_xpass"], "xpassed");
+    assert_eq!(outcomes["test_all.py::test_setup_error"], "error");
+    assert_eq!(outcomes["test_all.py::test_teardown_error"], "error");
+    assert_eq!(outcomes["test_all.py::test_subtests"], "failed");
+    let fail = run.finished("test_all.py::test_fail");
+    assert!(
+        fail["details"]
+            .as_str()
+            .unwrap()
+            .contains("arithmetic is broken"),
+        "{fail}"
+    );
+    assert!(
+        run.stdout
+            .contains("FAILED test_all.py::test_fail - AssertionError: arithmetic is broken"),
+        "{}",
+        run.dump()
+    );
+    assert!(run.stdout.contains(" FAILURES "), "{}", run.dump());
+}
+
+#[test]
+fn a_test_that_kills_its_worker_is_reported_crashed_and_nothing_is_lost() {
+    let crash = "import os\n\ndef test_before():\n    pass\n\ndef test_exit():\n    os._exit(1)\n\ndef test_after():\n    pass\n";
+    let others: String = (0..10)
+        .map(|i| format!("def test_{i}():\n    pass\n\n"))
+        .collect();
+    let suite = PySuite::new(&[("test_crash.py", crash), ("test_others.py", &others)]);
+    let run = suite.herd(&["-n", "2"], &[]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_eq!(run.outcomes()["test_crash.py::test_exit"], "crashed");
+    assert_eq!(run.count("passed"), 12, "{}", run.dump());
+    assert!(run.finished("test_crash.py::test_exit")["details"]
+        .as_str()
+        .unwrap()
+        .contains("exit code 1"));
+    assert!(
+        run.of("worker_spawned")
+            .iter()
+            .any(|e| e["incarnation"] == 2),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn a_hanging_test_is_killed_by_the_timeout() {
+    let hang = "import time\n\ndef test_hang():\n    print('hanging now', flush=True)\n    time.sleep(60)\n\ndef test_fine():\n    pass\n";
+    let suite = PySuite::new(&[
+        ("test_hang.py", hang),
+        ("test_b.py", "def test_b():\n    pass\n"),
+    ]);
+    let run = suite.herd(&["-n", "1", "--timeout", "3"], &[]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_eq!(run.outcomes()["test_hang.py::test_hang"], "timed_out");
+    assert_eq!(run.count("passed"), 2, "{}", run.dump());
+}
+
+#[test]
+fn a_module_scoped_fixture_is_set_up_once_per_group() {
+    let module = |m: &str| {
+        let tests: String = (0..5)
+            .map(|i| format!("def test_{i}(conn):\n    assert conn == '{m}'\n\n"))
+            .collect();
+        format!(
+            "import pytest\n\n@pytest.fixture(scope='module')\ndef conn():\n    with open('setups.log', 'a') as f:\n        f.write('{m}\\n')\n    return '{m}'\n\n{tests}"
+        )
+    };
+    let files: Vec<(String, String)> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|m| (format!("test_{m}.py"), module(m)))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let suite = PySuite::new(&files);
+    let run = suite.herd(&["-n", "2"], &[]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 15);
+    let mut setups: Vec<String> = std::fs::read_to_string(suite.path().join("setups.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    setups.sort();
+    assert_eq!(setups, ["m1", "m2", "m3"]);
+}
+
+#[test]
+fn a_collection_that_differs_per_worker_shows_a_diff() {
+    let random = "import random, pytest\n\n@pytest.mark.parametrize('x', [random.randint(0, 10**12)])\ndef test_random(x):\n    pass\n\ndef test_stable():\n    pass\n";
+    let suite = PySuite::new(&[("test_random.py", random)]);
+    let run = suite.herd(&["-n", "2", "--max-respawns", "2"], &[]);
+    let mismatches = run.of("collection_mismatch");
+    assert!(!mismatches.is_empty(), "{}", run.dump());
+    let diff = mismatches[0]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("--- reference") && diff.contains("-test_random.py::test_random["),
+        "{diff}"
+    );
+    assert!(
+        run.stdout.contains("collection differs from the reference"),
+        "{}",
+        run.dump()
+    );
+    run.outcomes();
+}
+
+#[test]
+fn collection_errors_are_reported_as_pytest_reports_them() {
+    let suite = PySuite::new(&[
+        ("test_ok.py", "def test_ok():\n    pass\n"),
+        (
+            "test_broken.py",
+            "import no_such_module_here\n\ndef test_x():\n    pass\n",
+        ),
+    ]);
+    let run = suite.herd(&["-n", "2"], &[]);
+    assert_eq!(run.code, 2, "{}", run.dump());
+    assert!(
+        run.stdout.contains("ERROR collecting test_broken.py"),
+        "{}",
+        run.dump()
+    );
+    assert!(run.stdout.contains("no_such_module_here"), "{}", run.dump());
+    assert!(
+        run.stdout.contains("1 error during collection"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn pytest_exit_in_a_test_ends_the_session_cleanly() {
+    let tests = "import pytest\n\ndef test_first():\n    pass\n\ndef test_stop():\n    pytest.exit('enough')\n\ndef test_never():\n    pass\n";
+    let suite = PySuite::new(&[("test_exit.py", tests)]);
+    let run = suite.herd(&["-n", "1"], &[]);
+    assert_eq!(run.code, 2, "{}", run.dump());
+    assert!(run.stdout.contains("enough"), "{}", run.dump());
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes["test_exit.py::test_first"], "passed");
+    assert_eq!(outcomes["test_exit.py::test_never"], "not_run");
+}
+
+#[test]
+fn appliances_reach_tests_and_herd_groups_stay_together_in_order() {
+    let tests = r#"
+import os, pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_where(i, herd_appliance):
+    with open(f"where-{i}.txt", "w") as f:
+        f.write(f"{os.environ['HERD_WORKER_ID']} {herd_appliance}")
+
+@pytest.mark.herd_group("db")
+def test_g1():
+    open("group.log", "a").write("g1 " + os.environ["HERD_WORKER_ID"] + "\n")
+
+def test_between():
+    pass
+
+@pytest.mark.herd_group("db")
+def test_g2():
+    open("group.log", "a").write("g2 " + os.environ["HERD_WORKER_ID"] + "\n")
+"#;
+    let other = "import os, pytest\n\n@pytest.mark.herd_group('db')\ndef test_g3():\n    open('group.log', 'a').write('g3 ' + os.environ['HERD_WORKER_ID'] + '\\n')\n";
+    let suite = PySuite::new(&[("test_app.py", tests), ("test_other.py", other)]);
+    let run = suite.herd(&["--appliance", "db-a", "--appliance", "db-b"], &[]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    for i in 0..4 {
+        let text = std::fs::read_to_string(suite.path().join(format!("where-{i}.txt"))).unwrap();
+        assert!(text == "w1 db-a" || text == "w2 db-b", "{text}");
+    }
+    let log = std::fs::read_to_string(suite.path().join("group.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    let worker = lines[0].split(' ').nth(1).unwrap();
+    assert_eq!(
+        lines,
+        [
+            format!("g1 {worker}"),
+            format!("g2 {worker}"),
+            format!("g3 {worker}")
+        ]
+    );
+}
+
+#[test]
+fn arguments_after_the_double_dash_go_to_pytest() {
+    let tests = "def test_smoke_a():\n    pass\n\ndef test_smoke_b():\n    pass\n\ndef test_slow():\n    assert False\n";
+    let suite = PySuite::new(&[("test_k.py", tests)]);
+    let run = suite.herd(&["-n", "2", "-v"], &["-k", "smoke"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.outcomes().len(), 2);
+    assert!(
+        run.stdout.contains("PASSED test_k.py::test_smoke_a"),
+        "{}",
+        run.dump()
+    );
+}

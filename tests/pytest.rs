@@ -67,7 +67,7 @@ impl PySuite {
     fn plain(&self, pytest_args: &[&str]) -> (i32, BTreeMap<String, usize>, String) {
         let out = Command::new(venv_pytest())
             .current_dir(self.path())
-            .args(["-p", "no:cacheprovider", "-q"])
+            .args(["-p", "no:cacheprovider"])
             .args(pytest_args)
             .env_remove("PYTEST_ADDOPTS")
             .output()
@@ -169,16 +169,21 @@ fn every_outcome_kind_is_counted_as_plain_pytest_counts_it() {
         ("test_all.py", EVERY_OUTCOME),
         ("test_more.py", "def test_a():\n    pass\n"),
     ]);
-    let (plain_code, plain_counts, plain_out) = suite.plain(&[]);
+    // The same pytest arguments for both: pytest's verbosity decides whether passing subtests
+    // are counted.
+    for args in [&["-q"][..], &[][..]] {
+        let (plain_code, plain_counts, plain_out) = suite.plain(args);
+        let run = suite.herd(&["-n", "2"], args);
+        let herd_counts = summary_counts(&run.stdout);
+        assert_eq!(
+            herd_counts,
+            plain_counts,
+            "herd vs plain pytest {args:?}\n{plain_out}\n{}",
+            run.dump()
+        );
+        assert_eq!(run.code, plain_code, "{}", run.dump());
+    }
     let run = suite.herd(&["-n", "2"], &[]);
-    let herd_counts = summary_counts(&run.stdout);
-    assert_eq!(
-        herd_counts,
-        plain_counts,
-        "herd vs plain pytest\n{plain_out}\n{}",
-        run.dump()
-    );
-    assert_eq!(run.code, plain_code, "{}", run.dump());
     let outcomes = run.outcomes();
     assert_eq!(outcomes.len(), 17, "{outcomes:?}");
     assert_eq!(outcomes["test_all.py::test_fail"], "failed");

@@ -11,9 +11,13 @@ use herd_core::TestId;
 
 use crate::report::SessionReport;
 
-/// Transport thread -> Supervisor: one frame from a peer, decoded.
+/// Transport thread -> Supervisor: the frames that arrived together, decoded, in order (one
+/// message per burst keeps cross-thread wake-ups low).
 #[derive(Message)]
 #[rtype(result = "()")]
+pub struct InboundBatch(pub Vec<Inbound>);
+
+/// One frame from a peer, decoded.
 pub struct Inbound {
     /// The peer's ZeroMQ identity.
     pub identity: Vec<u8>,

@@ -233,10 +233,19 @@ impl Actor for Supervisor {
     }
 }
 
-impl Handler<Inbound> for Supervisor {
+impl Handler<InboundBatch> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: Inbound, _: &mut Self::Context) {
+    fn handle(&mut self, InboundBatch(batch): InboundBatch, _: &mut Self::Context) {
+        for msg in batch {
+            self.gate(msg);
+        }
+    }
+}
+
+impl Supervisor {
+    /// Lets a frame through to the worker it claims to come from, or refuses it.
+    fn gate(&mut self, msg: Inbound) {
         if self.finishing {
             return;
         }

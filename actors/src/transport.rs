@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use actix::prelude::*;
 use herd_core::protocol::{decode_worker_message, encode, DecodeError, MAX_FRAME_BYTES};
 
-use crate::messages::{Barrier, BarrierReached, Inbound, Outbound};
+use crate::messages::{Barrier, BarrierReached, Inbound, InboundBatch, Outbound};
 
 /// The first frame of a barrier marker in the outbox (no identity can be empty).
 const BARRIER: &[u8] = b"";
@@ -24,7 +24,7 @@ const BARRIER: &[u8] = b"";
 /// Where the socket thread delivers what it receives.
 pub struct Inboxes {
     /// Decoded frames.
-    pub frames: Recipient<Inbound>,
+    pub frames: Recipient<InboundBatch>,
     /// Barriers; must be the same actor as `frames`, so that order is kept.
     pub barriers: Recipient<BarrierReached>,
 }
@@ -148,10 +148,12 @@ impl Handler<Outbound> for Transport {
 /// The socket thread: polls the ROUTER and the outbox until `stop` is set.
 fn pump(router: zmq::Socket, outbox: zmq::Socket, inbound: Inboxes, stop: Arc<AtomicBool>) {
     let receive_all = || {
+        let mut batch = Vec::new();
         while let Ok(frames) = router.recv_multipart(zmq::DONTWAIT) {
-            if let Some(msg) = decode_frames(frames) {
-                inbound.frames.do_send(msg);
-            }
+            batch.extend(decode_frames(frames));
+        }
+        if !batch.is_empty() {
+            inbound.frames.do_send(InboundBatch(batch));
         }
     };
     while !stop.load(Ordering::SeqCst) {

@@ -49,6 +49,7 @@ pub struct Reporter {
     tally: Tally,
     violations: Vec<String>,
     finished: bool,
+    warnings: Vec<(Option<TestId>, String)>,
     dots: bool,
     column: usize,
 }
@@ -70,6 +71,7 @@ impl Reporter {
             tally: Tally::default(),
             violations: Vec::new(),
             finished: false,
+            warnings: Vec::new(),
             dots: options.dots,
             column: 0,
         }
@@ -290,6 +292,7 @@ impl Reporter {
                 self.violations.join("; ")
             )));
         }
+        self.print_warnings();
         self.print_failures();
         let duration = self.start.elapsed().as_secs_f64();
         let code = exit_code(&end, &self.tally);
@@ -319,6 +322,35 @@ impl Reporter {
             exit_code: code,
             duration,
             violations: self.violations.clone(),
+        }
+    }
+
+    /// pytest's "warnings summary": each distinct warning once, with the tests that raised it.
+    fn print_warnings(&mut self) {
+        if self.warnings.is_empty() || self.verbosity < 0 {
+            return;
+        }
+        let mut distinct: Vec<(String, Vec<String>)> = Vec::new();
+        for (test, text) in std::mem::take(&mut self.warnings) {
+            let at = match distinct.iter().position(|(t, _)| *t == text) {
+                Some(i) => i,
+                None => {
+                    distinct.push((text, Vec::new()));
+                    distinct.len() - 1
+                }
+            };
+            distinct[at].1.extend(test);
+        }
+        self.line(format!("{:=^78}", " warnings summary "));
+        for (text, tests) in distinct {
+            for test in tests.iter().take(5) {
+                self.line(test);
+            }
+            if tests.len() > 5 {
+                self.line(format!("  (and {} more tests)", tests.len() - 5));
+            }
+            self.line(format!("  {}", text.trim_end().replace('\n', "\n  ")));
+            self.line("");
         }
     }
 
@@ -365,6 +397,21 @@ impl Handler<Publish> for Reporter {
         }
         self.record(&event);
         self.show(&event);
+        if let Event::Warning {
+            test,
+            text,
+            outside_tests,
+            ..
+        } = &event
+        {
+            // Every worker collects: a warning raised outside tests counts once.
+            let seen =
+                *outside_tests && self.warnings.iter().any(|(t, w)| t.is_none() && w == text);
+            if !seen {
+                self.tally.add_reported("warnings");
+                self.warnings.push((test.clone(), text.clone()));
+            }
+        }
         if let Event::Collected { tests } = &event {
             self.index = tests
                 .iter()

@@ -700,6 +700,15 @@ impl Worker {
                 self.need_tests_pending = true
             }
             WorkerMessage::NeedTests => self.need_tests(ctx),
+            WorkerMessage::Warning { text, test, when } => {
+                let outside_tests = test.is_none() && when.as_deref() != Some("runtest");
+                self.publish(Event::Warning {
+                    worker: self.id(),
+                    test,
+                    text,
+                    outside_tests,
+                })
+            }
             WorkerMessage::SessionExit { reason } => {
                 self.peers.supervisor.do_send(SessionExitRequested {
                     worker: self.id(),

@@ -104,6 +104,19 @@ pub enum Event {
         /// The returned tests.
         tests: Vec<TestId>,
     },
+    /// A worker's test run recorded a warning.
+    Warning {
+        /// Worker id.
+        worker: String,
+        /// The test that raised it, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test: Option<TestId>,
+        /// The warning as text.
+        text: String,
+        /// Whether it was raised outside any test (then counted once, whichever worker).
+        #[serde(default)]
+        outside_tests: bool,
+    },
     /// A worker sent a message for the user.
     WorkerMessage {
         /// Worker id.

@@ -101,6 +101,19 @@ pub enum WorkerMessage {
         /// The text to print.
         text: String,
     },
+    /// A warning the test run recorded (pytest's `pytest_warning_recorded`); counted and listed
+    /// in the summary like pytest's "warnings summary".
+    Warning {
+        /// The warning as text (`path:line: Category: message`).
+        text: String,
+        /// The test that raised it, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test: Option<TestId>,
+        /// When it was raised (pytest: `config`, `collect` or `runtest`). Warnings raised
+        /// outside tests are raised by every worker alike and counted once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        when: Option<String>,
+    },
     /// The test session asked to end (pytest.exit(), KeyboardInterrupt in the worker): the
     /// coordinator stops dealing out tests and ends the session as interrupted.
     SessionExit {

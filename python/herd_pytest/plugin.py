@@ -10,7 +10,9 @@ environment it is inert: it registers the ``herd_group(name)`` marker and provid
   group in order through pytest's own ``pytest_runtest_protocol``; before the last test it holds
   it asks for the next group and waits, so the real ``nextitem`` is known and fixtures scoped to a
   module or class are torn down exactly when pytest would tear them down,
-* streams ``test_started`` and one ``report`` per phase (and per subtest),
+* streams ``test_started`` and one ``report`` per phase (and per subtest); with
+  ``HERD_STATUS_FILE`` set it also writes the id of each test into that file as the test starts,
+* answers SIGTERM by killing its own process group (test subprocesses included),
 * ends with ``shutdown`` (preceded by ``session_exit`` after ``pytest.exit()`` or Ctrl-C).
 
 The module must stay self-contained (only ``herd_pytest/__init__.py`` ships with it): the herd
@@ -25,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections import deque
 
 import pytest
@@ -37,6 +40,7 @@ ENV_WORKER_ID = "HERD_WORKER_ID"
 ENV_INCARNATION = "HERD_INCARNATION"
 ENV_APPLIANCE = "HERD_APPLIANCE"
 ENV_CONNECT_TIMEOUT = "HERD_CONNECT_TIMEOUT"
+ENV_STATUS_FILE = "HERD_STATUS_FILE"
 
 #: How long closing the socket may wait for the last frames to leave (milliseconds).
 LINGER_MS = 2000
@@ -160,10 +164,20 @@ class HerdWorker:
                 f"not {os.environ[ENV_CONNECT_TIMEOUT]!r}"
             )
         self.identity = f"{self.worker_id}.{self.incarnation}"
+        # HERD_STATUS_FILE (optional): the id of the test being started, written before any of
+        # its code runs; a plain write survives a sudden death where queued frames do not.
+        self.status_fd = None
+        status_path = os.environ.get(ENV_STATUS_FILE)
+        if status_path:
+            try:
+                self.status_fd = os.open(status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            except OSError as exc:
+                sys.stderr.write(f"herd: cannot open {ENV_STATUS_FILE} {status_path!r}: {exc}\n")
         self.context = None
         self.socket = None
         self.poller = None
         self.collect_errors = []
+        self.queued = []  # encoded reports not sent yet
         self.stop_requested = False
         self.finished = False  # shutdown sent (or the coordinator refused us)
 
@@ -193,6 +207,11 @@ class HerdWorker:
         self.poller.register(sock, zmq.POLLIN)
 
     def close(self, linger=None):
+        if self.queued and linger is None:
+            try:
+                self.flush()
+            except Exception:
+                pass
         sock, self.socket = self.socket, None
         if sock is not None:
             try:
@@ -209,9 +228,25 @@ class HerdWorker:
                 pass
 
     def send(self, message):
+        """Sends one message now (after any queued reports, so the order is kept)."""
         sock = self.socket
         if sock is not None:
+            if self.queued:
+                self.flush()
             sock.send(json.dumps(message).encode())
+
+    def queue(self, message):
+        """Encodes a message now and sends it with the next flush (or the next send)."""
+        self.queued.append(json.dumps(message).encode())
+
+    def flush(self):
+        # Sending a test's reports in one burst wakes ZeroMQ's I/O thread once instead of once
+        # per frame, which is most of the cost of a message on a busy machine.
+        sock = self.socket
+        queued, self.queued = self.queued, []
+        if sock is not None:
+            for frame in queued:
+                sock.send(frame)
 
     def _decode(self, frames):
         # Tolerate a REQ-style empty delimiter frame; the payload is the last frame.
@@ -420,7 +455,6 @@ class HerdWorker:
             ids = self._need_tests()
             more = bool(ids)
             self._resolve(ids, by_id, pending)
-        ihook_protocol = None
         while pending:
             if self._check_stop():
                 break
@@ -433,9 +467,7 @@ class HerdWorker:
                 # The stop came while we waited: this test has not started, so it never runs.
                 break
             nextitem = pending[0] if pending else None
-            if ihook_protocol is None or item.ihook is not ihook_protocol[0]:
-                ihook_protocol = (item.ihook, item.ihook.pytest_runtest_protocol)
-            ihook_protocol[1](item=item, nextitem=nextitem)
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             if session.shouldfail or session.shouldstop:
                 reason = str(session.shouldfail or session.shouldstop)
                 if session.shouldfail:
@@ -477,10 +509,34 @@ class HerdWorker:
         if not self.finished and self.socket is not None:
             self.shutdown()
         self.close()
+        if self.status_fd is not None:
+            try:
+                os.close(self.status_fd)
+            except OSError:
+                pass
+            self.status_fd = None
 
     # ---- reports ------------------------------------------------------------------------------
 
+    def pytest_warning_recorded(self, warning_message, when, nodeid, location):
+        """Forwards each warning so herd counts and lists them as pytest's summary does."""
+        if self.socket is None:
+            return
+        w = warning_message
+        text = warnings.formatwarning(str(w.message), w.category, w.filename, w.lineno, w.line)
+        message = {"type": "warning", "text": text.rstrip(), "when": when}
+        if nodeid:
+            message["test"] = nodeid
+        self.queue(message)
+
     def pytest_runtest_logstart(self, nodeid, location):
+        fd = self.status_fd
+        if fd is not None:
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, nodeid.encode(), 0)
+            except OSError:
+                pass
         self.send({"type": "test_started", "test": nodeid})
 
     def pytest_runtest_logreport(self, report):
@@ -515,10 +571,18 @@ class HerdWorker:
         if subtest is not None:
             msg["subtest"] = subtest
         try:
-            self.send(msg)
-        except TypeError:
+            self.queue(msg)
+        except (TypeError, ValueError):
             # Something odd slipped in (a non-str location part, ...): make it text.
-            self.send(json.loads(json.dumps(msg, default=repr)))
+            self.queue(json.loads(json.dumps(msg, default=repr)))
+        # A test's passing reports go out together with its teardown report; anything that did
+        # not pass goes out at once, so it survives a worker that dies later in the test.
+        if report.when == "teardown" or report.outcome != "passed":
+            self.flush()
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        if self.queued:
+            self.flush()
 
 
 def _on_sigterm(signum, frame):

@@ -185,8 +185,12 @@ def test_collection_lists_tests_errors_and_groups(coordinator, spawn_worker, sui
 # ---- running tests ----------------------------------------------------------------------------
 
 
-def test_two_groups_report_every_phase(coordinator, spawn_worker, suite, fixture_log):
-    worker = spawn_worker(suite, env={"HERD_TEST_FIXTURE_LOG": str(fixture_log)})
+def test_two_groups_report_every_phase(coordinator, spawn_worker, suite, fixture_log, tmp_path):
+    status_file = tmp_path / "status"
+    worker = spawn_worker(
+        suite,
+        env={"HERD_TEST_FIXTURE_LOG": str(fixture_log), "HERD_STATUS_FILE": str(status_file)},
+    )
     identity, _ = coordinator.handshake()
     coordinator.expect("collection")
     messages = coordinator.serve(identity, [A_TESTS, B_TESTS])
@@ -281,6 +285,8 @@ def test_two_groups_report_every_phase(coordinator, spawn_worker, suite, fixture
 
     plain = reports["test_b.py::test_plain"]["call"]
     assert ["Captured stdout call", "hello from test_plain\n"] in plain["sections"]
+
+    assert status_file.read_text() == B_TESTS[-1]  # overwritten by each test, not appended
 
     # The module-scoped fixture was set up once for the whole group and torn down at its end.
     assert fixture_log.read_text() == "setup\nteardown\n"
@@ -442,7 +448,8 @@ def test_sigterm_kills_the_whole_process_group(coordinator, spawn_worker, write_
             """
         }
     )
-    worker = spawn_worker(suite)
+    status_file = tmp_path / "status"
+    worker = spawn_worker(suite, env={"HERD_STATUS_FILE": str(status_file)})
     identity, _ = coordinator.handshake()
     _, collection = coordinator.expect("collection")
     coordinator.expect("need_tests")
@@ -451,6 +458,8 @@ def test_sigterm_kills_the_whole_process_group(coordinator, spawn_worker, write_
     coordinator.send(identity, {"type": "tests", "tests": []})
     assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
     child = int(pidfile.read_text())
+    # HERD_STATUS_FILE names the test being run, so herd can blame a crash on it.
+    assert status_file.read_text() == "test_child.py::test_spawns_a_child"
     os.kill(worker.pid, signal.SIGTERM)
     assert worker.wait(timeout=10) == -signal.SIGKILL
 

@@ -389,3 +389,42 @@ fn arguments_after_the_double_dash_go_to_pytest() {
         run.dump()
     );
 }
+
+#[test]
+fn a_third_party_suite_gives_the_same_counts_as_plain_pytest() {
+    // more-itertools 10.7.0's own tests (its sdist ships them), fetched by scripts/python-env.
+    let project =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/third-party/more_itertools-10.7.0");
+    assert!(
+        project.join("tests").is_dir(),
+        "{} is missing: run scripts/python-env",
+        project.display()
+    );
+    let plain = Command::new(venv_pytest())
+        .current_dir(&project)
+        .args(["-p", "no:cacheprovider", "-q", "tests"])
+        .output()
+        .unwrap();
+    let plain_out = String::from_utf8_lossy(&plain.stdout).into_owned();
+    let events = tempfile::tempdir().unwrap();
+    let herd = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .current_dir(&project)
+        .args(["run", "-n", "2", "--log-dir"])
+        .arg(events.path().join("logs"))
+        .arg("--events")
+        .arg(events.path().join("events.jsonl"))
+        .arg("--")
+        .arg(venv_pytest())
+        .args(["-p", "no:cacheprovider", "-q", "tests"])
+        .output()
+        .unwrap();
+    let run = Run::from_output(herd, &events.path().join("events.jsonl"));
+    assert_eq!(
+        summary_counts(&run.stdout),
+        summary_counts(&plain_out),
+        "{plain_out}\n{}",
+        run.dump()
+    );
+    assert_eq!(Some(run.code), plain.status.code(), "{}", run.dump());
+    assert!(run.outcomes().len() > 600);
+}

@@ -184,9 +184,7 @@ impl StatusFile {
     fn starting(&self, test: &str) {
         use std::os::unix::fs::FileExt;
         if let Some(file) = &self.0 {
-            let _ = file
-                .set_len(0)
-                .and_then(|_| file.write_all_at(test.as_bytes(), 0));
+            let _ = file.write_all_at(format!("{test}\n").as_bytes(), 0);
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use actix::prelude::*;
-use herd_core::protocol::{decode_worker_message, encode, DecodeError, MAX_FRAME_BYTES};
+use herd_core::protocol::{decode_worker_frame, encode, DecodeError, MAX_FRAME_BYTES};
 
 use crate::messages::{Barrier, BarrierReached, Inbound, InboundBatch, Outbound};
 
@@ -192,24 +192,37 @@ fn pump(router: zmq::Socket, outbox: zmq::Socket, inbound: Inboxes, stop: Arc<At
     }
 }
 
-/// Turns `[identity, (empty,)* payload]` into an [`Inbound`].
-fn decode_frames(mut frames: Vec<Vec<u8>>) -> Option<Inbound> {
+/// Turns `[identity, (empty,)* payload]` into one [`Inbound`] per message (a payload may be a
+/// batch), or one carrying the reason it does not decode.
+fn decode_frames(mut frames: Vec<Vec<u8>>) -> Vec<Inbound> {
     if frames.is_empty() {
-        return None;
+        return Vec::new();
     }
     let identity = frames.remove(0);
     while frames.len() > 1 && frames[0].is_empty() {
         frames.remove(0);
     }
-    let message = match frames.as_slice() {
-        [payload] => decode_worker_message(payload),
+    let messages = match frames.as_slice() {
+        [payload] => decode_worker_frame(payload),
         [] => Err(DecodeError::Malformed("no payload frame".into())),
         _ => Err(DecodeError::Malformed(format!(
             "{} payload frames, expected 1",
             frames.len()
         ))),
     };
-    Some(Inbound { identity, message })
+    match messages {
+        Ok(messages) => messages
+            .into_iter()
+            .map(|m| Inbound {
+                identity: identity.clone(),
+                message: Ok(m),
+            })
+            .collect(),
+        Err(e) => vec![Inbound {
+            identity,
+            message: Err(e),
+        }],
+    }
 }
 
 #[cfg(test)]
@@ -219,20 +232,22 @@ mod tests {
 
     #[test]
     fn frames_decode_with_or_without_a_delimiter() {
-        let ok =
-            decode_frames(vec![b"w1.1".to_vec(), br#"{"type":"need_tests"}"#.to_vec()]).unwrap();
-        assert_eq!(ok.identity, b"w1.1");
-        assert_eq!(ok.message, Ok(WorkerMessage::NeedTests));
+        let ok = decode_frames(vec![b"w1.1".to_vec(), br#"{"type":"need_tests"}"#.to_vec()]);
+        assert_eq!(ok[0].identity, b"w1.1");
+        assert_eq!(ok[0].message, Ok(WorkerMessage::NeedTests));
         let req = decode_frames(vec![
             b"x".to_vec(),
             vec![],
             br#"{"type":"shutdown"}"#.to_vec(),
-        ])
-        .unwrap();
-        assert_eq!(req.message, Ok(WorkerMessage::Shutdown));
-        let bad = decode_frames(vec![b"x".to_vec(), b"a".to_vec(), b"b".to_vec()]).unwrap();
-        assert!(bad.message.is_err());
-        assert!(decode_frames(vec![b"x".to_vec()]).unwrap().message.is_err());
-        assert!(decode_frames(vec![]).is_none());
+        ]);
+        assert_eq!(req[0].message, Ok(WorkerMessage::Shutdown));
+        let batch = br#"[{"type":"need_tests"},{"type":"shutdown"}]"#.to_vec();
+        let both = decode_frames(vec![b"x".to_vec(), batch]);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[1].message, Ok(WorkerMessage::Shutdown));
+        let bad = decode_frames(vec![b"x".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        assert!(bad[0].message.is_err());
+        assert!(decode_frames(vec![b"x".to_vec()])[0].message.is_err());
+        assert!(decode_frames(vec![]).is_empty());
     }
 }

@@ -344,8 +344,9 @@ impl Worker {
 
     /// The test the process last said (in its status file) it was starting.
     fn last_started(&self) -> Option<TestId> {
+        // The first line: a worker may overwrite a longer id without truncating the file.
         let text = std::fs::read_to_string(self.status_path()?).ok()?;
-        let test = text.trim_end_matches('\n');
+        let test = text.lines().next()?;
         (!test.is_empty()).then(|| test.to_string())
     }
 

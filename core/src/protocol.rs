@@ -23,7 +23,8 @@
 //!   `HERD_TOKEN`. Anything from an identity that has not said a valid hello is answered with an
 //!   `error` and otherwise ignored. Frames larger than [`MAX_FRAME_BYTES`] are refused.
 //! * Messages are asynchronous: there is no acknowledgement per event; a worker only waits for
-//!   `welcome` and for `tests`.
+//!   `welcome` and for `tests`. A worker may send several messages in one frame as a JSON
+//!   array (a batch), handled in order.
 //! * A worker learns everything from its environment: [`ENV_ENDPOINT`], [`ENV_TOKEN`],
 //!   [`ENV_WORKER_ID`], [`ENV_INCARNATION`], [`ENV_STATUS_FILE`] and, when it owns one,
 //!   [`ENV_APPLIANCE`].
@@ -51,7 +52,8 @@ pub const ENV_INCARNATION: &str = "HERD_INCARNATION";
 /// Environment variable holding the appliance the worker owns, when it owns one.
 pub const ENV_APPLIANCE: &str = "HERD_APPLIANCE";
 /// Environment variable naming a file in which the worker writes the id of each test as it
-/// starts it (overwriting the previous one), before running any of the test's code. A plain
+/// starts it, as the file's first line (overwriting the previous one; what follows the first
+/// newline is ignored), before running any of the test's code. A plain
 /// file write survives the process's sudden death where queued messages do not, so herd always
 /// knows which test a crashed worker was running. Optional for a worker, but without it a crash
 /// is blamed on the first unconfirmed test of its queue.
@@ -214,6 +216,15 @@ pub fn decode_worker_message(frame: &[u8]) -> Result<WorkerMessage, DecodeError>
     decode(frame)
 }
 
+/// Decodes one frame sent by a worker that may be a batch: a JSON array of messages, in order
+/// (a worker sends a test's reports and the next test's start in one frame).
+pub fn decode_worker_frame(frame: &[u8]) -> Result<Vec<WorkerMessage>, DecodeError> {
+    match frame.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => decode(frame),
+        _ => decode(frame).map(|m| vec![m]),
+    }
+}
+
 /// Decodes one frame sent by the coordinator.
 pub fn decode_coordinator_message(frame: &[u8]) -> Result<CoordinatorMessage, DecodeError> {
     decode(frame)
@@ -357,6 +368,24 @@ mod tests {
             decode_worker_message(&big),
             Err(DecodeError::TooLarge(MAX_FRAME_BYTES + 1))
         );
+    }
+
+    #[test]
+    fn a_frame_may_hold_a_batch() {
+        let batch = br#" [{"type":"need_tests"},{"type":"test_started","test":"t"}]"#;
+        assert_eq!(
+            decode_worker_frame(batch).unwrap(),
+            vec![
+                WorkerMessage::NeedTests,
+                WorkerMessage::TestStarted { test: "t".into() }
+            ]
+        );
+        assert_eq!(
+            decode_worker_frame(br#"{"type":"shutdown"}"#).unwrap(),
+            vec![WorkerMessage::Shutdown]
+        );
+        assert!(decode_worker_frame(br#"[{"type":"need_tests"},{"type":"bogus"}]"#).is_err());
+        assert!(decode_worker_frame(b"[").is_err());
     }
 
     #[test]

@@ -114,6 +114,14 @@ def _subtest_description(report):
     return " ".join(parts) or "(<subtest>)"
 
 
+def _plain_category(report):
+    """pytest's summary category of a passing plain report, without a hook call (most reports);
+    None when the hook must decide (failures, skips, xfail, subtests, other report types)."""
+    if type(report) is not pytest.TestReport or report.outcome != "passed" or hasattr(report, "wasxfail"):
+        return None
+    return "passed" if report.when == "call" else ""
+
+
 def _longrepr_and_message(report):
     """The long text and the one-line message of a report (None, None when it passed cleanly)."""
     longrepr = report.longrepr
@@ -240,13 +248,13 @@ class HerdWorker:
         self.queued.append(json.dumps(message).encode())
 
     def flush(self):
-        # Sending a test's reports in one burst wakes ZeroMQ's I/O thread once instead of once
-        # per frame, which is most of the cost of a message on a busy machine.
+        # Queued messages go out as one frame holding a JSON array (protocol v1 batches): one
+        # send, one wake-up of each ZeroMQ I/O thread and of the coordinator, instead of one per
+        # message, which is most of the cost of a message on a busy machine.
         sock = self.socket
         queued, self.queued = self.queued, []
-        if sock is not None:
-            for frame in queued:
-                sock.send(frame)
+        if sock is not None and queued:
+            sock.send(queued[0] if len(queued) == 1 else b"[" + b",".join(queued) + b"]")
 
     def _decode(self, frames):
         # Tolerate a REQ-style empty delimiter frame; the payload is the last frame.
@@ -532,24 +540,26 @@ class HerdWorker:
     def pytest_runtest_logstart(self, nodeid, location):
         fd = self.status_fd
         if fd is not None:
+            # herd reads the first line: no truncate needed (one syscall per test).
             try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, nodeid.encode(), 0)
+                os.pwrite(fd, nodeid.encode() + b"\n", 0)
             except OSError:
                 pass
-        self.send({"type": "test_started", "test": nodeid})
+        # The previous test's reports (queued at its teardown) go out in the same frame.
+        self.queue({"type": "test_started", "test": nodeid})
+        self.flush()
 
     def pytest_runtest_logreport(self, report):
         if self.socket is None:
             return
         longrepr, message = _longrepr_and_message(report)
-        category = ""
-        try:
-            status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
-            if status:
-                category = status[0] or ""
-        except Exception:
-            pass
+        category = _plain_category(report)
+        if category is None:
+            try:
+                status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
+                category = (status[0] or "") if status else ""
+            except Exception:
+                category = ""
         properties = report.user_properties
         msg = {
             "type": "report",
@@ -575,13 +585,10 @@ class HerdWorker:
         except (TypeError, ValueError):
             # Something odd slipped in (a non-str location part, ...): make it text.
             self.queue(json.loads(json.dumps(msg, default=repr)))
-        # A test's passing reports go out together with its teardown report; anything that did
-        # not pass goes out at once, so it survives a worker that dies later in the test.
-        if report.when == "teardown" or report.outcome != "passed":
-            self.flush()
-
-    def pytest_runtest_logfinish(self, nodeid, location):
-        if self.queued:
+        # A test's passing reports go out with the next message (the next test's start, or the
+        # request for more work): one frame per test. Anything that did not pass goes out at
+        # once, so it survives a worker that dies later in the test.
+        if report.outcome != "passed":
             self.flush()
 
 

@@ -33,18 +33,25 @@ class FakeCoordinator:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(endpoint)
         self.received = []  # every (identity, message), in arrival order
+        self.pending = []  # messages of a batch frame not yet handed out
 
     def recv(self, timeout=RECV_TIMEOUT):
-        """The next (identity, message); fails the test after ``timeout`` seconds."""
-        if not self.socket.poll(int(timeout * 1000)):
-            raise AssertionError(
-                f"fake coordinator: nothing received within {timeout}s; so far: "
-                f"{[m for _, m in self.received]}"
-            )
-        frames = self.socket.recv_multipart()
-        assert len(frames) == 2, f"expected [identity, payload], got {frames!r}"
-        identity, payload = frames
-        message = json.loads(payload)
+        """The next (identity, message); fails the test after ``timeout`` seconds. A frame may
+        hold a batch (a JSON array of messages): they are handed out one by one, in order."""
+        if not self.pending:
+            if not self.socket.poll(int(timeout * 1000)):
+                raise AssertionError(
+                    f"fake coordinator: nothing received within {timeout}s; so far: "
+                    f"{[m for _, m in self.received]}"
+                )
+            frames = self.socket.recv_multipart()
+            assert len(frames) == 2, f"expected [identity, payload], got {frames!r}"
+            identity, payload = frames
+            decoded = json.loads(payload)
+            batch = decoded if isinstance(decoded, list) else [decoded]
+            assert batch, "an empty batch"
+            self.pending = [(identity, message) for message in batch]
+        identity, message = self.pending.pop(0)
         assert isinstance(message, dict) and "type" in message, message
         self.received.append((identity, message))
         return identity, message

@@ -127,6 +127,15 @@ impl WorkerClient {
         self.send_raw(&encode(message))
     }
 
+    /// Sends several messages in one frame (a batch, handled in order); nothing when empty.
+    pub fn send_batch(&self, messages: &[WorkerMessage]) -> Result<(), ClientError> {
+        match messages {
+            [] => Ok(()),
+            [one] => self.send(one),
+            many => self.send_raw(&encode(&many)),
+        }
+    }
+
     /// Sends one frame as is (fault injection uses this to send garbage).
     pub fn send_raw(&self, frame: &[u8]) -> Result<(), ClientError> {
         self.socket

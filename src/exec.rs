@@ -116,10 +116,15 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
     let status = StatusFile::from_env();
     let mut queue: VecDeque<TestId> = VecDeque::new();
     let (mut requested, mut no_more, mut stop, mut done) = (true, false, false, 0usize);
+    // A test's reports leave with the next test's start (or the next request): one frame each.
+    let mut outbox: Vec<WorkerMessage> = Vec::new();
     loop {
         // Take everything that has arrived; wait only when there is nothing to run.
         loop {
             let idle = queue.is_empty() && !no_more && !stop;
+            if idle {
+                client.send_batch(&std::mem::take(&mut outbox))?;
+            }
             let wait = if idle {
                 Some(Duration::from_secs(1))
             } else {
@@ -143,7 +148,8 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
             }
         }
         if stop || (queue.is_empty() && no_more) {
-            client.send(&WorkerMessage::Shutdown)?;
+            outbox.push(WorkerMessage::Shutdown);
+            client.send_batch(&outbox)?;
             return Ok(());
         }
         let Some(test) = queue.pop_front() else {
@@ -151,21 +157,23 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         };
         if queue.is_empty() && !no_more && !requested {
             // Ask for the next group before the last test of this one runs.
-            client.send(&WorkerMessage::NeedTests)?;
+            outbox.push(WorkerMessage::NeedTests);
             requested = true;
         }
         status.starting(&test);
-        client.send(&WorkerMessage::TestStarted { test: test.clone() })?;
+        outbox.push(WorkerMessage::TestStarted { test: test.clone() });
+        client.send_batch(&std::mem::take(&mut outbox))?;
         if faults.exit0_after == Some(done) {
             // Close the socket first (its linger delivers what was sent), then vanish mid-test.
             drop(client);
             std::process::exit(0);
         }
         let (call, teardown) = run_test(&test, command);
-        client.send(&WorkerMessage::Report(call))?;
-        client.send(&WorkerMessage::Report(teardown))?;
+        outbox.push(WorkerMessage::Report(call));
+        outbox.push(WorkerMessage::Report(teardown));
         done += 1;
         if faults.garbage_after == Some(done) {
+            client.send_batch(&std::mem::take(&mut outbox))?;
             client.send_raw(b"{this is not json")?;
         }
     }

@@ -259,6 +259,7 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
         sections: Vec::new(),
         wasxfail: None,
         category: None,
+        user_properties: Vec::new(),
         subtest: None,
     };
     let mut call = report(Phase::Call, outcome, started.elapsed().as_secs_f64());

@@ -104,6 +104,7 @@ def test_pass():
     pass
 
 def test_fail():
+    print("output of the failing test")
     assert 1 + 1 == 3, "arithmetic is broken"
 
 def test_skip():
@@ -192,6 +193,13 @@ fn every_outcome_kind_is_counted_as_plain_pytest_counts_it() {
     assert_eq!(outcomes["test_all.py::test_setup_error"], "error");
     assert_eq!(outcomes["test_all.py::test_teardown_error"], "error");
     assert_eq!(outcomes["test_all.py::test_subtests"], "failed");
+    let props = &run.finished("test_all.py::test_props")["properties"];
+    assert_eq!(
+        props,
+        &serde_json::json!([["answer", 42]]),
+        "{}",
+        run.dump()
+    );
     let fail = run.finished("test_all.py::test_fail");
     assert!(
         fail["details"]
@@ -319,6 +327,18 @@ fn collection_errors_are_reported_as_pytest_reports_them() {
         "{}",
         run.dump()
     );
+}
+
+#[test]
+fn keyboard_interrupt_in_a_worker_ends_the_session_cleanly() {
+    let tests = "def test_first():\n    pass\n\ndef test_ctrl_c():\n    raise KeyboardInterrupt\n\ndef test_never():\n    pass\n";
+    let suite = PySuite::new(&[("test_kbd.py", tests)]);
+    let run = suite.herd(&["-n", "1"], &[]);
+    assert_eq!(run.code, 2, "{}", run.dump());
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes["test_kbd.py::test_first"], "passed");
+    assert_eq!(outcomes["test_kbd.py::test_never"], "not_run");
+    assert!(run.stdout.contains("interrupted"), "{}", run.dump());
 }
 
 #[test]

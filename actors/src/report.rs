@@ -20,6 +20,9 @@ pub struct TestResult {
     pub details: Option<String>,
     /// The one-line reason.
     pub message: Option<String>,
+    /// Properties the test recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<(String, serde_json::Value)>,
 }
 
 impl TestResult {
@@ -33,6 +36,7 @@ impl TestResult {
             details: self.details.clone(),
             message: self.message.clone(),
             categories,
+            properties: self.properties.clone(),
         }
     }
 }

@@ -274,6 +274,7 @@ impl Reporter {
                     duration: 0.0,
                     details: None,
                     message: None,
+                    properties: Vec::new(),
                 };
                 self.record(&result.event(Vec::new()));
                 self.settle(result, Vec::new());
@@ -429,6 +430,7 @@ impl Handler<Publish> for Reporter {
             details,
             message,
             categories,
+            properties,
         } = event
         {
             let result = TestResult {
@@ -438,6 +440,7 @@ impl Handler<Publish> for Reporter {
                 duration,
                 details,
                 message,
+                properties,
             };
             self.settle(result, categories);
         }

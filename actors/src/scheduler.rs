@@ -154,6 +154,7 @@ impl Handler<ReturnTests> for Scheduler {
                     message: crash.details.lines().next().map(str::to_string),
                     details: Some(crash.details),
                     categories: Vec::new(),
+                    properties: Vec::new(),
                 }));
             }
         }

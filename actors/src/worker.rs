@@ -842,6 +842,7 @@ impl Worker {
             message: Some(format!("timed out after {}s", limit.as_secs_f64())),
             details: Some(details),
             categories: Vec::new(),
+            properties: Vec::new(),
         });
         self.peers.scheduler.do_send(Settled {
             worker: self.id(),
@@ -867,6 +868,7 @@ impl Worker {
             details: verdict.details,
             message: verdict.message,
             categories: verdict.categories,
+            properties: verdict.properties,
         });
         self.peers.scheduler.do_send(Settled {
             worker: self.id(),

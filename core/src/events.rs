@@ -96,6 +96,9 @@ pub enum Event {
         /// The runner's summary categories of the test's reports (see [`crate::outcome::Verdict`]).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         categories: Vec<String>,
+        /// Properties the test recorded (pytest's `record_property`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        properties: Vec<(String, serde_json::Value)>,
     },
     /// Tests of a dead worker went back to the front of the queue.
     TestsRequeued {
@@ -195,6 +198,7 @@ mod tests {
                 details: None,
                 message: None,
                 categories: vec![],
+                properties: vec![],
             },
         })
         .unwrap();

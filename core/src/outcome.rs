@@ -169,6 +169,9 @@ pub struct Verdict {
     /// tests: a test whose teardown fails counts as passed and as an error).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// Properties the test recorded, from all its phases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<(String, serde_json::Value)>,
 }
 
 impl TestRecord {
@@ -246,6 +249,16 @@ impl TestRecord {
                 .filter_map(|p| p.category.clone())
                 .filter(|c| !c.is_empty())
                 .collect(),
+            properties: {
+                // pytest repeats a test's properties on each later phase: keep each pair once.
+                let mut all: Vec<(String, serde_json::Value)> = Vec::new();
+                for pair in self.phases.iter().flat_map(|p| &p.user_properties) {
+                    if !all.contains(pair) {
+                        all.push(pair.clone());
+                    }
+                }
+                all
+            },
         }
     }
 
@@ -256,10 +269,19 @@ impl TestRecord {
             .filter(|p| p.outcome != PhaseOutcome::Passed || outcome == Outcome::Xpassed)
             .filter_map(|p| {
                 let text = p.longrepr.as_deref().or(p.message.as_deref())?;
-                Some(match p.when {
+                let mut text = match p.when {
                     Phase::Call => text.to_string(),
                     other => format!("[{} phase]\n{text}", other.name()),
-                })
+                };
+                // Captured output, as pytest shows it under a failure.
+                for (title, body) in p.sections.iter().filter(|(_, b)| !b.trim().is_empty()) {
+                    text.push_str(&format!(
+                        "\n{:-^78}\n{}",
+                        format!(" {title} "),
+                        body.trim_end()
+                    ));
+                }
+                Some(text)
             })
             .collect();
         (!texts.is_empty()).then(|| texts.join("\n"))
@@ -418,6 +440,7 @@ mod tests {
             sections: vec![],
             wasxfail: None,
             category: None,
+            user_properties: vec![],
             subtest: None,
         }
     }
@@ -475,6 +498,25 @@ mod tests {
             v.details.unwrap(),
             "Call broke\n[teardown phase]\nTeardown broke"
         );
+    }
+
+    #[test]
+    fn failure_details_carry_the_captured_output() {
+        let mut r = TestRecord::default();
+        let mut call = phase(Call, P::Failed);
+        call.sections = vec![
+            ("Captured stdout call".into(), "hello\n".into()),
+            ("Captured log call".into(), " ".into()),
+        ];
+        r.add(call);
+        r.add(phase(Teardown, P::Passed));
+        let details = r.verdict().details.unwrap();
+        assert!(details.starts_with("Call broke\n---"), "{details}");
+        assert!(
+            details.contains(" Captured stdout call ") && details.ends_with("\nhello"),
+            "{details}"
+        );
+        assert!(!details.contains("Captured log call"), "{details}");
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub struct PhaseReport {
     /// `subtests passed`, or empty for a passing setup or teardown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// Properties the test recorded (pytest's `record_property`), as `(name, value)` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_properties: Vec<(String, serde_json::Value)>,
     /// Set on the report of a subtest (its description); a test may report several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtest: Option<String>,
@@ -323,6 +326,7 @@ mod tests {
             sections: vec![],
             wasxfail: None,
             category: None,
+            user_properties: vec![],
             subtest: None,
         });
         assert_eq!(decode_worker_message(&encode(&report)).unwrap(), report);

@@ -1,7 +1,7 @@
 //! What a session returns.
 
 use herd_core::events::Event;
-use herd_core::outcome::{Outcome, SessionEnd, Tally};
+use herd_core::outcome::{SessionEnd, Tally, Verdict};
 use herd_core::TestId;
 use serde::{Deserialize, Serialize};
 
@@ -10,33 +10,20 @@ use serde::{Deserialize, Serialize};
 pub struct TestResult {
     /// Test id.
     pub test: TestId,
-    /// Its one outcome.
-    pub outcome: Outcome,
     /// The worker that ran it, if one did.
     pub worker: Option<String>,
-    /// Seconds.
-    pub duration: f64,
-    /// Failure text, crash report or skip reason.
-    pub details: Option<String>,
-    /// The one-line reason.
-    pub message: Option<String>,
-    /// Properties the test recorded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub properties: Vec<(String, serde_json::Value)>,
+    /// Its one outcome, duration, failure text, ...
+    #[serde(flatten)]
+    pub verdict: Verdict,
 }
 
 impl TestResult {
     /// The `TestFinished` event for this result.
-    pub fn event(&self, categories: Vec<String>) -> Event {
+    pub fn event(&self) -> Event {
         Event::TestFinished {
             test: self.test.clone(),
             worker: self.worker.clone(),
-            outcome: self.outcome,
-            duration: self.duration,
-            details: self.details.clone(),
-            message: self.message.clone(),
-            categories,
-            properties: self.properties.clone(),
+            verdict: self.verdict.clone(),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use herd_core::events::{Event, Stamped};
-use herd_core::outcome::{exit_code, Outcome, SessionEnd, Tally};
+use herd_core::outcome::{exit_code, Outcome, SessionEnd, Tally, Verdict};
 use herd_core::TestId;
 
 use crate::messages::{Finish, MaxfailReached, Publish};
@@ -117,11 +117,11 @@ impl Reporter {
         }
     }
 
-    fn settle(&mut self, result: TestResult, categories: Vec<String>) {
+    fn settle(&mut self, result: TestResult) {
         let Some(&i) = self.index.get(&result.test) else {
             let msg = format!(
                 "outcome {} for {} which was never collected",
-                result.outcome, result.test
+                result.verdict.outcome, result.test
             );
             tracing::error!("{msg}");
             self.violations.push(msg);
@@ -130,20 +130,20 @@ impl Reporter {
         if let Some(first) = &self.results[i] {
             let msg = format!(
                 "second outcome {} for {} (first: {} on {})",
-                result.outcome,
+                result.verdict.outcome,
                 result.test,
-                first.outcome,
+                first.verdict.outcome,
                 first.worker.as_deref().unwrap_or("-")
             );
             tracing::error!("{msg}");
             self.violations.push(msg);
             return;
         }
-        self.tally.add(result.outcome);
-        for category in &categories {
+        self.tally.add(result.verdict.outcome);
+        for category in &result.verdict.categories {
             self.tally.add_reported(category);
         }
-        if result.outcome.is_failure() {
+        if result.verdict.outcome.is_failure() {
             if let (Some(max), false) = (self.maxfail, self.maxfail_sent) {
                 if self.tally.failures() >= max {
                     self.maxfail_sent = true;
@@ -221,17 +221,18 @@ impl Reporter {
                 self.line(format!("[{worker}] RUNNING {test}"))
             }
             Event::TestFinished {
-                outcome,
+                verdict,
                 worker: Some(_),
                 ..
-            } if v == 0 && self.dots => self.dot(*outcome),
+            } if v == 0 && self.dots => self.dot(verdict.outcome),
             Event::TestFinished {
                 test,
                 worker: Some(worker),
-                outcome,
-                duration,
-                ..
-            } if v >= 0 => self.line(format!("[{worker}] {outcome} {test} ({duration:.2}s)")),
+                verdict,
+            } if v >= 0 => self.line(format!(
+                "[{worker}] {} {test} ({:.2}s)",
+                verdict.outcome, verdict.duration
+            )),
             Event::TestsRequeued { worker, tests } => self.line(format!(
                 "[{worker}] {} unfinished tests returned to the front of the queue",
                 tests.len()
@@ -267,17 +268,14 @@ impl Reporter {
         for i in 0..self.results.len() {
             if self.results[i].is_none() {
                 let test = self.collection[i].clone();
+                let verdict = Verdict::decided(Outcome::NotRun, 0.0, None, None);
                 let result = TestResult {
                     test,
-                    outcome: Outcome::NotRun,
                     worker: None,
-                    duration: 0.0,
-                    details: None,
-                    message: None,
-                    properties: Vec::new(),
+                    verdict,
                 };
-                self.record(&result.event(Vec::new()));
-                self.settle(result, Vec::new());
+                self.record(&result.event());
+                self.settle(result);
             }
         }
         if self.tally.total() != self.collection.len() && self.violations.is_empty() {
@@ -360,7 +358,7 @@ impl Reporter {
             .results
             .iter()
             .flatten()
-            .filter(|r| r.outcome.is_failure())
+            .filter(|r| r.verdict.outcome.is_failure())
             .cloned()
             .collect();
         if failed.is_empty() || self.verbosity < 0 {
@@ -370,16 +368,27 @@ impl Reporter {
         for r in &failed {
             let title = format!(" {} [{}] ", r.test, r.worker.as_deref().unwrap_or("-"));
             self.line(format!("{title:_^78}"));
-            self.line(r.details.as_deref().unwrap_or("(no details)").trim_end());
+            self.line(
+                r.verdict
+                    .details
+                    .as_deref()
+                    .unwrap_or("(no details)")
+                    .trim_end(),
+            );
         }
         self.line(format!("{:=^78}", " short test summary info "));
         for r in &failed {
             let reason = r
+                .verdict
                 .message
                 .as_deref()
-                .map(|m| format!(" - {}", m.trim()))
-                .unwrap_or_default();
-            self.line(format!("{} {}{reason}", r.outcome, r.test));
+                .map(|m| format!(" - {}", m.trim()));
+            self.line(format!(
+                "{} {}{}",
+                r.verdict.outcome,
+                r.test,
+                reason.unwrap_or_default()
+            ));
         }
     }
 }
@@ -425,24 +434,14 @@ impl Handler<Publish> for Reporter {
         if let Event::TestFinished {
             test,
             worker,
-            outcome,
-            duration,
-            details,
-            message,
-            categories,
-            properties,
+            verdict,
         } = event
         {
-            let result = TestResult {
+            self.settle(TestResult {
                 test,
-                outcome,
                 worker,
-                duration,
-                details,
-                message,
-                properties,
-            };
-            self.settle(result, categories);
+                verdict,
+            });
         }
     }
 }

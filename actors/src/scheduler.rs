@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use actix::prelude::*;
 use herd_core::events::Event;
 use herd_core::grouping::{make_groups, Group};
-use herd_core::outcome::Outcome;
+use herd_core::outcome::{Outcome, Verdict};
 use herd_core::providers::{pick, Providers};
 use herd_core::TestId;
 
@@ -146,15 +146,18 @@ impl Handler<ReturnTests> for Scheduler {
             if *count <= self.crash_retries {
                 tests.insert(0, crash.test);
             } else {
+                let message = crash.details.lines().next().map(str::to_string);
+                let verdict = Verdict::decided(
+                    Outcome::Crashed,
+                    crash.duration,
+                    message,
+                    Some(crash.details),
+                );
+                let worker = Some(msg.worker.clone());
                 self.reporter.do_send(Publish(Event::TestFinished {
                     test: crash.test,
-                    worker: Some(msg.worker.clone()),
-                    outcome: Outcome::Crashed,
-                    duration: crash.duration,
-                    message: crash.details.lines().next().map(str::to_string),
-                    details: Some(crash.details),
-                    categories: Vec::new(),
-                    properties: Vec::new(),
+                    worker,
+                    verdict,
                 }));
             }
         }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use herd_core::events::Event;
-use herd_core::outcome::{Outcome, Phase, TestRecord};
+use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
 use herd_core::protocol::{self, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RetirePolicy;
 use herd_core::TestId;
@@ -834,15 +834,12 @@ impl Worker {
             self.slot.id,
             self.tail_text()
         );
+        let message = format!("timed out after {}s", limit.as_secs_f64());
+        let duration = running.started.elapsed().as_secs_f64();
         self.publish(Event::TestFinished {
             test: running.test,
             worker: Some(self.id()),
-            outcome: Outcome::TimedOut,
-            duration: running.started.elapsed().as_secs_f64(),
-            message: Some(format!("timed out after {}s", limit.as_secs_f64())),
-            details: Some(details),
-            categories: Vec::new(),
-            properties: Vec::new(),
+            verdict: Verdict::decided(Outcome::TimedOut, duration, Some(message), Some(details)),
         });
         self.peers.scheduler.do_send(Settled {
             worker: self.id(),
@@ -863,12 +860,7 @@ impl Worker {
         self.publish(Event::TestFinished {
             test: running.test,
             worker: Some(self.id()),
-            outcome: verdict.outcome,
-            duration: verdict.duration,
-            details: verdict.details,
-            message: verdict.message,
-            categories: verdict.categories,
-            properties: verdict.properties,
+            verdict,
         });
         self.peers.scheduler.do_send(Settled {
             worker: self.id(),

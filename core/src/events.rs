@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{Outcome, SessionEnd, Tally};
+use crate::outcome::{SessionEnd, Tally, Verdict};
 use crate::TestId;
 
 /// Something that happened in a session.
@@ -83,22 +83,9 @@ pub enum Event {
         test: TestId,
         /// Worker id, when a worker ran it.
         worker: Option<String>,
-        /// The outcome.
-        outcome: Outcome,
-        /// Seconds.
-        duration: f64,
-        /// Failure text, crash report or skip reason.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        details: Option<String>,
-        /// The one-line reason, for the short summary.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
-        /// The runner's summary categories of the test's reports (see [`crate::outcome::Verdict`]).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        categories: Vec<String>,
-        /// Properties the test recorded (pytest's `record_property`).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        properties: Vec<(String, serde_json::Value)>,
+        /// The outcome, duration, failure text, ... (flattened into this event's JSON).
+        #[serde(flatten)]
+        verdict: Verdict,
     },
     /// Tests of a dead worker went back to the front of the queue.
     TestsRequeued {
@@ -185,6 +172,7 @@ pub struct Stamped {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
 
     #[test]
     fn events_are_json_lines_with_a_tag() {
@@ -193,12 +181,7 @@ mod tests {
             event: Event::TestFinished {
                 test: "a".into(),
                 worker: Some("w1".into()),
-                outcome: Outcome::TimedOut,
-                duration: 2.0,
-                details: None,
-                message: None,
-                categories: vec![],
-                properties: vec![],
+                verdict: Verdict::decided(Outcome::TimedOut, 2.0, None, None),
             },
         })
         .unwrap();
@@ -207,12 +190,9 @@ mod tests {
             r#"{"t":1.5,"event":"test_finished","test":"a","worker":"w1","outcome":"timed_out","duration":2.0}"#
         );
         let back: Stamped = serde_json::from_str(&line).unwrap();
-        assert!(matches!(
-            back.event,
-            Event::TestFinished {
-                outcome: Outcome::TimedOut,
-                ..
-            }
-        ));
+        match back.event {
+            Event::TestFinished { verdict, .. } => assert_eq!(verdict.outcome, Outcome::TimedOut),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

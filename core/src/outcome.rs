@@ -174,6 +174,25 @@ pub struct Verdict {
     pub properties: Vec<(String, serde_json::Value)>,
 }
 
+impl Verdict {
+    /// An outcome herd decides itself (crashed, timed out, not run): no runner categories.
+    pub fn decided(
+        outcome: Outcome,
+        duration: f64,
+        message: Option<String>,
+        details: Option<String>,
+    ) -> Verdict {
+        Verdict {
+            outcome,
+            duration,
+            details,
+            message,
+            categories: Vec::new(),
+            properties: Vec::new(),
+        }
+    }
+}
+
 impl TestRecord {
     /// Adds one phase report.
     pub fn add(&mut self, report: PhaseReport) {

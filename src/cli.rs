@@ -32,6 +32,12 @@ pub enum Command {
     /// exec runner (one process per test, exit 0 passes, 77 skips):
     ///   herd run -n 4 --list 'ls tests/*.sh' -- sh {}
     Run(Box<RunArgs>),
+    /// Print a shell completion script. Example: herd completions bash > /etc/bash_completion.d/herd
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Serve as an exec-runner worker (started by `herd run`; reads HERD_* variables).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -86,6 +92,12 @@ pub struct RunArgs {
     /// Seconds a new worker may take to report its collection before it is killed.
     #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
     pub worker_start_timeout: f64,
+    /// Write the results as JUnit XML (for CI). Example: --junit-xml reports/herd.xml
+    #[arg(long, value_name = "PATH")]
+    pub junit_xml: Option<PathBuf>,
+    /// List the N slowest tests at the end (0: all), like pytest. Example: --durations 10
+    #[arg(long, value_name = "N")]
+    pub durations: Option<usize>,
     /// Write every event as a JSON line to FILE. Example: --events events.jsonl
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
@@ -163,6 +175,8 @@ impl RunArgs {
             verbosity,
             handle_signals: true,
             dots: None,
+            junit_xml: self.junit_xml.clone(),
+            durations: self.durations,
         })
     }
 }

@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod client;
 pub mod exec;
+pub mod junit;
 pub mod pytest;
 pub mod runner;
 pub mod session;

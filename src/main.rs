@@ -22,6 +22,11 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let code = match cli.command {
         Command::Worker(args) => herd::exec::run_worker(&args.list, &args.command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "herd", &mut std::io::stdout());
+            0
+        }
         Command::Run(args) => {
             let verbosity = if cli.quiet {
                 -1

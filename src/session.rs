@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use herd_actors::{
-    run_session, ReporterOptions, SessionPlan, SessionReport, WorkerSettings, WorkerSlot,
+    run_session, EventSubscriber, ReporterOptions, SessionPlan, SessionReport, WorkerSettings,
+    WorkerSlot,
 };
 use herd_core::diff::duplicates;
+use herd_core::events::Stamped;
 use herd_core::outcome::exit_code;
 use herd_core::protocol::Token;
 use herd_core::providers::Providers;
@@ -60,6 +62,10 @@ pub struct SessionConfig {
     /// Progress characters instead of a line per test at verbosity 0 (`None`: the runner's
     /// preference, pytest's dots for pytest).
     pub dots: Option<bool>,
+    /// `--junit-xml PATH`: write the results as JUnit XML.
+    pub junit_xml: Option<PathBuf>,
+    /// `--durations N`: list the N slowest tests (0: all).
+    pub durations: Option<usize>,
 }
 
 impl Default for SessionConfig {
@@ -85,6 +91,8 @@ impl Default for SessionConfig {
             verbosity: 0,
             handle_signals: true,
             dots: None,
+            junit_xml: None,
+            durations: None,
         }
     }
 }
@@ -132,6 +140,7 @@ pub struct Session {
     config: SessionConfig,
     runner: Box<dyn Runner>,
     out: Box<dyn Write>,
+    subscribers: Vec<EventSubscriber>,
 }
 
 impl Session {
@@ -141,12 +150,20 @@ impl Session {
             config,
             runner,
             out: Box::new(std::io::stdout()),
+            subscribers: Vec::new(),
         }
     }
 
     /// Sends the user-facing output somewhere else than stdout.
     pub fn with_output(mut self, out: Box<dyn Write>) -> Session {
         self.out = out;
+        self
+    }
+
+    /// Calls `subscriber` with every event of the session as it happens (the same typed events
+    /// `--events` writes), on the session's thread.
+    pub fn on_event(mut self, subscriber: impl FnMut(&Stamped) + 'static) -> Session {
+        self.subscribers.push(Box::new(subscriber));
         self
     }
 
@@ -203,6 +220,7 @@ impl Session {
             config,
             runner,
             out,
+            subscribers,
         } = self;
         let slots = Session::slots(&config)?;
         let command = runner.worker_command()?;
@@ -213,6 +231,12 @@ impl Session {
         let events = match &config.events {
             Some(path) => Some(create_file(path).map_err(|e| {
                 SessionError::Usage(format!("cannot write --events {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let junit = match &config.junit_xml {
+            Some(path) => Some(create_file(path).map_err(|e| {
+                SessionError::Usage(format!("cannot write --junit-xml {}: {e}", path.display()))
             })?),
             None => None,
         };
@@ -259,10 +283,18 @@ impl Session {
             verbosity: config.verbosity,
             maxfail: config.maxfail,
             dots: config.dots.unwrap_or(runner.prefers_dots()),
+            durations: config.durations,
+            subscribers,
         };
-        run_session(plan, output)
+        let report = run_session(plan, output)
             .await
-            .map_err(|e| SessionError::Internal(e.to_string()))
+            .map_err(|e| SessionError::Internal(e.to_string()))?;
+        if let Some(file) = junit {
+            crate::junit::junit_report(&report)
+                .serialize(std::io::BufWriter::new(file))
+                .map_err(|e| SessionError::Internal(format!("cannot write --junit-xml: {e}")))?;
+        }
+        Ok(report)
     }
 }
 

@@ -258,3 +258,79 @@ fn each_appliance_gets_its_own_worker() {
         run.dump()
     );
 }
+
+#[test]
+fn junit_xml_and_durations_describe_the_run() {
+    let suite = Suite::new()
+        .passing("a", "ok", 3)
+        .test("b::fails", "echo 'expected 2, got 3' >&2\nexit 1\n")
+        .test("b::slow", "sleep 0.3\n")
+        .test("b::skips", "echo 'needs a database'\nexit 77\n");
+    let junit = suite.path().join("reports/junit.xml");
+    let run = suite.run(&[
+        "-n",
+        "2",
+        "--durations",
+        "2",
+        "--junit-xml",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed JUnit XML");
+    let suite_node = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite_node.attribute("tests"), Some("6"));
+    assert_eq!(suite_node.attribute("failures"), Some("1"));
+    let cases: Vec<(&str, &str)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| {
+            (
+                n.attribute("classname").unwrap(),
+                n.attribute("name").unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        cases.contains(&("b", "fails")) && cases.contains(&("a", "ok0")),
+        "{cases:?}"
+    );
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert!(failure
+        .attribute("message")
+        .unwrap()
+        .contains("expected 2, got 3"));
+    let slowest = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("slowest 2 durations"))
+        .nth(1)
+        .unwrap();
+    assert!(
+        slowest.trim_start().ends_with("s b::slow"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("max-respawns") && script.contains("herd"),
+            "{shell}: {script}"
+        );
+    }
+}

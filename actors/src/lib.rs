@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 
 pub use process::WorkerCommand;
 pub use report::{SessionReport, TestResult};
-pub use reporter::ReporterOptions;
+pub use reporter::{EventSubscriber, ReporterOptions};
 pub use transport::BindError;
 pub use worker::{WorkerSettings, WorkerSlot};
 

@@ -32,7 +32,14 @@ pub struct ReporterOptions {
     pub maxfail: Option<usize>,
     /// At verbosity 0, a progress character per test instead of a line (pytest's style).
     pub dots: bool,
+    /// `--durations N`: list the N slowest tests at the end (0: all).
+    pub durations: Option<usize>,
+    /// Called with every event as it happens (the embedding program's live view).
+    pub subscribers: Vec<EventSubscriber>,
 }
+
+/// A callback that receives every event of a session, in order, with its time.
+pub type EventSubscriber = Box<dyn FnMut(&Stamped)>;
 
 /// The actor that prints and records everything.
 pub struct Reporter {
@@ -49,6 +56,8 @@ pub struct Reporter {
     tally: Tally,
     violations: Vec<String>,
     finished: bool,
+    durations: Option<usize>,
+    subscribers: Vec<EventSubscriber>,
     warnings: Vec<(Option<TestId>, String)>,
     dots: bool,
     column: usize,
@@ -71,6 +80,8 @@ impl Reporter {
             tally: Tally::default(),
             violations: Vec::new(),
             finished: false,
+            durations: options.durations,
+            subscribers: options.subscribers,
             warnings: Vec::new(),
             dots: options.dots,
             column: 0,
@@ -105,11 +116,17 @@ impl Reporter {
     }
 
     fn record(&mut self, event: &Event) {
+        if self.events.is_none() && self.subscribers.is_empty() {
+            return;
+        }
+        let stamped = Stamped {
+            t: self.start.elapsed().as_secs_f64(),
+            event: event.clone(),
+        };
+        for subscriber in &mut self.subscribers {
+            subscriber(&stamped);
+        }
         if let Some(events) = &mut self.events {
-            let stamped = Stamped {
-                t: self.start.elapsed().as_secs_f64(),
-                event: event.clone(),
-            };
             let _ = serde_json::to_writer(&mut *events, &stamped);
             // One line per event, flushed, so tools can follow the file live.
             let _ = events.write_all(b"\n");
@@ -293,6 +310,7 @@ impl Reporter {
         }
         self.print_warnings();
         self.print_failures();
+        self.print_durations();
         let duration = self.start.elapsed().as_secs_f64();
         let code = exit_code(&end, &self.tally);
         match &end {
@@ -350,6 +368,29 @@ impl Reporter {
             }
             self.line(format!("  {}", text.trim_end().replace('\n', "\n  ")));
             self.line("");
+        }
+    }
+
+    /// pytest's "slowest durations": the N slowest tests (all with `--durations 0`).
+    fn print_durations(&mut self) {
+        let Some(n) = self.durations else { return };
+        let mut ran: Vec<(f64, TestId)> = self
+            .results
+            .iter()
+            .flatten()
+            .filter(|r| r.worker.is_some())
+            .map(|r| (r.verdict.duration, r.test.clone()))
+            .collect();
+        ran.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let shown = if n == 0 { ran.len() } else { n.min(ran.len()) };
+        let title = if n == 0 {
+            " slowest durations ".to_string()
+        } else {
+            format!(" slowest {n} durations ")
+        };
+        self.line(format!("{title:=^78}"));
+        for (secs, test) in &ran[..shown] {
+            self.line(format!("{secs:>8.2}s {test}"));
         }
     }
 

@@ -6,7 +6,6 @@
 //! Run with `scripts/bench.sh` (builds `herd` in release mode first), or:
 //!   cargo build --release && cargo run --release --example bench_exec -- [TESTS] [WORKERS]
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use herd::{ExecRunner, Outcome, Session, SessionConfig};
@@ -18,21 +17,6 @@ fn cpu_and_rss() -> (f64, i64) {
         secs(usage.user_time()) + secs(usage.system_time()),
         usage.max_rss(),
     )
-}
-
-fn herd_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("HERD_BIN") {
-        return PathBuf::from(path);
-    }
-    // target/<profile>/examples/bench_exec -> target/<profile>/herd
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|p| p.parent()).unwrap().join("herd");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --release` first (or set HERD_BIN)",
-        path.display()
-    );
-    path
 }
 
 fn main() {
@@ -49,7 +33,8 @@ fn main() {
     let runner = ExecRunner {
         list: format!("cat {}", dir.path().join("ids.txt").display()),
         command: vec!["true".into()],
-        worker_program: herd_binary(),
+        worker_program: herd::runner::find_herd_binary()
+            .expect("run `cargo build --release` first"),
     };
     let config = SessionConfig {
         workers: Some(workers),

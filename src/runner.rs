@@ -65,6 +65,28 @@ impl ExecRunner {
     }
 }
 
+/// Finds the `herd` binary for an embedding program's exec workers: `$HERD_BIN`, else `herd`
+/// beside the running executable or one directory up (cargo's `target/<profile>/herd` for
+/// examples and tests).
+pub fn find_herd_binary() -> Result<PathBuf, RunnerError> {
+    if let Some(path) = std::env::var_os("HERD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| RunnerError::Usage(format!("cannot find herd: {e}")))?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("herd"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            RunnerError::Usage(format!(
+                "no herd binary near {} (build it with `cargo build`, or set HERD_BIN)",
+                exe.display()
+            ))
+        })
+}
+
 /// Runs a shell command and returns its stdout lines, trimmed and non-empty.
 pub fn list_tests(list: &str) -> Result<Vec<TestId>, RunnerError> {
     let out = Command::new("sh")

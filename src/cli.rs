@@ -1,11 +1,10 @@
 //! The command line: `herd run` and the hidden `herd worker`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::session::SessionConfig;
+use crate::profile::{find_config, ConfigFile, Profile};
 
 /// herd: run one test suite across many supervised worker processes, and never lose a test.
 #[derive(Debug, Parser)]
@@ -71,12 +70,13 @@ pub struct RunArgs {
     /// Count respawns only within this many seconds (like OTP's intensity period).
     #[arg(long, value_name = "SECONDS")]
     pub respawn_window: Option<f64>,
-    /// Retire a worker slot whose process died this many times in a row (0: never).
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub retire_after: u32,
-    /// Re-run a test that crashed its worker up to N times on a fresh worker before reporting it.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub crash_retries: u32,
+    /// Retire a worker slot whose process died this many times in a row (0: never; default 3).
+    #[arg(long, value_name = "N")]
+    pub retire_after: Option<u32>,
+    /// Re-run a test that crashed its worker up to N times on a fresh worker before reporting it
+    /// (default 0).
+    #[arg(long, value_name = "N")]
+    pub crash_retries: Option<u32>,
     /// Stop dealing out tests after N failures; running tests finish. Example: --maxfail 5
     #[arg(long, value_name = "N")]
     pub maxfail: Option<usize>,
@@ -86,12 +86,12 @@ pub struct RunArgs {
     /// Fail a test that runs longer than this (its worker is killed and respawned). Example: --timeout 300
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
-    /// Seconds a worker may take to exit after it shut down before it is killed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub grace: f64,
-    /// Seconds a new worker may take to report its collection before it is killed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
-    pub worker_start_timeout: f64,
+    /// Seconds a worker may take to exit after it shut down before it is killed (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub grace: Option<f64>,
+    /// Seconds a new worker may take to report its collection before it is killed (default 120).
+    #[arg(long, value_name = "SECONDS")]
+    pub worker_start_timeout: Option<f64>,
     /// Write the results as JUnit XML (for CI). Example: --junit-xml reports/herd.xml
     #[arg(long, value_name = "PATH")]
     pub junit_xml: Option<PathBuf>,
@@ -101,9 +101,15 @@ pub struct RunArgs {
     /// Write every event as a JSON line to FILE. Example: --events events.jsonl
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
-    /// Directory for per-worker logs (their stdout and stderr).
-    #[arg(long, value_name = "DIR", default_value = ".herd/logs")]
-    pub log_dir: PathBuf,
+    /// Directory for per-worker logs (their stdout and stderr; default .herd/logs).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The config file (default: herd.toml here or in the nearest parent directory).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The profile of the config file to use; every profile inherits `default`. Example: --profile ci
+    #[arg(long, value_name = "NAME", env = "HERD_PROFILE")]
+    pub profile: Option<String>,
     /// ZeroMQ endpoint to bind (default: a private ipc socket). Example: --endpoint tcp://127.0.0.1:5555
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
@@ -127,63 +133,60 @@ pub struct WorkerArgs {
     pub command: Vec<String>,
 }
 
-/// Seconds given on the command line as a duration (clear errors for nonsense).
-pub fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!(
-            "{flag} must be a positive number of seconds, not {value}"
-        ))
-    }
-}
-
 impl RunArgs {
-    /// The session configuration these options describe.
-    pub fn config(&self, verbosity: i8) -> Result<SessionConfig, String> {
-        let defaults = SessionConfig::default();
-        Ok(SessionConfig {
+    /// The options given on the command line, as a profile that overrides the config file's.
+    pub fn as_profile(&self) -> Profile {
+        let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        Profile {
             workers: self.workers,
-            appliances: self.appliances.clone(),
-            providers: self
-                .providers
-                .iter()
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect(),
+            appliances: some_vec(&self.appliances),
+            providers: some_vec(&self.providers),
             cleanse: self.cleanse.clone(),
             appliance_check: self.appliance_check.clone(),
             max_respawns: self.max_respawns,
-            respawn_window: self
-                .respawn_window
-                .map(|s| seconds("--respawn-window", s))
-                .transpose()?,
+            respawn_window: self.respawn_window,
             retire_after: self.retire_after,
             crash_retries: self.crash_retries,
-            maxfail: if self.exitfirst {
-                Some(1)
-            } else {
-                self.maxfail.filter(|n| *n > 0)
-            },
-            timeout: self.timeout.map(|s| seconds("--timeout", s)).transpose()?,
-            grace: seconds("--grace", self.grace)?,
-            start_timeout: seconds("--worker-start-timeout", self.worker_start_timeout)?,
-            hook_timeout: defaults.hook_timeout,
-            endpoint: self.endpoint.clone(),
-            events: self.events.clone(),
-            log_dir: Some(self.log_dir.clone()),
-            verbosity,
-            handle_signals: true,
-            dots: None,
+            maxfail: self.maxfail,
+            exitfirst: self.exitfirst.then_some(true),
+            timeout: self.timeout,
+            grace: self.grace,
+            worker_start_timeout: self.worker_start_timeout,
             junit_xml: self.junit_xml.clone(),
             durations: self.durations,
-        })
+            events: self.events.clone(),
+            log_dir: self.log_dir.clone(),
+            endpoint: self.endpoint.clone(),
+            list: self.list.clone(),
+            command: some_vec(&self.command),
+        }
+    }
+
+    /// The effective options: the config file's profile (if any), overridden by the flags.
+    pub fn resolve(&self, cwd: &std::path::Path) -> Result<Profile, String> {
+        let path = match &self.config {
+            Some(path) => Some(path.clone()),
+            None => find_config(cwd),
+        };
+        let base = match (&path, &self.profile) {
+            (Some(path), profile) => {
+                ConfigFile::read(path)?.profile(profile.as_deref().unwrap_or("default"))?
+            }
+            (None, Some(name)) => {
+                return Err(format!(
+                    "--profile {name} needs a config file (no herd.toml found)"
+                ))
+            }
+            (None, None) => Profile::default(),
+        };
+        Ok(base.merge(self.as_profile()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("herd").chain(args.iter().copied()))
@@ -212,7 +215,7 @@ mod tests {
             panic!("run expected")
         };
         assert_eq!(args.command, ["sh", "{}"]);
-        let config = args.config(1).unwrap();
+        let config = args.as_profile().session_config(1).unwrap();
         assert_eq!(config.workers, Some(3));
         assert_eq!(config.providers, ["a", "b"]);
         assert_eq!(config.maxfail, Some(1));
@@ -227,9 +230,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("run expected")
         };
-        assert!(args
-            .config(0)
-            .unwrap_err()
-            .contains("--timeout must be a positive number"));
+        let err = args.as_profile().session_config(0).unwrap_err();
+        assert!(err.contains("--timeout must be a positive number"));
     }
 }

@@ -14,10 +14,13 @@
 //! println!("{}", report.tally.summary_line(report.duration));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod client;
 pub mod exec;
 pub mod junit;
+pub mod profile;
 pub mod pytest;
 pub mod runner;
 pub mod session;

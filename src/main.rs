@@ -44,28 +44,32 @@ fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
         eprintln!("herd: error: {msg}");
         exit_code::USAGE_ERROR
     };
-    let config = match args.config(verbosity) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let options = match args.resolve(&cwd) {
+        Ok(options) => options,
+        Err(msg) => return usage(msg),
+    };
+    let config = match options.session_config(verbosity) {
         Ok(config) => config,
         Err(msg) => return usage(msg),
     };
-    if args.command.is_empty() {
+    let command = options.command.clone().unwrap_or_default();
+    if command.is_empty() {
         return usage("give the test command after `--`: `-- pytest ARGS` (pytest runner), or `--list CMD -- CMD {}` (exec runner)".into());
     }
-    let runner: Box<dyn herd::Runner> = match &args.list {
-        Some(list) => match ExecRunner::new(list.clone(), args.command.clone()) {
+    let runner: Box<dyn herd::Runner> = match &options.list {
+        Some(list) => match ExecRunner::new(list.clone(), command) {
             Ok(runner) => Box::new(runner),
             Err(e) => return usage(e.to_string()),
         },
-        None if PytestRunner::is_pytest_command(&args.command) => {
-            match PytestRunner::new(args.command.clone()) {
-                Ok(runner) => Box::new(runner),
-                Err(e) => return usage(e.to_string()),
-            }
-        }
+        None if PytestRunner::is_pytest_command(&command) => match PytestRunner::new(command) {
+            Ok(runner) => Box::new(runner),
+            Err(e) => return usage(e.to_string()),
+        },
         None => {
             return usage(format!(
                 "`{}` is not a pytest command; for any other command give --list CMD (exec runner)",
-                args.command.join(" ")
+                command.join(" ")
             ))
         }
     };

@@ -334,3 +334,80 @@ fn completions_are_generated_for_each_shell() {
         );
     }
 }
+
+#[test]
+fn herd_toml_profiles_set_options_and_flags_override_them() {
+    let suite = Suite::new()
+        .passing("a", "t", 2)
+        .passing("b", "t", 2)
+        .passing("c", "t", 2);
+    let config = r#"
+[profile.default]
+workers = 1
+list = "cat ids.txt"
+command = ["sh", "-c", "exec sh \"./${1##*::}.sh\"", "herd-test", "{}"]
+
+[profile.ci]
+workers = 2
+durations = 1
+"#;
+    std::fs::write(suite.path().join("herd.toml"), config).unwrap();
+    let nested = suite.path().join("sub/dir");
+    std::fs::create_dir_all(&nested).unwrap();
+    let herd = |dir: &std::path::Path, args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herd"));
+        cmd.current_dir(dir)
+            .arg("run")
+            .args(args)
+            .arg("--events")
+            .arg(suite.events_path())
+            .env_remove("HERD_PROFILE");
+        suite.run_with(cmd)
+    };
+    let spawned = |run: &Run| run.of("worker_spawned").len();
+
+    let run = herd(suite.path(), &[]);
+    assert_eq!(
+        (run.code, spawned(&run), run.count("passed")),
+        (0, 1, 6),
+        "{}",
+        run.dump()
+    );
+    let run = herd(suite.path(), &["--profile", "ci"]);
+    assert_eq!((run.code, spawned(&run)), (0, 2), "{}", run.dump());
+    assert!(run.stdout.contains("slowest 1 durations"), "{}", run.dump());
+    let run = herd(suite.path(), &["--profile", "ci", "-n", "3"]);
+    assert_eq!((run.code, spawned(&run)), (0, 3), "{}", run.dump());
+
+    // From a subdirectory the project's herd.toml is found; the suite runs from there too.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herd"));
+    cmd.current_dir(&nested)
+        .args(["run", "--list", "cat ../../ids.txt", "--", "true"]);
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(
+        suite.path().join("bad.toml"),
+        "[profile.default]\nworkerz = 2\n",
+    )
+    .unwrap();
+    let run = herd(suite.path(), &["--config", "bad.toml"]);
+    assert_eq!(run.code, 4, "{}", run.dump());
+    assert!(
+        run.stderr.contains("bad.toml") && run.stderr.contains("unknown field `workerz`"),
+        "{}",
+        run.dump()
+    );
+    let run = herd(suite.path(), &["--profile", "nightly"]);
+    assert_eq!(run.code, 4);
+    assert!(
+        run.stderr.contains("no profile \"nightly\""),
+        "{}",
+        run.dump()
+    );
+}

@@ -19,6 +19,8 @@
 //! it, with `--crash-retries`) and returns the rest to the front of the queue. When the session
 //! ends, the Reporter settles every test still without an outcome as "not run".
 
+#![warn(missing_docs)]
+
 pub mod messages;
 pub mod process;
 pub mod report;

@@ -12,6 +12,8 @@
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
 //! | [`events`] | the typed events of a session (`--events` JSON lines) |
 
+#![warn(missing_docs)]
+
 pub mod diff;
 pub mod events;
 pub mod grouping;

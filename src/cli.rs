@@ -104,6 +104,9 @@ pub struct RunArgs {
     /// Directory for per-worker logs (their stdout and stderr; default .herd/logs).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub color: Option<crate::session::ColorChoice>,
     /// The config file (default: herd.toml here or in the nearest parent directory).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -159,6 +162,7 @@ impl RunArgs {
             endpoint: self.endpoint.clone(),
             list: self.list.clone(),
             command: some_vec(&self.command),
+            color: self.color,
         }
     }
 

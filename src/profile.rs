@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::session::SessionConfig;
+use crate::session::{ColorChoice, SessionConfig};
 
 /// The name of the config file looked for in the project.
 pub const CONFIG_FILE: &str = "herd.toml";
@@ -74,6 +74,8 @@ pub struct Profile {
     pub list: Option<String>,
     /// The command after `--`.
     pub command: Option<Vec<String>>,
+    /// `--color`.
+    pub color: Option<ColorChoice>,
 }
 
 /// A parsed `herd.toml`.
@@ -118,7 +120,8 @@ impl Profile {
             log_dir,
             endpoint,
             list,
-            command
+            command,
+            color
         )
     }
 
@@ -167,6 +170,8 @@ impl Profile {
             dots: None,
             junit_xml: self.junit_xml.clone(),
             durations: self.durations,
+            color: self.color.unwrap_or_default(),
+            progress: None,
         })
     }
 }

@@ -66,6 +66,23 @@ pub struct SessionConfig {
     pub junit_xml: Option<PathBuf>,
     /// `--durations N`: list the N slowest tests (0: all).
     pub durations: Option<usize>,
+    /// `--color`: color the outcome words.
+    pub color: ColorChoice,
+    /// A live progress bar; `None`: when the output is a terminal.
+    pub progress: Option<bool>,
+}
+
+/// When to color the output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 impl Default for SessionConfig {
@@ -93,6 +110,8 @@ impl Default for SessionConfig {
             dots: None,
             junit_xml: None,
             durations: None,
+            color: ColorChoice::Auto,
+            progress: None,
         }
     }
 }
@@ -140,6 +159,7 @@ pub struct Session {
     config: SessionConfig,
     runner: Box<dyn Runner>,
     out: Box<dyn Write>,
+    out_is_stdout: bool,
     subscribers: Vec<EventSubscriber>,
 }
 
@@ -150,6 +170,7 @@ impl Session {
             config,
             runner,
             out: Box::new(std::io::stdout()),
+            out_is_stdout: true,
             subscribers: Vec::new(),
         }
     }
@@ -157,6 +178,7 @@ impl Session {
     /// Sends the user-facing output somewhere else than stdout.
     pub fn with_output(mut self, out: Box<dyn Write>) -> Session {
         self.out = out;
+        self.out_is_stdout = false;
         self
     }
 
@@ -220,8 +242,19 @@ impl Session {
             config,
             runner,
             out,
+            out_is_stdout,
             subscribers,
         } = self;
+        let terminal = out_is_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let color = match config.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
+        let progress_bar =
+            out_is_stdout && config.progress.unwrap_or(terminal && config.verbosity >= 0);
         let slots = Session::slots(&config)?;
         let command = runner.worker_command()?;
         let reference = runner.collect()?;
@@ -285,6 +318,8 @@ impl Session {
             dots: config.dots.unwrap_or(runner.prefers_dots()),
             durations: config.durations,
             subscribers,
+            progress_bar,
+            color,
         };
         let report = run_session(plan, output)
             .await

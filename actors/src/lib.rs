@@ -23,6 +23,7 @@
 
 pub mod messages;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod reporter;
 pub mod scheduler;

@@ -18,6 +18,7 @@ use herd_core::outcome::{exit_code, Outcome, SessionEnd, Tally, Verdict};
 use herd_core::TestId;
 
 use crate::messages::{Finish, MaxfailReached, Publish};
+use crate::progress::Progress;
 use crate::report::{SessionReport, TestResult};
 
 /// Where the reporter writes and how much.
@@ -34,6 +35,10 @@ pub struct ReporterOptions {
     pub dots: bool,
     /// `--durations N`: list the N slowest tests at the end (0: all).
     pub durations: Option<usize>,
+    /// Show a live progress bar on stdout (a terminal); lines then go above it.
+    pub progress_bar: bool,
+    /// Color the outcome words (`--color`, `NO_COLOR`).
+    pub color: bool,
     /// Called with every event as it happens (the embedding program's live view).
     pub subscribers: Vec<EventSubscriber>,
 }
@@ -56,6 +61,8 @@ pub struct Reporter {
     tally: Tally,
     violations: Vec<String>,
     finished: bool,
+    progress: Option<Progress>,
+    color: bool,
     durations: Option<usize>,
     subscribers: Vec<EventSubscriber>,
     warnings: Vec<(Option<TestId>, String)>,
@@ -80,6 +87,8 @@ impl Reporter {
             tally: Tally::default(),
             violations: Vec::new(),
             finished: false,
+            progress: options.progress_bar.then(Progress::on_stdout),
+            color: options.color,
             durations: options.durations,
             subscribers: options.subscribers,
             warnings: Vec::new(),
@@ -94,6 +103,10 @@ impl Reporter {
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
+        if let Some(progress) = &self.progress {
+            progress.println(text.as_ref());
+            return;
+        }
         if self.column > 0 {
             let _ = writeln!(self.out);
             self.column = 0;
@@ -113,6 +126,21 @@ impl Reporter {
             self.column = 0;
         }
         let _ = self.out.flush();
+    }
+
+    /// The outcome's word, colored when color is on.
+    fn word(&self, outcome: Outcome) -> String {
+        use anstyle::{AnsiColor, Style};
+        if !self.color {
+            return outcome.word().to_string();
+        }
+        let color = match outcome {
+            Outcome::Passed | Outcome::Xfailed => AnsiColor::Green,
+            Outcome::Skipped | Outcome::Xpassed | Outcome::NotRun => AnsiColor::Yellow,
+            _ => AnsiColor::Red,
+        };
+        let style = Style::new().fg_color(Some(color.into())).bold();
+        format!("{style}{}{style:#}", outcome.word())
     }
 
     fn record(&mut self, event: &Event) {
@@ -238,18 +266,25 @@ impl Reporter {
                 self.line(format!("[{worker}] RUNNING {test}"))
             }
             Event::TestFinished {
-                verdict,
-                worker: Some(_),
-                ..
-            } if v == 0 && self.dots => self.dot(verdict.outcome),
-            Event::TestFinished {
                 test,
                 worker: Some(worker),
                 verdict,
-            } if v >= 0 => self.line(format!(
-                "[{worker}] {} {test} ({:.2}s)",
-                verdict.outcome, verdict.duration
-            )),
+            } if v >= 0 => {
+                let outcome = verdict.outcome;
+                let compact = self.dots && v == 0;
+                match (compact, self.progress.is_some()) {
+                    (true, false) => self.dot(outcome),
+                    // The bar shows progress: in compact mode only what did not pass gets a line.
+                    (true, true) if outcome == Outcome::Passed => {}
+                    _ => {
+                        let word = self.word(outcome);
+                        self.line(format!(
+                            "[{worker}] {word} {test} ({:.2}s)",
+                            verdict.duration
+                        ))
+                    }
+                }
+            }
             Event::TestsRequeued { worker, tests } => self.line(format!(
                 "[{worker}] {} unfinished tests returned to the front of the queue",
                 tests.len()
@@ -282,6 +317,9 @@ impl Reporter {
 
     fn finish(&mut self, mut end: SessionEnd) -> SessionReport {
         self.finished = true;
+        if let Some(progress) = self.progress.take() {
+            progress.finish();
+        }
         for i in 0..self.results.len() {
             if self.results[i].is_none() {
                 let test = self.collection[i].clone();
@@ -461,6 +499,19 @@ impl Handler<Publish> for Reporter {
             if !seen {
                 self.tally.add_reported("warnings");
                 self.warnings.push((test.clone(), text.clone()));
+            }
+        }
+        if let Some(progress) = &mut self.progress {
+            match &event {
+                Event::Collected { tests } => progress.set_total(tests.len()),
+                Event::WorkerSpawned { .. } => progress.workers(true),
+                Event::WorkerExited { .. } => progress.workers(false),
+                Event::TestFinished {
+                    worker: Some(_),
+                    verdict,
+                    ..
+                } => progress.test_finished(verdict.outcome.is_failure()),
+                _ => {}
             }
         }
         if let Event::Collected { tests } = &event {

@@ -4,9 +4,7 @@
 //! tests written to a temporary directory; one fails. The program prints each outcome as it
 //! arrives, then checks the report and exits non-zero if anything is off.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use herd::core::events::Event;
 use herd::{ExecRunner, Outcome, Session, SessionConfig};
@@ -31,34 +29,40 @@ fn main() {
         ..SessionConfig::default()
     };
 
-    // Live events: count outcomes as they arrive and print failures at once.
-    let seen: Rc<RefCell<BTreeMap<Outcome, usize>>> = Rc::default();
-    let counter = seen.clone();
-    let report = Session::new(config, Box::new(runner))
+    // Live events through a channel: the session runs on its own thread (it owns an actix
+    // system there) while this thread acts on each event as it arrives.
+    let (events, received) = std::sync::mpsc::channel();
+    let session = Session::new(config, Box::new(runner))
         .with_output(Box::new(std::io::sink()))
         .on_event(move |stamped| {
-            if let Event::TestFinished {
-                test,
-                worker,
-                verdict,
-            } = &stamped.event
-            {
-                *counter.borrow_mut().entry(verdict.outcome).or_default() += 1;
-                let worker = worker.as_deref().unwrap_or("-");
-                println!(
-                    "{:>7.3}s  {test} on {worker}: {}",
-                    stamped.t, verdict.outcome
-                );
-                if verdict.outcome.is_failure() {
-                    println!("          -> {}", verdict.message.as_deref().unwrap_or("?"));
-                }
+            let _ = events.send(stamped.clone());
+        });
+    let running = std::thread::spawn(move || session.run());
+    let mut live: BTreeMap<Outcome, usize> = BTreeMap::new();
+    for stamped in received {
+        if let Event::TestFinished {
+            test,
+            worker,
+            verdict,
+        } = &stamped.event
+        {
+            *live.entry(verdict.outcome).or_default() += 1;
+            let worker = worker.as_deref().unwrap_or("-");
+            println!(
+                "{:>7.3}s  {test} on {worker}: {}",
+                stamped.t, verdict.outcome
+            );
+            if verdict.outcome.is_failure() {
+                println!("          -> {}", verdict.message.as_deref().unwrap_or("?"));
             }
-        })
-        .run()
+        }
+    }
+    let report = running
+        .join()
+        .expect("the session thread")
         .expect("the session runs");
 
     println!("{}", report.tally.summary_line(report.duration));
-    let live = seen.borrow();
     let ok = report.results.len() == 6
         && report.tally.get(Outcome::Passed) == 5
         && report.tally.get(Outcome::Failed) == 1

@@ -134,6 +134,7 @@ mod tests {
             exit_code: 1,
             duration: 1.5,
             violations: vec![],
+            workers: vec![],
         };
         let xml = junit_report(&report).to_string().unwrap();
         let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");

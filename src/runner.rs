@@ -23,7 +23,7 @@ pub enum RunnerError {
 }
 
 /// A kind of test suite herd can run.
-pub trait Runner {
+pub trait Runner: Send {
     /// A short name for output (`exec`, `pytest`).
     fn name(&self) -> &str;
     /// The reference collection, in the order tests should be dealt out; `None` when the first

@@ -158,7 +158,7 @@ impl From<RunnerError> for SessionError {
 pub struct Session {
     config: SessionConfig,
     runner: Box<dyn Runner>,
-    out: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
     out_is_stdout: bool,
     subscribers: Vec<EventSubscriber>,
 }
@@ -176,7 +176,7 @@ impl Session {
     }
 
     /// Sends the user-facing output somewhere else than stdout.
-    pub fn with_output(mut self, out: Box<dyn Write>) -> Session {
+    pub fn with_output(mut self, out: Box<dyn Write + Send>) -> Session {
         self.out = out;
         self.out_is_stdout = false;
         self
@@ -184,7 +184,7 @@ impl Session {
 
     /// Calls `subscriber` with every event of the session as it happens (the same typed events
     /// `--events` writes), on the session's thread.
-    pub fn on_event(mut self, subscriber: impl FnMut(&Stamped) + 'static) -> Session {
+    pub fn on_event(mut self, subscriber: impl FnMut(&Stamped) + Send + 'static) -> Session {
         self.subscribers.push(Box::new(subscriber));
         self
     }

@@ -40,7 +40,7 @@ use herd_core::restart::RespawnBudget;
 use tokio::sync::oneshot;
 
 pub use process::WorkerCommand;
-pub use report::{SessionReport, TestResult};
+pub use report::{SessionReport, TestResult, WorkerLife};
 pub use reporter::{EventSubscriber, ReporterOptions};
 pub use transport::BindError;
 pub use worker::{WorkerSettings, WorkerSlot};

@@ -28,6 +28,27 @@ impl TestResult {
     }
 }
 
+/// One worker process's life: from spawn to exit (seconds since the session started).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLife {
+    /// Worker id.
+    pub worker: String,
+    /// Spawn number.
+    pub incarnation: u32,
+    /// Process id.
+    pub pid: u32,
+    /// The appliance it owned.
+    pub appliance: Option<String>,
+    /// When it was spawned.
+    pub started: f64,
+    /// When it exited (or was killed as the session ended).
+    pub ended: Option<f64>,
+    /// How it ended (`exit code 0`, `signal 9 (SIGKILL)`, ...).
+    pub status: Option<String>,
+    /// Whether it said `shutdown` before exiting.
+    pub clean: bool,
+}
+
 /// The result of a session: every collected test with exactly one outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionReport {
@@ -43,4 +64,6 @@ pub struct SessionReport {
     pub duration: f64,
     /// Internal errors found by the exactly-once check (empty in a healthy session).
     pub violations: Vec<String>,
+    /// Every worker process the session started, in order.
+    pub workers: Vec<WorkerLife>,
 }

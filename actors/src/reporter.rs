@@ -19,12 +19,12 @@ use herd_core::TestId;
 
 use crate::messages::{Finish, MaxfailReached, Publish};
 use crate::progress::Progress;
-use crate::report::{SessionReport, TestResult};
+use crate::report::{SessionReport, TestResult, WorkerLife};
 
 /// Where the reporter writes and how much.
 pub struct ReporterOptions {
     /// User-facing output (stdout for the CLI).
-    pub out: Box<dyn Write>,
+    pub out: Box<dyn Write + Send>,
     /// `--events FILE`.
     pub events: Option<File>,
     /// 0 normal, 1 `-v` (progress, spawns), 2 `-vv` (test starts); negative is quieter.
@@ -44,11 +44,11 @@ pub struct ReporterOptions {
 }
 
 /// A callback that receives every event of a session, in order, with its time.
-pub type EventSubscriber = Box<dyn FnMut(&Stamped)>;
+pub type EventSubscriber = Box<dyn FnMut(&Stamped) + Send>;
 
 /// The actor that prints and records everything.
 pub struct Reporter {
-    out: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
     events: Option<BufWriter<File>>,
     verbosity: i8,
     maxfail: Option<usize>,
@@ -61,6 +61,7 @@ pub struct Reporter {
     tally: Tally,
     violations: Vec<String>,
     finished: bool,
+    workers: Vec<WorkerLife>,
     progress: Option<Progress>,
     color: bool,
     durations: Option<usize>,
@@ -87,6 +88,7 @@ impl Reporter {
             tally: Tally::default(),
             violations: Vec::new(),
             finished: false,
+            workers: Vec::new(),
             progress: options.progress_bar.then(Progress::on_stdout),
             color: options.color,
             durations: options.durations,
@@ -370,7 +372,12 @@ impl Reporter {
             let _ = events.flush();
         }
         let _ = self.out.flush();
+        for life in self.workers.iter_mut().filter(|w| w.ended.is_none()) {
+            life.ended = Some(duration);
+            life.status = Some("killed as the session ended".into());
+        }
         SessionReport {
+            workers: std::mem::take(&mut self.workers),
             end,
             tally: self.tally.clone(),
             results: self.results.iter().flatten().cloned().collect(),
@@ -513,6 +520,41 @@ impl Handler<Publish> for Reporter {
                 } => progress.test_finished(verdict.outcome.is_failure()),
                 _ => {}
             }
+        }
+        let now = self.start.elapsed().as_secs_f64();
+        match &event {
+            Event::WorkerSpawned {
+                worker,
+                incarnation,
+                pid,
+                appliance,
+            } => self.workers.push(WorkerLife {
+                worker: worker.clone(),
+                incarnation: *incarnation,
+                pid: *pid,
+                appliance: appliance.clone(),
+                started: now,
+                ended: None,
+                status: None,
+                clean: false,
+            }),
+            Event::WorkerExited {
+                worker,
+                incarnation,
+                status,
+                clean,
+            } => {
+                let life = self
+                    .workers
+                    .iter_mut()
+                    .rev()
+                    .find(|w| w.worker == *worker && w.incarnation == *incarnation);
+                if let Some(life) = life {
+                    (life.ended, life.status, life.clean) =
+                        (Some(now), Some(status.clone()), *clean);
+                }
+            }
+            _ => {}
         }
         if let Event::Collected { tests } = &event {
             self.index = tests

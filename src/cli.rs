@@ -104,6 +104,11 @@ pub struct RunArgs {
     /// Directory for per-worker logs (their stdout and stderr; default .herd/logs).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// Start each worker through a shell command template: {cmd} is the worker command (with its
+    /// HERD_* environment), {worker} the worker id, {appliance} its appliance.
+    /// Example: --launcher 'ssh {appliance} {cmd}'
+    #[arg(long, value_name = "TEMPLATE")]
+    pub launcher: Option<String>,
     /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, value_name = "WHEN")]
     pub color: Option<crate::session::ColorChoice>,
@@ -163,6 +168,7 @@ impl RunArgs {
             list: self.list.clone(),
             command: some_vec(&self.command),
             color: self.color,
+            launcher: self.launcher.clone(),
         }
     }
 

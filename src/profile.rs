@@ -76,6 +76,8 @@ pub struct Profile {
     pub command: Option<Vec<String>>,
     /// `--color`.
     pub color: Option<ColorChoice>,
+    /// `--launcher`.
+    pub launcher: Option<String>,
 }
 
 /// A parsed `herd.toml`.
@@ -121,7 +123,8 @@ impl Profile {
             endpoint,
             list,
             command,
-            color
+            color,
+            launcher
         )
     }
 
@@ -172,6 +175,7 @@ impl Profile {
             durations: self.durations,
             color: self.color.unwrap_or_default(),
             progress: None,
+            launcher: self.launcher.clone(),
         })
     }
 }

@@ -3,11 +3,12 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herd_actors::{
-    run_session, EventSubscriber, ReporterOptions, SessionPlan, SessionReport, WorkerSettings,
-    WorkerSlot,
+    run_session, EventSubscriber, Launcher, LocalLauncher, ReporterOptions, SessionPlan,
+    SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
 };
 use herd_core::diff::duplicates;
 use herd_core::events::Stamped;
@@ -70,6 +71,8 @@ pub struct SessionConfig {
     pub color: ColorChoice,
     /// A live progress bar; `None`: when the output is a terminal.
     pub progress: Option<bool>,
+    /// `--launcher TEMPLATE`: start workers through a command template (`ssh {appliance} {cmd}`).
+    pub launcher: Option<String>,
 }
 
 /// When to color the output.
@@ -112,6 +115,7 @@ impl Default for SessionConfig {
             durations: None,
             color: ColorChoice::Auto,
             progress: None,
+            launcher: None,
         }
     }
 }
@@ -161,6 +165,7 @@ pub struct Session {
     out: Box<dyn Write + Send>,
     out_is_stdout: bool,
     subscribers: Vec<EventSubscriber>,
+    launcher: Option<Arc<dyn Launcher>>,
 }
 
 impl Session {
@@ -172,6 +177,7 @@ impl Session {
             out: Box::new(std::io::stdout()),
             out_is_stdout: true,
             subscribers: Vec::new(),
+            launcher: None,
         }
     }
 
@@ -179,6 +185,12 @@ impl Session {
     pub fn with_output(mut self, out: Box<dyn Write + Send>) -> Session {
         self.out = out;
         self.out_is_stdout = false;
+        self
+    }
+
+    /// Starts workers with `launcher` instead of on this machine (overrides `config.launcher`).
+    pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Session {
+        self.launcher = Some(launcher);
         self
     }
 
@@ -244,7 +256,15 @@ impl Session {
             out,
             out_is_stdout,
             subscribers,
+            launcher,
         } = self;
+        let launcher: Arc<dyn Launcher> = match (launcher, &config.launcher) {
+            (Some(launcher), _) => launcher,
+            (None, Some(template)) => {
+                Arc::new(TemplateLauncher::new(template.clone()).map_err(SessionError::Usage)?)
+            }
+            (None, None) => Arc::new(LocalLauncher),
+        };
         let terminal = out_is_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout());
         let color = match config.color {
             ColorChoice::Always => true,
@@ -291,6 +311,7 @@ impl Session {
             reference,
             worker: WorkerSettings {
                 command,
+                launcher,
                 endpoint,
                 token: Token::generate(),
                 timeout: config.timeout,

@@ -411,3 +411,25 @@ durations = 1
         run.dump()
     );
 }
+
+#[test]
+fn workers_can_be_started_through_a_launcher_template() {
+    let suite = Suite::new()
+        .passing("a", "t", 2)
+        .test("b::where", "echo \"$LAUNCHED_BY\" > launched.txt\n");
+    let run = suite.run(&[
+        "-n",
+        "1",
+        "--appliance",
+        "db-9",
+        "--launcher",
+        "env LAUNCHED_BY=tpl-{worker}-{appliance} {cmd}",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 3);
+    let launched = std::fs::read_to_string(suite.path().join("launched.txt")).unwrap();
+    assert_eq!(launched.trim(), "tpl-w1-db-9");
+    let run = suite.run(&["--launcher", "ssh somewhere"]);
+    assert_eq!(run.code, 4, "{}", run.dump());
+    assert!(run.stderr.contains("has no {cmd}"), "{}", run.dump());
+}

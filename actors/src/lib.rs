@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod launcher;
 pub mod messages;
 pub mod process;
 pub mod progress;
@@ -39,6 +40,7 @@ use herd_core::providers::Providers;
 use herd_core::restart::RespawnBudget;
 use tokio::sync::oneshot;
 
+pub use launcher::{Launcher, LocalLauncher, TemplateLauncher};
 pub use process::WorkerCommand;
 pub use report::{SessionReport, TestResult, WorkerLife};
 pub use reporter::{EventSubscriber, ReporterOptions};

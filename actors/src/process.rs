@@ -27,11 +27,10 @@ pub struct WorkerCommand {
 
 /// Starts `command` as the leader of a new process group, with stdout and stderr piped and
 /// stdin closed. The child gets SIGTERM if herd dies (Linux parent-death signal).
-pub fn spawn_in_group(command: &WorkerCommand, env: &[(String, String)]) -> io::Result<Child> {
+pub fn spawn_in_group(command: &WorkerCommand) -> io::Result<Child> {
     let mut cmd = Command::new(&command.program);
     cmd.args(&command.args)
         .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

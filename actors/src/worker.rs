@@ -28,6 +28,7 @@ use herd_core::TestId;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::launcher::Launcher;
 use crate::messages::*;
 use crate::process::{
     describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
@@ -51,6 +52,8 @@ pub struct WorkerSlot {
 pub struct WorkerSettings {
     /// How to start a worker process.
     pub command: WorkerCommand,
+    /// What starts it (on this machine by default).
+    pub launcher: Arc<dyn Launcher>,
     /// The endpoint workers connect to.
     pub endpoint: String,
     /// The session token.
@@ -265,7 +268,11 @@ impl Worker {
             let _ = std::fs::remove_file(&path);
             env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
         }
-        let mut child = match spawn_in_group(&self.settings.command, &env) {
+        let launched = self
+            .settings
+            .launcher
+            .launch(&self.settings.command, &self.slot, &env);
+        let mut child = match spawn_in_group(&launched) {
             Ok(child) => child,
             Err(e) => {
                 let program = self.settings.command.program.display().to_string();

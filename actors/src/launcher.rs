@@ -156,7 +156,25 @@ mod tests {
         );
         assert_eq!(
             line,
-            "ssh db-2 -- env PYTHONPATH=/tmp/p HERD_TOKEN=s3cr3t /usr/bin/herd worker --list 'ls '\"'\"'a b'\"'\"'' # w2"
+            r#"ssh db-2 -- env 'PYTHONPATH=/tmp/p' 'HERD_TOKEN=s3cr3t' /usr/bin/herd worker --list "ls 'a b'" # w2"#
+        );
+        // The rendered line is one shell command that a shell splits back into the same words.
+        let words = shlex::split(
+            line.trim_start_matches("ssh db-2 -- ")
+                .trim_end_matches(" # w2"),
+        )
+        .unwrap();
+        assert_eq!(
+            words,
+            [
+                "env",
+                "PYTHONPATH=/tmp/p",
+                "HERD_TOKEN=s3cr3t",
+                "/usr/bin/herd",
+                "worker",
+                "--list",
+                "ls 'a b'"
+            ]
         );
         let launched = launcher.launch(&command(), &slot(), &[]);
         assert_eq!(

@@ -12,6 +12,7 @@ use herd_actors::{
 };
 use herd_core::diff::duplicates;
 use herd_core::events::Stamped;
+use herd_core::grouping::{GroupingPolicy, Modscope};
 use herd_core::outcome::exit_code;
 use herd_core::protocol::Token;
 use herd_core::providers::Providers;
@@ -166,6 +167,7 @@ pub struct Session {
     out_is_stdout: bool,
     subscribers: Vec<EventSubscriber>,
     launcher: Option<Arc<dyn Launcher>>,
+    grouping: Arc<dyn GroupingPolicy>,
 }
 
 impl Session {
@@ -178,6 +180,7 @@ impl Session {
             out_is_stdout: true,
             subscribers: Vec::new(),
             launcher: None,
+            grouping: Arc::new(Modscope),
         }
     }
 
@@ -191,6 +194,12 @@ impl Session {
     /// Starts workers with `launcher` instead of on this machine (overrides `config.launcher`).
     pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Session {
         self.launcher = Some(launcher);
+        self
+    }
+
+    /// Cuts the collection into groups with `grouping` instead of the seed's modscope policy.
+    pub fn with_grouping(mut self, grouping: Arc<dyn GroupingPolicy>) -> Session {
+        self.grouping = grouping;
         self
     }
 
@@ -257,6 +266,7 @@ impl Session {
             out_is_stdout,
             subscribers,
             launcher,
+            grouping,
         } = self;
         let launcher: Arc<dyn Launcher> = match (launcher, &config.launcher) {
             (Some(launcher), _) => launcher,
@@ -326,6 +336,7 @@ impl Session {
                 log_dir: config.log_dir.clone(),
                 status_dir: Some(private.path().to_path_buf()),
             },
+            grouping,
             providers: Providers::new(config.providers.iter().cloned()),
             crash_retries: config.crash_retries,
             budget,

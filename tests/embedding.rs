@@ -76,3 +76,48 @@ fn a_session_runs_from_a_tokio_runtime_on_a_blocking_thread() {
         (4, 0)
     );
 }
+
+/// A custom grouping policy: one test per group, last collected first.
+#[derive(Debug)]
+struct Reversed;
+
+impl herd::core::grouping::GroupingPolicy for Reversed {
+    fn groups(
+        &self,
+        collection: &[String],
+        _: &herd::core::providers::Providers,
+        _: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<herd::core::grouping::Group> {
+        let one = |t: &String| herd::core::grouping::Group {
+            tests: vec![t.clone()],
+            provider: None,
+        };
+        collection.iter().rev().map(one).collect()
+    }
+}
+
+#[test]
+fn the_grouping_policy_is_pluggable() {
+    let (_dir, runner) = suite();
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let seen = started.clone();
+    let config = SessionConfig {
+        workers: Some(1),
+        ..config()
+    };
+    let report = Session::new(config, Box::new(runner))
+        .with_output(Box::new(std::io::sink()))
+        .with_grouping(Arc::new(Reversed))
+        .on_event(move |stamped| {
+            if let Event::TestStarted { test, .. } = &stamped.event {
+                seen.lock().unwrap().push(test.clone());
+            }
+        })
+        .run()
+        .unwrap();
+    assert_eq!(report.exit_code, 0);
+    assert_eq!(
+        *started.lock().unwrap(),
+        ["t3.sh", "t2.sh", "t1.sh", "t0.sh"]
+    );
+}

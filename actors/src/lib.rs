@@ -62,6 +62,8 @@ pub struct SessionPlan {
     pub reference: Option<Vec<herd_core::TestId>>,
     /// Settings every worker shares (command, endpoint, token, timeouts).
     pub worker: WorkerSettings,
+    /// How the collection is cut into groups.
+    pub grouping: Arc<dyn herd_core::grouping::GroupingPolicy>,
     /// `--providers`.
     pub providers: Providers,
     /// `--crash-retries`.
@@ -90,7 +92,13 @@ pub async fn run_session(
     let mut reporter = Reporter::new(output);
     reporter.set_supervisor(supervisor.clone().recipient());
     let reporter = reporter.start();
-    let scheduler = Scheduler::new(plan.providers, plan.crash_retries, reporter.clone()).start();
+    let scheduler = Scheduler::new(
+        plan.grouping,
+        plan.providers,
+        plan.crash_retries,
+        reporter.clone(),
+    )
+    .start();
     let (tx, rx) = oneshot::channel();
     let settings = SupervisorSettings {
         runner: plan.runner,

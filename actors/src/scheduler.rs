@@ -10,10 +10,11 @@
 //! on each other.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use herd_core::events::Event;
-use herd_core::grouping::{make_groups, Group};
+use herd_core::grouping::{Group, GroupingPolicy};
 use herd_core::outcome::{Outcome, Verdict};
 use herd_core::providers::{pick, Providers};
 use herd_core::TestId;
@@ -24,6 +25,7 @@ use crate::reporter::Reporter;
 /// The actor that deals out groups.
 pub struct Scheduler {
     queue: VecDeque<Group>,
+    grouping: Arc<dyn GroupingPolicy>,
     providers: Providers,
     named: BTreeMap<TestId, String>,
     held: HashMap<String, String>,
@@ -38,10 +40,16 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler with an empty pool; [`SetReference`] fills it.
-    pub fn new(providers: Providers, crash_retries: u32, reporter: Addr<Reporter>) -> Scheduler {
+    /// A scheduler with an empty pool; [`SetReference`] fills it with `grouping`'s groups.
+    pub fn new(
+        grouping: Arc<dyn GroupingPolicy>,
+        providers: Providers,
+        crash_retries: u32,
+        reporter: Addr<Reporter>,
+    ) -> Scheduler {
         Scheduler {
             queue: VecDeque::new(),
+            grouping,
             providers,
             named: BTreeMap::new(),
             held: HashMap::new(),
@@ -168,7 +176,9 @@ impl Handler<ReturnTests> for Scheduler {
                 worker: msg.worker,
                 tests: tests.clone(),
             }));
-            for group in make_groups(&tests, &self.providers, &self.named)
+            for group in self
+                .grouping
+                .groups(&tests, &self.providers, &self.named)
                 .into_iter()
                 .rev()
             {
@@ -204,7 +214,10 @@ impl Handler<SetReference> for Scheduler {
 
     fn handle(&mut self, msg: SetReference, _: &mut Self::Context) {
         self.named = msg.herd_groups;
-        self.queue = make_groups(&msg.tests, &self.providers, &self.named).into();
+        self.queue = self
+            .grouping
+            .groups(&msg.tests, &self.providers, &self.named)
+            .into();
         self.total = msg.tests.len();
         self.serve_parked();
     }

@@ -19,6 +19,33 @@ pub struct Group {
     pub provider: Option<String>,
 }
 
+/// How a collection is cut into groups; the pluggable part of scheduling.
+pub trait GroupingPolicy: Send + Sync + std::fmt::Debug {
+    /// Groups for `collection` (every test exactly once), tagged with their providers. Tests that
+    /// share a `herd_group` name (`named`) should stay in one group.
+    fn groups(
+        &self,
+        collection: &[TestId],
+        providers: &Providers,
+        named: &BTreeMap<TestId, String>,
+    ) -> Vec<Group>;
+}
+
+/// The seed's policy: `herd_group` groups whole, then by module, then by parametrize id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Modscope;
+
+impl GroupingPolicy for Modscope {
+    fn groups(
+        &self,
+        collection: &[TestId],
+        providers: &Providers,
+        named: &BTreeMap<TestId, String>,
+    ) -> Vec<Group> {
+        make_groups(collection, providers, named)
+    }
+}
+
 /// The module part of a test id: everything before the first `::`.
 pub fn module_of(test: &str) -> &str {
     test.split("::").next().unwrap_or(test)

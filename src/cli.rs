@@ -109,6 +109,15 @@ pub struct RunArgs {
     /// Example: --launcher 'ssh {appliance} {cmd}'
     #[arg(long, value_name = "TEMPLATE")]
     pub launcher: Option<String>,
+    /// Inject faults into the workers, replayable from the seed: each rate is the chance per test
+    /// started (kill, stop, term: signals; exit0, garble: the worker exits 0 or sends garbage;
+    /// lie: per spawn, a wrong collection). Example: --chaos 'seed=7,kill=0.05,stop=0.02'
+    #[arg(long, value_name = "PLAN")]
+    pub chaos: Option<String>,
+    /// Seconds a worker process may stay stopped (SIGSTOP, a debugger) before it is killed and
+    /// its work re-queued (default 2). Example: --hang-timeout 10
+    #[arg(long, value_name = "SECONDS")]
+    pub hang_timeout: Option<f64>,
     /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, value_name = "WHEN")]
     pub color: Option<crate::session::ColorChoice>,
@@ -169,6 +178,8 @@ impl RunArgs {
             command: some_vec(&self.command),
             color: self.color,
             launcher: self.launcher.clone(),
+            chaos: self.chaos.clone(),
+            hang_timeout: self.hang_timeout,
         }
     }
 

@@ -135,6 +135,7 @@ mod tests {
             duration: 1.5,
             violations: vec![],
             workers: vec![],
+            faults: vec![],
         };
         let xml = junit_report(&report).to_string().unwrap();
         let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");

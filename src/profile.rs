@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use herd_core::faults::FaultPlan;
+
 use crate::session::{ColorChoice, SessionConfig};
 
 /// The name of the config file looked for in the project.
@@ -78,6 +80,10 @@ pub struct Profile {
     pub color: Option<ColorChoice>,
     /// `--launcher`.
     pub launcher: Option<String>,
+    /// `--chaos`.
+    pub chaos: Option<String>,
+    /// `--hang-timeout` (seconds).
+    pub hang_timeout: Option<f64>,
 }
 
 /// A parsed `herd.toml`.
@@ -124,7 +130,9 @@ impl Profile {
             list,
             command,
             color,
-            launcher
+            launcher,
+            chaos,
+            hang_timeout
         )
     }
 
@@ -176,6 +184,9 @@ impl Profile {
             color: self.color.unwrap_or_default(),
             progress: None,
             launcher: self.launcher.clone(),
+            faults: self.chaos.as_deref().map(FaultPlan::parse).transpose()?,
+            hang_timeout: secs("--hang-timeout", self.hang_timeout)?
+                .unwrap_or(defaults.hang_timeout),
         })
     }
 }

@@ -12,6 +12,7 @@ use herd_actors::{
 };
 use herd_core::diff::duplicates;
 use herd_core::events::Stamped;
+use herd_core::faults::FaultPlan;
 use herd_core::grouping::{GroupingPolicy, Modscope};
 use herd_core::outcome::exit_code;
 use herd_core::protocol::Token;
@@ -74,6 +75,10 @@ pub struct SessionConfig {
     pub progress: Option<bool>,
     /// `--launcher TEMPLATE`: start workers through a command template (`ssh {appliance} {cmd}`).
     pub launcher: Option<String>,
+    /// `--chaos`: faults to inject into the workers.
+    pub faults: Option<FaultPlan>,
+    /// `--hang-timeout`: how long a worker may stay stopped before it is killed.
+    pub hang_timeout: Duration,
 }
 
 /// When to color the output.
@@ -117,6 +122,8 @@ impl Default for SessionConfig {
             color: ColorChoice::Auto,
             progress: None,
             launcher: None,
+            faults: None,
+            hang_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -335,6 +342,8 @@ impl Session {
                 },
                 log_dir: config.log_dir.clone(),
                 status_dir: Some(private.path().to_path_buf()),
+                faults: config.faults.clone(),
+                hang_timeout: config.hang_timeout,
             },
             grouping,
             providers: Providers::new(config.providers.iter().cloned()),

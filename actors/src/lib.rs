@@ -42,7 +42,7 @@ use tokio::sync::oneshot;
 
 pub use launcher::{Launcher, LocalLauncher, TemplateLauncher};
 pub use process::WorkerCommand;
-pub use report::{SessionReport, TestResult, WorkerLife};
+pub use report::{InjectedFault, SessionReport, TestResult, WorkerLife};
 pub use reporter::{EventSubscriber, ReporterOptions};
 pub use transport::BindError;
 pub use worker::{WorkerSettings, WorkerSlot};

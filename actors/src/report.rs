@@ -1,6 +1,7 @@
 //! What a session returns.
 
 use herd_core::events::Event;
+use herd_core::faults::FaultKind;
 use herd_core::outcome::{SessionEnd, Tally, Verdict};
 use herd_core::TestId;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,21 @@ pub struct WorkerLife {
     pub clean: bool,
 }
 
+/// A fault herd injected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InjectedFault {
+    /// Seconds since the session started.
+    pub t: f64,
+    /// Worker id.
+    pub worker: String,
+    /// The spawn it struck.
+    pub incarnation: u32,
+    /// What was done.
+    pub kind: FaultKind,
+    /// The test that was running, if any.
+    pub test: Option<TestId>,
+}
+
 /// The result of a session: every collected test with exactly one outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionReport {
@@ -66,4 +82,6 @@ pub struct SessionReport {
     pub violations: Vec<String>,
     /// Every worker process the session started, in order.
     pub workers: Vec<WorkerLife>,
+    /// Every fault injected (`--chaos`), in order.
+    pub faults: Vec<InjectedFault>,
 }

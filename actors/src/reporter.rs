@@ -19,7 +19,7 @@ use herd_core::TestId;
 
 use crate::messages::{Finish, MaxfailReached, Publish};
 use crate::progress::Progress;
-use crate::report::{SessionReport, TestResult, WorkerLife};
+use crate::report::{InjectedFault, SessionReport, TestResult, WorkerLife};
 
 /// Where the reporter writes and how much.
 pub struct ReporterOptions {
@@ -62,6 +62,7 @@ pub struct Reporter {
     violations: Vec<String>,
     finished: bool,
     workers: Vec<WorkerLife>,
+    faults: Vec<InjectedFault>,
     progress: Option<Progress>,
     color: bool,
     durations: Option<usize>,
@@ -89,6 +90,7 @@ impl Reporter {
             violations: Vec::new(),
             finished: false,
             workers: Vec::new(),
+            faults: Vec::new(),
             progress: options.progress_bar.then(Progress::on_stdout),
             color: options.color,
             durations: options.durations,
@@ -310,6 +312,15 @@ impl Reporter {
             Event::Notice { worker, text } => {
                 self.line(format!("[{}] {text}", worker.as_deref().unwrap_or("herd")))
             }
+            Event::FaultInjected {
+                worker, kind, test, ..
+            } if v >= 1 => {
+                let during = test
+                    .as_ref()
+                    .map(|t| format!(" during {t}"))
+                    .unwrap_or_default();
+                self.line(format!("[{worker}] chaos: {kind}{during}"))
+            }
             Event::MessageRefused { identity, reason } => self.line(format!(
                 "[herd] refused a message from {identity:?}: {reason}"
             )),
@@ -359,6 +370,10 @@ impl Reporter {
             SessionEnd::Interrupted(why) => self.line(format!("herd: interrupted: {why}")),
             SessionEnd::Aborted(why) => self.line(format!("herd: session aborted: {why}")),
         }
+        if !self.faults.is_empty() {
+            let line = faults_line(&self.faults);
+            self.line(line);
+        }
         let summary = format!(" {} ", self.tally.summary_line(duration));
         self.line(format!("{summary:=^78}"));
         let finished = Event::SessionFinished {
@@ -378,6 +393,7 @@ impl Reporter {
         }
         SessionReport {
             workers: std::mem::take(&mut self.workers),
+            faults: std::mem::take(&mut self.faults),
             end,
             tally: self.tally.clone(),
             results: self.results.iter().flatten().cloned().collect(),
@@ -479,6 +495,22 @@ impl Reporter {
     }
 }
 
+/// `injected 14 faults: 6 kill, 4 stop, ...`
+fn faults_line(faults: &[InjectedFault]) -> String {
+    let counts: Vec<String> = herd_core::faults::FaultKind::ALL
+        .iter()
+        .map(|k| (k, faults.iter().filter(|f| f.kind == *k).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    let noun = if faults.len() == 1 { "fault" } else { "faults" };
+    format!(
+        "herd: injected {} {noun}: {}",
+        faults.len(),
+        counts.join(", ")
+    )
+}
+
 impl Actor for Reporter {
     type Context = Context<Self>;
 }
@@ -537,6 +569,18 @@ impl Handler<Publish> for Reporter {
                 ended: None,
                 status: None,
                 clean: false,
+            }),
+            Event::FaultInjected {
+                worker,
+                incarnation,
+                kind,
+                test,
+            } => self.faults.push(InjectedFault {
+                t: now,
+                worker: worker.clone(),
+                incarnation: *incarnation,
+                kind: *kind,
+                test: test.clone(),
             }),
             Event::WorkerExited {
                 worker,

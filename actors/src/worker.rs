@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use herd_core::events::Event;
+use herd_core::faults::{FaultDice, FaultKind, FaultPlan, SelfFaults};
 use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
 use herd_core::protocol::{self, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RetirePolicy;
@@ -76,6 +77,10 @@ pub struct WorkerSettings {
     pub log_dir: Option<PathBuf>,
     /// A private directory for the workers' status files (see [`protocol::ENV_STATUS_FILE`]).
     pub status_dir: Option<PathBuf>,
+    /// Faults to inject (`--chaos`).
+    pub faults: Option<FaultPlan>,
+    /// How long a worker process may stay stopped (SIGSTOP, a debugger) before it is killed.
+    pub hang_timeout: Duration,
 }
 
 /// The actors a worker talks to.
@@ -112,6 +117,7 @@ enum KillReason {
     InternalError(String),
     StartTimeout,
     GraceExpired,
+    Hung,
     Drain,
     Abort,
 }
@@ -132,6 +138,7 @@ impl KillReason {
                 "it was killed: it did not report its collection in time".into()
             }
             KillReason::GraceExpired => "it was killed: it did not exit after shutdown".into(),
+            KillReason::Hung => "it was killed: it stayed stopped (hung)".into(),
             KillReason::Drain => "it was stopped before it started working".into(),
             KillReason::Abort => "it was killed: the session ended".into(),
         }
@@ -181,6 +188,9 @@ pub struct Worker {
     tail: Vec<u8>,
     log: Option<File>,
     exit: Option<(u32, String)>,
+    dice: Option<FaultDice>,
+    armed: SelfFaults,
+    stopped_since: Option<Instant>,
 }
 
 impl Worker {
@@ -208,6 +218,9 @@ impl Worker {
             tail: Vec::new(),
             log: None,
             exit: None,
+            dice: None,
+            armed: SelfFaults::default(),
+            stopped_since: None,
         }
     }
 
@@ -264,6 +277,23 @@ impl Worker {
             self.settings.token.as_str().to_string(),
         ));
         env.push((protocol::ENV_INCARNATION.into(), incarnation.to_string()));
+        self.dice = self
+            .settings
+            .faults
+            .as_ref()
+            .map(|plan| plan.dice(&self.slot.id, incarnation));
+        self.armed = self
+            .dice
+            .as_mut()
+            .map(|d| d.self_faults(100_000))
+            .unwrap_or_default();
+        if let Some(value) = self
+            .armed
+            .env_value(&protocol::identity(&self.slot.id, incarnation))
+        {
+            env.push(("HERD_WORKER_FAULT".into(), value));
+        }
+        self.stopped_since = None;
         if let Some(path) = self.status_path() {
             let _ = std::fs::remove_file(&path);
             env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
@@ -427,6 +457,14 @@ impl Worker {
         if self.aborted {
             self.state = State::Done;
             return;
+        }
+        let struck_exit0 =
+            self.armed.exit0_after.is_some() && status == "exit code 0" && !self.shutdown_said;
+        if struck_exit0 {
+            self.fault(
+                FaultKind::Exit0,
+                self.running.as_ref().map(|r| r.test.clone()),
+            );
         }
         let clean = self.shutdown_said
             && self
@@ -771,6 +809,9 @@ impl Worker {
                 }
             }
             CollectionVerdict::Mismatch(diff) => {
+                if self.armed.lie {
+                    self.fault(FaultKind::Lie, None);
+                }
                 self.publish(Event::CollectionMismatch {
                     worker: self.id(),
                     diff,
@@ -824,10 +865,60 @@ impl Worker {
         if let Some(limit) = self.settings.timeout {
             ctx.run_later(limit, move |act, _| act.timed_out(seq, limit));
         }
+        if let Some((kind, delay)) = self.dice.as_mut().and_then(FaultDice::at_test_start) {
+            ctx.run_later(Duration::from_millis(delay), move |act, _| {
+                act.strike(seq, kind)
+            });
+        }
         self.publish(Event::TestStarted {
             test,
             worker: self.id(),
         });
+    }
+
+    /// Inflicts a signal fault on the process, if the test `seq` is still running.
+    fn strike(&mut self, seq: u64, kind: FaultKind) {
+        let (Some(pid), Some(running)) = (self.pid, self.running.as_ref().filter(|r| r.seq == seq))
+        else {
+            return;
+        };
+        let test = Some(running.test.clone());
+        let signal = match kind {
+            FaultKind::Kill => Signal::SIGKILL,
+            FaultKind::Stop => Signal::SIGSTOP,
+            _ => Signal::SIGTERM,
+        };
+        let Ok(raw) = i32::try_from(pid) else { return };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal);
+        self.fault(kind, test);
+    }
+
+    fn fault(&self, kind: FaultKind, test: Option<TestId>) {
+        let (worker, incarnation) = (self.id(), self.incarnation);
+        self.publish(Event::FaultInjected {
+            worker,
+            incarnation,
+            kind,
+            test,
+        });
+    }
+
+    /// Hang detection: a process that stays stopped (SIGSTOP, a debugger) is killed, its running
+    /// test reported and its work returned, like any other dead worker.
+    fn watch_for_stops(&mut self) {
+        let Some(pid) = self.pid else { return };
+        if !process_is_stopped(pid) {
+            self.stopped_since = None;
+            return;
+        }
+        let since = *self.stopped_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.settings.hang_timeout {
+            self.notice(format!(
+                "has been stopped for {:.1}s; killing it",
+                since.elapsed().as_secs_f64()
+            ));
+            self.kill(KillReason::Hung);
+        }
     }
 
     fn timed_out(&mut self, seq: u64, limit: Duration) {
@@ -889,6 +980,17 @@ impl Worker {
     }
 }
 
+/// Whether the process is stopped (state `T` in `/proc/PID/stat`; Linux).
+fn process_is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may contain spaces.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        == Some("T")
+}
+
 /// Copies a child's output stream to its Worker actor until EOF.
 async fn forward_output(mut stream: impl AsyncRead + Unpin, to: Addr<Worker>, incarnation: u32) {
     let mut buf = vec![0u8; 8192];
@@ -915,6 +1017,7 @@ impl Actor for Worker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_millis(250), |act, _| act.watch_for_stops());
         self.spawn(ctx);
     }
 }
@@ -962,6 +1065,12 @@ impl Handler<Garbage> for Worker {
         if self.identity.as_ref() != Some(&msg.identity) {
             let reason = format!("malformed frame: {}", msg.reason);
             return self.refuse(msg.identity, reason);
+        }
+        if self.armed.garble_after.is_some() {
+            self.fault(
+                FaultKind::Garble,
+                self.running.as_ref().map(|r| r.test.clone()),
+            );
         }
         self.notice(format!(
             "sent a malformed frame ({}); killing it",

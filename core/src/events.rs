@@ -139,6 +139,18 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// herd injected a fault (`--chaos`, a `FaultPlan`).
+    FaultInjected {
+        /// Worker id.
+        worker: String,
+        /// The spawn it struck.
+        incarnation: u32,
+        /// What was done.
+        kind: crate::faults::FaultKind,
+        /// The test that was running, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test: Option<TestId>,
+    },
     /// A message was refused (unknown identity, bad token, malformed frame, protocol violation).
     MessageRefused {
         /// The sender's identity, lossily decoded.

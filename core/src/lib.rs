@@ -11,11 +11,13 @@
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
 //! | [`events`] | the typed events of a session (`--events` JSON lines) |
+//! | [`faults`] | seeded fault injection (`--chaos`, `FaultPlan`) |
 
 #![warn(missing_docs)]
 
 pub mod diff;
 pub mod events;
+pub mod faults;
 pub mod grouping;
 pub mod outcome;
 pub mod protocol;

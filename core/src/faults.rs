@@ -140,7 +140,7 @@ impl FaultPlan {
 pub struct SelfFaults {
     /// Exit 0 without shutdown as the test after this many starts.
     pub exit0_after: Option<usize>,
-    /// Send a malformed frame after this many tests.
+    /// Send a malformed frame after this many tests (at least one).
     pub garble_after: Option<usize>,
     /// Report a collection with one more test.
     pub lie: bool,
@@ -183,7 +183,8 @@ impl FaultDice {
             (0..horizon).find(|_| self.rng.gen_bool(rate))
         };
         let exit0_after = after(self.plan.rate(FaultKind::Exit0));
-        let garble_after = after(self.plan.rate(FaultKind::Garble));
+        // The worker sends garbage after a test's reports: after the (n + 1)th test.
+        let garble_after = after(self.plan.rate(FaultKind::Garble)).map(|n| n + 1);
         let lie_rate = self.plan.rate(FaultKind::Lie);
         let lie = lie_rate > 0.0 && self.rng.gen_bool(lie_rate);
         SelfFaults {

@@ -636,3 +636,77 @@ impl Handler<Finish> for Reporter {
 pub fn open_events(path: &Path) -> std::io::Result<File> {
     File::create(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_core::outcome::Outcome;
+
+    fn finished(test: &str, outcome: Outcome) -> Publish {
+        let verdict = Verdict::decided(outcome, 0.1, None, None);
+        Publish(Event::TestFinished {
+            test: test.into(),
+            worker: Some("w1".into()),
+            verdict,
+        })
+    }
+
+    fn reporter() -> Addr<Reporter> {
+        Reporter::new(ReporterOptions {
+            out: Box::new(std::io::sink()),
+            events: None,
+            verbosity: 0,
+            maxfail: None,
+            dots: false,
+            durations: None,
+            progress_bar: false,
+            color: false,
+            subscribers: Vec::new(),
+        })
+        .start()
+    }
+
+    #[actix_rt::test]
+    async fn a_second_outcome_for_a_test_is_an_internal_error() {
+        let reporter = reporter();
+        reporter.do_send(Publish(Event::Collected {
+            tests: vec!["a".into(), "b".into()],
+        }));
+        reporter.do_send(finished("a", Outcome::Passed));
+        reporter.do_send(finished("a", Outcome::Failed));
+        reporter.do_send(finished("ghost", Outcome::Passed));
+        let report = reporter
+            .send(Finish {
+                end: SessionEnd::Completed,
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.exit_code, exit_code::INTERNAL_ERROR);
+        assert_eq!(report.violations.len(), 2, "{:?}", report.violations);
+        assert!(report.violations[0].contains("second outcome FAILED for a (first: PASSED on w1)"));
+        assert!(report.violations[1].contains("ghost which was never collected"));
+        assert!(matches!(report.end, SessionEnd::Aborted(ref why) if why.contains("exactly-once")));
+        // The first outcome stands; the test nobody ran is settled as not run.
+        let outcomes: Vec<Outcome> = report.results.iter().map(|r| r.verdict.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Passed, Outcome::NotRun]);
+    }
+
+    #[actix_rt::test]
+    async fn a_clean_session_settles_every_test_once() {
+        let reporter = reporter();
+        reporter.do_send(Publish(Event::Collected {
+            tests: vec!["a".into(), "b".into(), "c".into()],
+        }));
+        reporter.do_send(finished("b", Outcome::Failed));
+        let report = reporter
+            .send(Finish {
+                end: SessionEnd::Interrupted("SIGINT".into()),
+            })
+            .await
+            .unwrap();
+        assert!(report.violations.is_empty());
+        assert_eq!(report.tally.total(), 3);
+        assert_eq!(report.tally.get(Outcome::NotRun), 2);
+        assert_eq!(report.exit_code, exit_code::INTERRUPTED);
+    }
+}

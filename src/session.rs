@@ -295,6 +295,7 @@ impl Session {
         let slots = Session::slots(&config)?;
         let command = runner.worker_command()?;
         let reference = runner.collect()?;
+        let reference_known = reference.is_some();
         if let Some(reference) = &reference {
             check_reference(reference)?;
         }
@@ -343,6 +344,7 @@ impl Session {
                 log_dir: config.log_dir.clone(),
                 status_dir: Some(private.path().to_path_buf()),
                 faults: config.faults.clone(),
+                reference_known,
                 hang_timeout: config.hang_timeout,
             },
             grouping,

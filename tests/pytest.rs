@@ -448,3 +448,46 @@ fn a_third_party_suite_gives_the_same_counts_as_plain_pytest() {
     assert_eq!(Some(run.code), plain.status.code(), "{}", run.dump());
     assert!(run.outcomes().len() > 600);
 }
+
+#[test]
+fn chaos_strikes_pytest_workers_and_nothing_is_lost() {
+    let files: Vec<(String, String)> = (0..4)
+        .map(|m| {
+            (
+                format!("test_m{m}.py"),
+                (0..5)
+                    .map(|i| format!("def test_{i}():\n    pass\n\n"))
+                    .collect(),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let suite = PySuite::new(&files);
+    for kind in ["kill", "exit0", "garble"] {
+        let chaos = format!("seed=5,{kind}=0.3");
+        let run = suite.herd(
+            &[
+                "-n",
+                "1",
+                "--chaos",
+                &chaos,
+                "--max-respawns",
+                "100",
+                "--retire-after",
+                "0",
+            ],
+            &[],
+        );
+        assert!(matches!(run.code, 0 | 1), "{kind}\n{}", run.dump());
+        assert_eq!(run.outcomes().len(), 20, "{kind}");
+        let struck = run
+            .of("fault_injected")
+            .into_iter()
+            .filter(|e| e["kind"] == kind)
+            .count();
+        assert!(struck > 0, "{kind}: nothing injected\n{}", run.dump());
+    }
+}

@@ -79,6 +79,9 @@ pub struct WorkerSettings {
     pub status_dir: Option<PathBuf>,
     /// Faults to inject (`--chaos`).
     pub faults: Option<FaultPlan>,
+    /// Whether the runner gave the reference collection (else the first worker's is the
+    /// reference, and a first spawn must not be asked to lie: nothing could tell).
+    pub reference_known: bool,
     /// How long a worker process may stay stopped (SIGSTOP, a debugger) before it is killed.
     pub hang_timeout: Duration,
 }
@@ -287,6 +290,7 @@ impl Worker {
             .as_mut()
             .map(|d| d.self_faults(100_000))
             .unwrap_or_default();
+        self.armed.lie &= self.settings.reference_known || incarnation > 1;
         if let Some(value) = self
             .armed
             .env_value(&protocol::identity(&self.slot.id, incarnation))
@@ -866,8 +870,9 @@ impl Worker {
             ctx.run_later(limit, move |act, _| act.timed_out(seq, limit));
         }
         if let Some((kind, delay)) = self.dice.as_mut().and_then(FaultDice::at_test_start) {
+            let incarnation = self.incarnation;
             ctx.run_later(Duration::from_millis(delay), move |act, _| {
-                act.strike(seq, kind)
+                act.strike(incarnation, kind)
             });
         }
         self.publish(Event::TestStarted {
@@ -876,13 +881,13 @@ impl Worker {
         });
     }
 
-    /// Inflicts a signal fault on the process, if the test `seq` is still running.
-    fn strike(&mut self, seq: u64, kind: FaultKind) {
-        let (Some(pid), Some(running)) = (self.pid, self.running.as_ref().filter(|r| r.seq == seq))
-        else {
+    /// Inflicts a signal fault on the process of `incarnation`, if it still runs: during the
+    /// test that rolled it, or a little after it (a random point in the worker's life).
+    fn strike(&mut self, incarnation: u32, kind: FaultKind) {
+        let Some(pid) = self.pid.filter(|_| self.incarnation == incarnation) else {
             return;
         };
-        let test = Some(running.test.clone());
+        let test = self.running.as_ref().map(|r| r.test.clone());
         let signal = match kind {
             FaultKind::Kill => Signal::SIGKILL,
             FaultKind::Stop => Signal::SIGSTOP,

@@ -114,6 +114,17 @@ def _subtest_description(report):
     return " ".join(parts) or "(<subtest>)"
 
 
+def _parse_faults(spec, identity):
+    """herd's fault requests for this spawn: ``IDENTITY:ACTION=VALUE`` items separated by ``;``."""
+    faults = {}
+    for item in spec.split(";"):
+        who, _, action = item.strip().partition(":")
+        if who == identity and action:
+            name, _, value = action.partition("=")
+            faults[name] = value
+    return faults
+
+
 def _plain_category(report):
     """pytest's summary category of a passing plain report, without a hook call (most reports);
     None when the hook must decide (failures, skips, xfail, subtests, other report types)."""
@@ -172,6 +183,10 @@ class HerdWorker:
                 f"not {os.environ[ENV_CONNECT_TIMEOUT]!r}"
             )
         self.identity = f"{self.worker_id}.{self.incarnation}"
+        # Fault injection (herd's --chaos): what this spawn is asked to do to itself.
+        self.faults = _parse_faults(os.environ.get("HERD_WORKER_FAULT", ""), self.identity)
+        self.started_tests = 0
+        self.finished_tests = 0
         # HERD_STATUS_FILE (optional): the id of the test being started, written before any of
         # its code runs; a plain write survives a sudden death where queued frames do not.
         self.status_fd = None
@@ -364,7 +379,8 @@ class HerdWorker:
         self.send(
             {
                 "type": "collection",
-                "tests": [item.nodeid for item in session.items],
+                "tests": [item.nodeid for item in session.items]
+                + ([self.faults["extra-test"]] if "extra-test" in self.faults else []),
                 "errors": self.collect_errors,
                 "herd_groups": groups,
             }
@@ -548,6 +564,17 @@ class HerdWorker:
         # The previous test's reports (queued at its teardown) go out in the same frame.
         self.queue({"type": "test_started", "test": nodeid})
         self.flush()
+        if self.faults.get("exit0-after") == str(self.started_tests):
+            # Chaos: vanish mid-test with exit code 0 and no shutdown (after the frame leaves).
+            self.close()
+            os._exit(0)
+        self.started_tests += 1
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        self.finished_tests += 1
+        if self.faults.get("garbage-after") == str(self.finished_tests) and self.socket is not None:
+            self.flush()
+            self.socket.send(b"{this is not json")  # chaos: a malformed frame
 
     def pytest_runtest_logreport(self, report):
         if self.socket is None:

@@ -118,6 +118,11 @@ pub struct RunArgs {
     /// its work re-queued (default 2). Example: --hang-timeout 10
     #[arg(long, value_name = "SECONDS")]
     pub hang_timeout: Option<f64>,
+    /// Seconds a worker that promised heartbeats (herd's own workers do, every second) may stay
+    /// silent before it is taken for hung, killed and its work re-queued (default 5).
+    /// Example: --heartbeat-timeout 30
+    #[arg(long, value_name = "SECONDS")]
+    pub heartbeat_timeout: Option<f64>,
     /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, value_name = "WHEN")]
     pub color: Option<crate::session::ColorChoice>,
@@ -180,6 +185,7 @@ impl RunArgs {
             launcher: self.launcher.clone(),
             chaos: self.chaos.clone(),
             hang_timeout: self.hang_timeout,
+            heartbeat_timeout: self.heartbeat_timeout,
         }
     }
 

@@ -1,6 +1,9 @@
 //! A protocol v1 client for workers written in Rust: connect, say hello, exchange messages.
 //! herd's own exec worker is built on it; other harnesses can use it to write their own.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use herd_core::protocol::{
@@ -74,9 +77,10 @@ impl WorkerEnv {
     }
 }
 
-/// A connected, welcomed worker.
+/// A connected, welcomed worker. It may be shared between threads (one sends heartbeats while
+/// the other runs tests): every socket operation takes a lock.
 pub struct WorkerClient {
-    socket: zmq::Socket,
+    socket: Mutex<zmq::Socket>,
     env: WorkerEnv,
     _context: zmq::Context,
 }
@@ -85,6 +89,16 @@ impl WorkerClient {
     /// Connects with the identity herd expects, says hello and waits up to `timeout` for the
     /// welcome.
     pub fn connect(env: WorkerEnv, timeout: Duration) -> Result<WorkerClient, ClientError> {
+        WorkerClient::connect_with_heartbeat(env, timeout, None)
+    }
+
+    /// As [`WorkerClient::connect`], promising a heartbeat every `heartbeat` (then call
+    /// [`WorkerClient::start_heartbeat`]): the coordinator takes a silent worker for hung.
+    pub fn connect_with_heartbeat(
+        env: WorkerEnv,
+        timeout: Duration,
+        heartbeat: Option<Duration>,
+    ) -> Result<WorkerClient, ClientError> {
         let err = |source| ClientError::Socket {
             endpoint: env.endpoint.clone(),
             source,
@@ -98,7 +112,7 @@ impl WorkerClient {
         socket.set_sndhwm(0).map_err(err)?;
         socket.connect(&env.endpoint).map_err(err)?;
         let client = WorkerClient {
-            socket,
+            socket: Mutex::new(socket),
             env,
             _context: context,
         };
@@ -108,6 +122,7 @@ impl WorkerClient {
             incarnation: client.env.incarnation,
             token: client.env.token.clone(),
             pid: Some(std::process::id()),
+            heartbeat: heartbeat.map(|h| h.as_secs_f64()),
         })?;
         match client.recv(Some(timeout))? {
             Some(CoordinatorMessage::Welcome { .. }) => Ok(client),
@@ -115,6 +130,12 @@ impl WorkerClient {
             Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
             None => Err(ClientError::NoAnswer(client.env.endpoint.clone(), timeout)),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, zmq::Socket> {
+        self.socket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Who this worker is.
@@ -136,9 +157,32 @@ impl WorkerClient {
         }
     }
 
+    /// Sends a heartbeat every `every` from a thread of its own, until the returned handle is
+    /// dropped.
+    pub fn start_heartbeat(self: &Arc<Self>, every: Duration) -> Heartbeat {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (client, flag) = (self.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let tick = Duration::from_millis(50).min(every);
+            let mut waited = Duration::ZERO;
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited >= every {
+                    waited = Duration::ZERO;
+                    let _ = client.send(&WorkerMessage::Heartbeat);
+                }
+            }
+        });
+        Heartbeat {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     /// Sends one frame as is (fault injection uses this to send garbage).
     pub fn send_raw(&self, frame: &[u8]) -> Result<(), ClientError> {
-        self.socket
+        self.lock()
             .send(frame, 0)
             .map_err(|source| ClientError::Socket {
                 endpoint: self.env.endpoint.clone(),
@@ -156,12 +200,28 @@ impl WorkerClient {
             source,
         };
         let millis = timeout.map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-        if self.socket.poll(zmq::POLLIN, millis).map_err(err)? == 0 {
+        let socket = self.lock();
+        if socket.poll(zmq::POLLIN, millis).map_err(err)? == 0 {
             return Ok(None);
         }
-        let frame = self.socket.recv_bytes(0).map_err(err)?;
+        let frame = socket.recv_bytes(0).map_err(err)?;
         decode_coordinator_message(&frame)
             .map(Some)
             .map_err(|e| ClientError::Unexpected(e.to_string()))
+    }
+}
+
+/// A running heartbeat thread; dropping it stops the heartbeats.
+pub struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

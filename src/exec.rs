@@ -5,11 +5,13 @@
 //! `;`-separated `IDENTITY:ACTION=N` items; an item applies only to the spawn whose identity
 //! (`w1.1`) matches, so a respawned worker behaves. Actions: `exit0-after=N` (exit 0 without
 //! shutdown while starting the test after the Nth), `garbage-after=N` (send a malformed frame after N tests),
-//! `extra-test=ID` (report a collection with one more test).
+//! `extra-test=ID` (report a collection with one more test), `wedge-after=N` (hang silently, no
+//! heartbeats, after N tests).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herd_core::outcome::{Phase, PhaseOutcome};
@@ -18,6 +20,9 @@ use herd_core::TestId;
 
 use crate::client::{ClientError, WorkerClient, WorkerEnv};
 use crate::runner::list_tests;
+
+/// How often herd's exec worker sends a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Exit code that marks a test as skipped (as automake's).
 pub const SKIP_EXIT_CODE: i32 = 77;
@@ -33,6 +38,8 @@ pub struct Faults {
     pub garbage_after: Option<usize>,
     /// Add this id to the reported collection.
     pub extra_test: Option<String>,
+    /// Hang silently (no heartbeats) after this many tests.
+    pub wedge_after: Option<usize>,
 }
 
 impl Faults {
@@ -51,6 +58,7 @@ impl Faults {
                 "exit0-after" => faults.exit0_after = value.parse().ok(),
                 "garbage-after" => faults.garbage_after = value.parse().ok(),
                 "extra-test" => faults.extra_test = Some(value.to_string()),
+                "wedge-after" => faults.wedge_after = value.parse().ok(),
                 other => eprintln!("herd worker: unknown fault {other:?} ignored"),
             }
         }
@@ -95,7 +103,12 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         &std::env::var("HERD_WORKER_FAULT").unwrap_or_default(),
         &env.identity(),
     );
-    let client = WorkerClient::connect(env, connect_timeout())?;
+    let client = Arc::new(WorkerClient::connect_with_heartbeat(
+        env,
+        connect_timeout(),
+        Some(HEARTBEAT),
+    )?);
+    let mut heartbeat = Some(client.start_heartbeat(HEARTBEAT));
     let mut tests = match list_tests(list) {
         Ok(tests) => tests,
         Err(e) => {
@@ -165,6 +178,7 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         client.send_batch(&std::mem::take(&mut outbox))?;
         if faults.exit0_after == Some(done) {
             // Close the socket first (its linger delivers what was sent), then vanish mid-test.
+            heartbeat.take();
             drop(client);
             std::process::exit(0);
         }
@@ -172,6 +186,14 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         outbox.push(WorkerMessage::Report(call));
         outbox.push(WorkerMessage::Report(teardown));
         done += 1;
+        if faults.wedge_after == Some(done) {
+            // Hang for good, silently: no heartbeat, no progress (a deadlocked worker).
+            client.send_batch(&std::mem::take(&mut outbox))?;
+            heartbeat.take();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         if faults.garbage_after == Some(done) {
             client.send_batch(&std::mem::take(&mut outbox))?;
             client.send_raw(b"{this is not json")?;
@@ -332,7 +354,8 @@ mod tests {
             Faults {
                 exit0_after: Some(2),
                 garbage_after: None,
-                extra_test: Some("bogus".into())
+                extra_test: Some("bogus".into()),
+                wedge_after: None,
             }
         );
         assert_eq!(Faults::parse(spec, "w2.1").garbage_after, Some(1));

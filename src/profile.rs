@@ -84,6 +84,8 @@ pub struct Profile {
     pub chaos: Option<String>,
     /// `--hang-timeout` (seconds).
     pub hang_timeout: Option<f64>,
+    /// `--heartbeat-timeout` (seconds).
+    pub heartbeat_timeout: Option<f64>,
 }
 
 /// A parsed `herd.toml`.
@@ -132,7 +134,8 @@ impl Profile {
             color,
             launcher,
             chaos,
-            hang_timeout
+            hang_timeout,
+            heartbeat_timeout
         )
     }
 
@@ -187,6 +190,8 @@ impl Profile {
             faults: self.chaos.as_deref().map(FaultPlan::parse).transpose()?,
             hang_timeout: secs("--hang-timeout", self.hang_timeout)?
                 .unwrap_or(defaults.hang_timeout),
+            heartbeat_timeout: secs("--heartbeat-timeout", self.heartbeat_timeout)?
+                .unwrap_or(defaults.heartbeat_timeout),
         })
     }
 }

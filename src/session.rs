@@ -79,6 +79,8 @@ pub struct SessionConfig {
     pub faults: Option<FaultPlan>,
     /// `--hang-timeout`: how long a worker may stay stopped before it is killed.
     pub hang_timeout: Duration,
+    /// `--heartbeat-timeout`: how long a worker that promised heartbeats may stay silent.
+    pub heartbeat_timeout: Duration,
 }
 
 /// When to color the output.
@@ -124,6 +126,7 @@ impl Default for SessionConfig {
             launcher: None,
             faults: None,
             hang_timeout: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -346,6 +349,7 @@ impl Session {
                 faults: config.faults.clone(),
                 reference_known,
                 hang_timeout: config.hang_timeout,
+                heartbeat_timeout: config.heartbeat_timeout,
             },
             grouping,
             providers: Providers::new(config.providers.iter().cloned()),

@@ -117,3 +117,27 @@ fn nonsense_plans_are_usage_errors() {
     assert_eq!(run.code, 4, "{}", run.dump());
     assert!(run.stderr.contains("not a probability"), "{}", run.dump());
 }
+
+#[test]
+fn a_wedged_worker_is_found_by_its_missing_heartbeat() {
+    let suite = suite();
+    let mut cmd = suite.command(&["-n", "1", "--heartbeat-timeout", "2"]);
+    // The first process hangs silently (no heartbeats, no progress) after two tests.
+    cmd.env("HERD_WORKER_FAULT", "w1.1:wedge-after=2");
+    let run = suite.run_with(cmd);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 10, "{}", run.dump());
+    assert!(
+        run.stdout
+            .contains("promised heartbeats; taking it for hung"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.of("worker_spawned")
+            .iter()
+            .any(|e| e["incarnation"] == 2),
+        "{}",
+        run.dump()
+    );
+}

@@ -84,6 +84,8 @@ pub struct WorkerSettings {
     pub reference_known: bool,
     /// How long a worker process may stay stopped (SIGSTOP, a debugger) before it is killed.
     pub hang_timeout: Duration,
+    /// How long a worker that promised heartbeats may stay silent before it is taken for hung.
+    pub heartbeat_timeout: Duration,
 }
 
 /// The actors a worker talks to.
@@ -194,6 +196,8 @@ pub struct Worker {
     dice: Option<FaultDice>,
     armed: SelfFaults,
     stopped_since: Option<Instant>,
+    last_heard: Instant,
+    silence_limit: Option<Duration>,
 }
 
 impl Worker {
@@ -224,6 +228,8 @@ impl Worker {
             dice: None,
             armed: SelfFaults::default(),
             stopped_since: None,
+            last_heard: Instant::now(),
+            silence_limit: None,
         }
     }
 
@@ -298,6 +304,7 @@ impl Worker {
             env.push(("HERD_WORKER_FAULT".into(), value));
         }
         self.stopped_since = None;
+        self.silence_limit = None;
         if let Some(path) = self.status_path() {
             let _ = std::fs::remove_file(&path);
             env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
@@ -693,7 +700,7 @@ impl Worker {
         self.kill(KillReason::Violation(why));
     }
 
-    fn on_hello(&mut self, identity: Vec<u8>, incarnation: u32) {
+    fn on_hello(&mut self, identity: Vec<u8>, incarnation: u32, heartbeat: Option<f64>) {
         let expected = protocol::identity(&self.slot.id, self.incarnation);
         if incarnation != self.incarnation
             || self.state != State::Starting
@@ -713,6 +720,14 @@ impl Worker {
         }
         self.identity = Some(identity);
         self.state = State::Collecting;
+        self.last_heard = Instant::now();
+        // A worker that promised heartbeats is hung when silent for three of them (and at
+        // least --heartbeat-timeout).
+        self.silence_limit = heartbeat.filter(|s| s.is_finite() && *s > 0.0).map(|s| {
+            self.settings
+                .heartbeat_timeout
+                .max(Duration::from_secs_f64(3.0 * s))
+        });
         self.send_to_process(CoordinatorMessage::Welcome {
             worker: self.id(),
             incarnation,
@@ -722,6 +737,7 @@ impl Worker {
     fn on_message(&mut self, ctx: &mut Context<Self>, message: WorkerMessage) {
         match message {
             WorkerMessage::Hello { .. } => self.violation("a second hello".into()),
+            WorkerMessage::Heartbeat => {}
             WorkerMessage::Collection {
                 tests,
                 errors,
@@ -912,6 +928,20 @@ impl Worker {
     /// test reported and its work returned, like any other dead worker.
     fn watch_for_stops(&mut self) {
         let Some(pid) = self.pid else { return };
+        let live = matches!(
+            self.state,
+            State::Collecting | State::Checking | State::Working
+        );
+        if let Some(limit) = self.silence_limit.filter(|_| live) {
+            let silent = self.last_heard.elapsed();
+            if silent >= limit && self.kill.is_none() {
+                self.notice(format!(
+                    "sent nothing for {:.1}s although it promised heartbeats; taking it for hung and killing it",
+                    silent.as_secs_f64()
+                ));
+                return self.kill(KillReason::Hung);
+            }
+        }
         if !process_is_stopped(pid) {
             self.stopped_since = None;
             return;
@@ -1047,9 +1077,14 @@ impl Handler<FromProcess> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: FromProcess, ctx: &mut Self::Context) {
-        if let WorkerMessage::Hello { incarnation, .. } = msg.message {
+        if let WorkerMessage::Hello {
+            incarnation,
+            heartbeat,
+            ..
+        } = msg.message
+        {
             if self.identity.as_ref() != Some(&msg.identity) {
-                return self.on_hello(msg.identity, incarnation);
+                return self.on_hello(msg.identity, incarnation, heartbeat);
             }
         }
         if self.identity.as_ref() != Some(&msg.identity) {
@@ -1059,6 +1094,7 @@ impl Handler<FromProcess> for Worker {
                 format!("{got} has not said hello (or is not current); say hello first"),
             );
         }
+        self.last_heard = Instant::now();
         self.on_message(ctx, msg.message);
     }
 }

@@ -5,6 +5,7 @@
 //!        |  <-- hello {protocol, worker, incarnation, token, pid}
 //!        |  --> welcome {worker, incarnation}      (or error {message}, then nothing)
 //!        |  <-- collection {tests}                 (checked against the reference)
+//!        |  <-- heartbeat                          (every few seconds, if hello promised it)
 //!        |  <-- need_tests
 //!        |  --> tests {tests: [...]}               (an empty list: no more work)
 //!        |  <-- test_started {test}
@@ -76,7 +77,13 @@ pub enum WorkerMessage {
         /// The worker's process id, for logs.
         #[serde(default)]
         pid: Option<u32>,
+        /// Seconds between the `heartbeat`s the worker promises to send, even while a test runs;
+        /// a worker that then falls silent is taken for hung. `None`: no heartbeats.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat: Option<f64>,
     },
+    /// "Still alive" (see `heartbeat` in `hello`); nothing else.
+    Heartbeat,
     /// The ids the worker collected, in its own order.
     Collection {
         /// Collected test ids.
@@ -311,6 +318,7 @@ mod tests {
             incarnation: 2,
             token: "t".into(),
             pid: Some(42),
+            heartbeat: Some(1.0),
         };
         let frame = encode(&hello);
         assert!(String::from_utf8_lossy(&frame).contains(r#""type":"hello""#));

@@ -32,6 +32,7 @@ fn message() -> impl Strategy<Value = WorkerMessage> {
                     incarnation,
                     token,
                     pid: None,
+                    heartbeat: None,
                 }
             }
         ),
@@ -41,6 +42,7 @@ fn message() -> impl Strategy<Value = WorkerMessage> {
             herd_groups: Default::default()
         }),
         Just(WorkerMessage::NeedTests),
+        Just(WorkerMessage::Heartbeat),
         test_id().prop_map(|test| WorkerMessage::TestStarted { test }),
         (
             test_id(),

@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -44,6 +45,8 @@ ENV_STATUS_FILE = "HERD_STATUS_FILE"
 
 #: How long closing the socket may wait for the last frames to leave (milliseconds).
 LINGER_MS = 2000
+#: Seconds between heartbeats (promised in ``hello``; herd takes a silent worker for hung).
+HEARTBEAT_S = 1.0
 #: How long a blocking wait sleeps in one poll, so signals are handled promptly (milliseconds).
 POLL_SLICE_MS = 500
 
@@ -228,8 +231,33 @@ class HerdWorker:
         self.socket = sock
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
+        # The socket is shared with the heartbeat thread: every use takes this lock.
+        self.io_lock = threading.RLock()
+        self.heartbeat_stop = threading.Event()
+
+    def start_heartbeat(self):
+        """Sends ``heartbeat`` every HEARTBEAT_S from a daemon thread, even while a test runs."""
+
+        def beat():
+            while not self.heartbeat_stop.wait(HEARTBEAT_S):
+                with self.io_lock:
+                    if self.socket is None:
+                        return
+                    try:
+                        self.socket.send(b'{"type":"heartbeat"}')
+                    except Exception:
+                        return
+
+        threading.Thread(target=beat, name="herd-heartbeat", daemon=True).start()
 
     def close(self, linger=None):
+        stop = getattr(self, "heartbeat_stop", None)
+        if stop is not None:
+            stop.set()
+        with getattr(self, "io_lock", None) or threading.RLock():
+            self._close(linger)
+
+    def _close(self, linger=None):
         if self.queued and linger is None:
             try:
                 self.flush()
@@ -254,9 +282,10 @@ class HerdWorker:
         """Sends one message now (after any queued reports, so the order is kept)."""
         sock = self.socket
         if sock is not None:
-            if self.queued:
-                self.flush()
-            sock.send(json.dumps(message).encode())
+            with self.io_lock:
+                if self.queued:
+                    self.flush()
+                sock.send(json.dumps(message).encode())
 
     def queue(self, message):
         """Encodes a message now and sends it with the next flush (or the next send)."""
@@ -269,7 +298,8 @@ class HerdWorker:
         sock = self.socket
         queued, self.queued = self.queued, []
         if sock is not None and queued:
-            sock.send(queued[0] if len(queued) == 1 else b"[" + b",".join(queued) + b"]")
+            with self.io_lock:
+                sock.send(queued[0] if len(queued) == 1 else b"[" + b",".join(queued) + b"]")
 
     def _decode(self, frames):
         # Tolerate a REQ-style empty delimiter frame; the payload is the last frame.
@@ -293,8 +323,10 @@ class HerdWorker:
                 wait = POLL_SLICE_MS
             else:
                 wait = max(0, min(POLL_SLICE_MS, int((deadline - time.monotonic()) * 1000)))
-            if self.poller.poll(wait):
-                message = self._decode(self.socket.recv_multipart())
+            with self.io_lock:
+                frames = self.socket.recv_multipart() if self.poller.poll(wait) else None
+            if frames is not None:
+                message = self._decode(frames)
                 if message is not None:
                     return message
             elif deadline is not None and time.monotonic() >= deadline:
@@ -305,11 +337,14 @@ class HerdWorker:
         if sock is None:
             return None
         # getsockopt(EVENTS) is far cheaper than poll(0), which builds a Poller on every call.
-        while sock.getsockopt(self.zmq.EVENTS) & self.zmq.POLLIN:
-            message = self._decode(sock.recv_multipart())
+        while True:
+            with self.io_lock:
+                if not sock.getsockopt(self.zmq.EVENTS) & self.zmq.POLLIN:
+                    return None
+                frames = sock.recv_multipart()
+            message = self._decode(frames)
             if message is not None:
                 return message
-        return None
 
     def message(self, text):
         self.send({"type": "message", "text": text})
@@ -333,6 +368,7 @@ class HerdWorker:
                 "incarnation": self.incarnation,
                 "token": self.token,
                 "pid": os.getpid(),
+                "heartbeat": HEARTBEAT_S,
             }
         )
         deadline = time.monotonic() + self.connect_timeout
@@ -348,6 +384,7 @@ class HerdWorker:
                 )
             kind = reply.get("type")
             if kind == "welcome":
+                self.start_heartbeat()
                 return
             if kind == "error":
                 self.refused(reply.get("message", "(no message)"))
@@ -574,7 +611,8 @@ class HerdWorker:
         self.finished_tests += 1
         if self.faults.get("garbage-after") == str(self.finished_tests) and self.socket is not None:
             self.flush()
-            self.socket.send(b"{this is not json")  # chaos: a malformed frame
+            with self.io_lock:
+                self.socket.send(b"{this is not json")  # chaos: a malformed frame
 
     def pytest_runtest_logreport(self, report):
         if self.socket is None:

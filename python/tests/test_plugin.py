@@ -133,6 +133,7 @@ def test_hello_carries_identity_token_and_incarnation(coordinator, spawn_worker,
         "incarnation": 3,
         "token": "s3cret",
         "pid": worker.pid,
+        "heartbeat": 1.0,
     }
     coordinator.send(identity, {"type": "welcome", "worker": "w7", "incarnation": 3})
     coordinator.expect("collection")
@@ -544,3 +545,22 @@ def test_appliance_fixture_under_herd(coordinator, spawn_worker, write_suite):
     assert worker.wait() == 0, worker.stderr
     reports = reports_by_test(messages)
     assert all(phases["call"]["outcome"] == "passed" for phases in reports.values())
+
+
+def test_heartbeats_keep_coming_while_a_test_runs(coordinator, write_suite, spawn_worker):
+    """The hello promises heartbeats; they arrive even while a long test holds the worker."""
+    suite = write_suite({"test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(2.5)\n"})
+    worker = spawn_worker(suite)
+    identity, hello = coordinator.handshake()
+    assert hello["heartbeat"] == 1.0
+    _, collection = coordinator.expect("collection")
+    coordinator.expect("need_tests")
+    coordinator.send(identity, {"type": "tests", "tests": collection["tests"]})
+    coordinator.expect("need_tests")
+    coordinator.send(identity, {"type": "tests", "tests": []})
+    coordinator.expect("test_started")
+    coordinator.expect("report")  # setup ... the call takes 2.5 s
+    while coordinator.recv_message()["type"] != "shutdown":
+        pass
+    assert coordinator.heartbeats >= 2
+    worker.wait(timeout=10)

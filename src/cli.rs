@@ -11,9 +11,10 @@ use crate::profile::{find_config, ConfigFile, Profile};
 #[command(name = "herd", version, propagate_version = true)]
 pub struct Cli {
     /// More output: -v shows progress and worker lifecycles, -vv every test start and herd's logs.
+    /// Example: herd -v run -n 4 -- pytest
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less output: no line per test.
+    /// Less output: no line per test. Example: herd -q run -- pytest
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// What to do.
@@ -64,32 +65,36 @@ pub struct RunArgs {
     /// retired instead. Example: --appliance-check 'pg_isready -h "$HERD_APPLIANCE"'
     #[arg(long, value_name = "CMD")]
     pub appliance_check: Option<String>,
-    /// Respawns allowed before the session stops (default: 3 x workers).
+    /// Respawns allowed before the session stops (default: 3 x workers). Example: --max-respawns 20
     #[arg(long, value_name = "N")]
     pub max_respawns: Option<u32>,
     /// Count respawns only within this many seconds (like OTP's intensity period).
+    /// Example: --max-respawns 5 --respawn-window 60
     #[arg(long, value_name = "SECONDS")]
     pub respawn_window: Option<f64>,
     /// Retire a worker slot whose process died this many times in a row (0: never; default 3).
+    /// Example: --retire-after 5
     #[arg(long, value_name = "N")]
     pub retire_after: Option<u32>,
     /// Re-run a test that crashed its worker up to N times on a fresh worker before reporting it
-    /// (default 0).
+    /// (default 0). Example: --crash-retries 1
     #[arg(long, value_name = "N")]
     pub crash_retries: Option<u32>,
     /// Stop dealing out tests after N failures; running tests finish. Example: --maxfail 5
     #[arg(long, value_name = "N")]
     pub maxfail: Option<usize>,
-    /// Stop after the first failure (--maxfail 1).
+    /// Stop after the first failure (--maxfail 1). Example: herd run -x -- pytest
     #[arg(short = 'x', long, conflicts_with = "maxfail")]
     pub exitfirst: bool,
     /// Fail a test that runs longer than this (its worker is killed and respawned). Example: --timeout 300
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
     /// Seconds a worker may take to exit after it shut down before it is killed (default 10).
+    /// Example: --grace 30
     #[arg(long, value_name = "SECONDS")]
     pub grace: Option<f64>,
     /// Seconds a new worker may take to report its collection before it is killed (default 120).
+    /// Example: --worker-start-timeout 600
     #[arg(long, value_name = "SECONDS")]
     pub worker_start_timeout: Option<f64>,
     /// Write the results as JUnit XML (for CI). Example: --junit-xml reports/herd.xml
@@ -102,6 +107,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Directory for per-worker logs (their stdout and stderr; default .herd/logs).
+    /// Example: --log-dir /tmp/herd-logs
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
     /// Start each worker through a shell command template: {cmd} is the worker command (with its
@@ -124,9 +130,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS")]
     pub heartbeat_timeout: Option<f64>,
     /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
+    /// Example: --color never
     #[arg(long, value_enum, value_name = "WHEN")]
     pub color: Option<crate::session::ColorChoice>,
     /// The config file (default: herd.toml here or in the nearest parent directory).
+    /// Example: --config ci/herd.toml
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// The profile of the config file to use; every profile inherits `default`. Example: --profile ci

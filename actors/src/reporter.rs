@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -630,11 +629,6 @@ impl Handler<Finish> for Reporter {
     fn handle(&mut self, msg: Finish, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.finish(msg.end))
     }
-}
-
-/// Opens `--events FILE` for writing.
-pub fn open_events(path: &Path) -> std::io::Result<File> {
-    File::create(path)
 }
 
 #[cfg(test)]

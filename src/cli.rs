@@ -53,6 +53,11 @@ pub struct RunArgs {
     /// given to it as HERD_APPLIANCE. Example: --appliance db1 --appliance db2
     #[arg(long = "appliance", value_name = "VALUE")]
     pub appliances: Vec<String>,
+    /// How tests are dealt out: modscope (module, then parametrize id; pytest's default), load
+    /// (chunks sized from the remaining work; the exec runner's default), file, group (only
+    /// herd_group marks tie tests). Example: --dist load
+    #[arg(long, value_name = "MODE", value_parser = ["modscope", "load", "file", "group"])]
+    pub dist: Option<String>,
     /// Provider names matched in parametrize ids; a provider's tests stick to the worker holding it.
     /// Example: --providers rhv,vsphere,ec2
     #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
@@ -194,6 +199,7 @@ impl RunArgs {
             chaos: self.chaos.clone(),
             hang_timeout: self.hang_timeout,
             heartbeat_timeout: self.heartbeat_timeout,
+            dist: self.dist.clone(),
         }
     }
 

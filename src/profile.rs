@@ -86,6 +86,8 @@ pub struct Profile {
     pub hang_timeout: Option<f64>,
     /// `--heartbeat-timeout` (seconds).
     pub heartbeat_timeout: Option<f64>,
+    /// `--dist`.
+    pub dist: Option<String>,
 }
 
 /// A parsed `herd.toml`.
@@ -135,7 +137,8 @@ impl Profile {
             launcher,
             chaos,
             hang_timeout,
-            heartbeat_timeout
+            heartbeat_timeout,
+            dist
         )
     }
 
@@ -192,6 +195,7 @@ impl Profile {
                 .unwrap_or(defaults.hang_timeout),
             heartbeat_timeout: secs("--heartbeat-timeout", self.heartbeat_timeout)?
                 .unwrap_or(defaults.heartbeat_timeout),
+            dist: self.dist.as_deref().map(str::parse).transpose()?,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use herd_actors::WorkerCommand;
+use herd_core::grouping::Dist;
 use herd_core::TestId;
 
 use crate::runner::{Runner, RunnerError};
@@ -118,6 +119,11 @@ impl Runner for PytestRunner {
 
     fn prefers_dots(&self) -> bool {
         true
+    }
+
+    fn default_dist(&self) -> Dist {
+        // Module fixtures and providers: the seed's grouping.
+        Dist::Modscope
     }
 }
 

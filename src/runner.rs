@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use herd_actors::WorkerCommand;
+use herd_core::grouping::Dist;
 use herd_core::TestId;
 
 /// Why a runner could not collect or start workers.
@@ -36,6 +37,10 @@ pub trait Runner: Send {
     /// than a line per test.
     fn prefers_dots(&self) -> bool {
         false
+    }
+    /// How tests are dealt out unless `--dist` says otherwise: `load` (tests share no state).
+    fn default_dist(&self) -> Dist {
+        Dist::Load
     }
 }
 

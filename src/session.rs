@@ -13,7 +13,7 @@ use herd_actors::{
 use herd_core::diff::duplicates;
 use herd_core::events::Stamped;
 use herd_core::faults::FaultPlan;
-use herd_core::grouping::{GroupingPolicy, Modscope};
+use herd_core::grouping::{Dist, GroupingPolicy};
 use herd_core::outcome::exit_code;
 use herd_core::protocol::Token;
 use herd_core::providers::Providers;
@@ -81,6 +81,9 @@ pub struct SessionConfig {
     pub hang_timeout: Duration,
     /// `--heartbeat-timeout`: how long a worker that promised heartbeats may stay silent.
     pub heartbeat_timeout: Duration,
+    /// `--dist`: how tests are dealt out (`None`: the runner's default, `load` for exec,
+    /// `modscope` for pytest).
+    pub dist: Option<Dist>,
 }
 
 /// When to color the output.
@@ -127,6 +130,7 @@ impl Default for SessionConfig {
             faults: None,
             hang_timeout: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(5),
+            dist: None,
         }
     }
 }
@@ -177,7 +181,7 @@ pub struct Session {
     out_is_stdout: bool,
     subscribers: Vec<EventSubscriber>,
     launcher: Option<Arc<dyn Launcher>>,
-    grouping: Arc<dyn GroupingPolicy>,
+    grouping: Option<Arc<dyn GroupingPolicy>>,
 }
 
 impl Session {
@@ -190,7 +194,7 @@ impl Session {
             out_is_stdout: true,
             subscribers: Vec::new(),
             launcher: None,
-            grouping: Arc::new(Modscope),
+            grouping: None,
         }
     }
 
@@ -207,9 +211,9 @@ impl Session {
         self
     }
 
-    /// Cuts the collection into groups with `grouping` instead of the seed's modscope policy.
+    /// Cuts the collection into groups with `grouping` (overrides `config.dist`).
     pub fn with_grouping(mut self, grouping: Arc<dyn GroupingPolicy>) -> Session {
-        self.grouping = grouping;
+        self.grouping = Some(grouping);
         self
     }
 
@@ -278,6 +282,8 @@ impl Session {
             launcher,
             grouping,
         } = self;
+        let grouping =
+            grouping.unwrap_or_else(|| config.dist.unwrap_or(runner.default_dist()).policy());
         let launcher: Arc<dyn Launcher> = match (launcher, &config.launcher) {
             (Some(launcher), _) => launcher,
             (None, Some(template)) => {

@@ -15,7 +15,8 @@ fn a_sigkilled_worker_reports_its_test_crashed_and_the_rest_rerun() {
         .test("a::killer", KILL_ONCE)
         .passing("a", "after", 3)
         .passing("b", "t", 4);
-    let run = suite.run(&["-n", "2"]);
+    // Module groups (modscope), so the killer's module-mates are the ones returned.
+    let run = suite.run(&["-n", "2", "--dist", "modscope"]);
     assert_eq!(run.code, 1, "{}", run.dump());
     assert_eq!(run.outcomes()["a::killer"], "crashed");
     assert_eq!(run.count("passed"), 8, "{}", run.dump());
@@ -65,7 +66,7 @@ fn crash_retries_rerun_the_crashed_test_on_a_fresh_worker() {
 #[test]
 fn a_worker_that_exits_0_without_shutdown_is_a_crash_and_its_tests_rerun() {
     let suite = Suite::new().passing("a", "t", 5);
-    let mut cmd = suite.command(&["-n", "1"]);
+    let mut cmd = suite.command(&["-n", "1", "--dist", "modscope"]);
     // The first process exits 0 as its third test starts.
     cmd.env("HERD_WORKER_FAULT", "w1.1:exit0-after=2");
     let run = suite.run_with(cmd);

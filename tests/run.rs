@@ -66,7 +66,7 @@ fn groups_keep_a_module_on_one_worker_in_order() {
             );
         }
     }
-    let run = suite.run(&["-n", "2"]);
+    let run = suite.run(&["-n", "2", "--dist", "modscope"]);
     assert_eq!(run.code, 0, "{}", run.dump());
     for m in ["m1", "m2", "m3"] {
         let workers: Vec<&str> = run
@@ -432,4 +432,50 @@ fn workers_can_be_started_through_a_launcher_template() {
     let run = suite.run(&["--launcher", "ssh somewhere"]);
     assert_eq!(run.code, 4, "{}", run.dump());
     assert!(run.stderr.contains("has no {cmd}"), "{}", run.dump());
+}
+
+#[test]
+fn load_mode_spreads_one_module_over_every_worker_and_file_mode_keeps_files_whole() {
+    // Like a libtest binary: every id shares one module.
+    let mut suite = Suite::new();
+    for i in 0..40 {
+        suite = suite.test(&format!("crate::t{i:02}"), "sleep 0.02\n");
+    }
+    let run = suite.run(&["-n", "2"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    let workers: std::collections::BTreeSet<&str> = run
+        .of("test_finished")
+        .iter()
+        .map(|e| e["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        workers.len(),
+        2,
+        "load (the exec default) uses both workers\n{}",
+        run.dump()
+    );
+    let sent: Vec<u64> = run
+        .of("group_sent")
+        .iter()
+        .map(|e| e["tests"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sent.len() < 40 && sent.iter().any(|n| *n > 1),
+        "tests go out in chunks: {sent:?}"
+    );
+    assert!(
+        sent.last() <= sent.first(),
+        "chunks shrink towards the end: {sent:?}"
+    );
+
+    let run = suite.run(&["-n", "2", "--dist", "file"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    let workers: std::collections::BTreeSet<&str> = run
+        .of("test_finished")
+        .iter()
+        .map(|e| e["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(workers.len(), 1, "one file, one group\n{}", run.dump());
+    let run = suite.run(&["--dist", "scatter"]);
+    assert_eq!(run.code, 4, "{}", run.dump());
 }

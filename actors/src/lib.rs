@@ -94,6 +94,7 @@ pub async fn run_session(
     let reporter = reporter.start();
     let scheduler = Scheduler::new(
         plan.grouping,
+        plan.slots.len(),
         plan.providers,
         plan.crash_retries,
         reporter.clone(),

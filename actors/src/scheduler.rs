@@ -26,6 +26,7 @@ use crate::reporter::Reporter;
 pub struct Scheduler {
     queue: VecDeque<Group>,
     grouping: Arc<dyn GroupingPolicy>,
+    workers: usize,
     providers: Providers,
     named: BTreeMap<TestId, String>,
     held: HashMap<String, String>,
@@ -43,6 +44,7 @@ impl Scheduler {
     /// A scheduler with an empty pool; [`SetReference`] fills it with `grouping`'s groups.
     pub fn new(
         grouping: Arc<dyn GroupingPolicy>,
+        workers: usize,
         providers: Providers,
         crash_retries: u32,
         reporter: Addr<Reporter>,
@@ -50,6 +52,7 @@ impl Scheduler {
         Scheduler {
             queue: VecDeque::new(),
             grouping,
+            workers,
             providers,
             named: BTreeMap::new(),
             held: HashMap::new(),
@@ -81,10 +84,13 @@ impl Scheduler {
             reply(&request, Vec::new(), None);
             return None;
         };
-        let group = self
+        let mut group = self
             .queue
             .remove(choice.index)
             .expect("pick returns a valid index");
+        if self.grouping.chunked() && group.tests.len() == 1 {
+            self.fill_chunk(&mut group, choice.index);
+        }
         if let Some(provider) = &choice.provider {
             self.held.insert(request.worker.clone(), provider.clone());
         }
@@ -100,6 +106,23 @@ impl Scheduler {
         }));
         reply(&request, group.tests, switch);
         None
+    }
+
+    /// `load` mode: adds the one-test groups that follow `index` (same provider) to `group`,
+    /// up to a chunk sized from the remaining work: a quarter of each worker's share, so chunks
+    /// shrink as the session nears its end and no worker is left holding a long tail.
+    fn fill_chunk(&mut self, group: &mut Group, index: usize) {
+        let remaining: usize = self.queue.iter().map(|g| g.tests.len()).sum();
+        let target = (remaining / (4 * self.workers.max(1))).clamp(1, 500);
+        while group.tests.len() < target {
+            match self.queue.get(index) {
+                Some(next) if next.tests.len() == 1 && next.provider == group.provider => {
+                    let next = self.queue.remove(index).expect("checked above");
+                    group.tests.extend(next.tests);
+                }
+                _ => break,
+            }
+        }
     }
 
     fn settle(&mut self, worker: &str, count: usize) {

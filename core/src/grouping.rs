@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::providers::Providers;
 use crate::TestId;
 
@@ -29,6 +31,12 @@ pub trait GroupingPolicy: Send + Sync + std::fmt::Debug {
         providers: &Providers,
         named: &BTreeMap<TestId, String>,
     ) -> Vec<Group>;
+
+    /// Whether consecutive one-test groups may be dealt together, in chunks sized from the
+    /// remaining work (the `load` mode), rather than one group per request.
+    fn chunked(&self) -> bool {
+        false
+    }
 }
 
 /// The seed's policy: `herd_group` groups whole, then by module, then by parametrize id.
@@ -44,6 +52,131 @@ impl GroupingPolicy for Modscope {
     ) -> Vec<Group> {
         make_groups(collection, providers, named)
     }
+}
+
+/// `--dist`: how tests are dealt out. Provider affinity and `herd_group` hold in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dist {
+    /// The seed's: module, then parametrize id (shared module fixtures set up once per group).
+    Modscope,
+    /// Chunks sized from the remaining work: tests share no state, every worker stays busy.
+    Load,
+    /// One group per file (module).
+    File,
+    /// Only `herd_group` marks tie tests together; the rest is dealt as `load`.
+    Group,
+}
+
+impl Dist {
+    /// Every mode, for help texts.
+    pub const ALL: [Dist; 4] = [Dist::Modscope, Dist::Load, Dist::File, Dist::Group];
+
+    /// The mode's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dist::Modscope => "modscope",
+            Dist::Load => "load",
+            Dist::File => "file",
+            Dist::Group => "group",
+        }
+    }
+
+    /// The grouping policy that implements the mode.
+    pub fn policy(self) -> std::sync::Arc<dyn GroupingPolicy> {
+        match self {
+            Dist::Modscope => std::sync::Arc::new(Modscope),
+            Dist::File => std::sync::Arc::new(ByFile),
+            Dist::Load | Dist::Group => std::sync::Arc::new(OneByOne),
+        }
+    }
+}
+
+impl std::str::FromStr for Dist {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Dist, String> {
+        Dist::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Dist::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown --dist {s:?} (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// `--dist file`: `herd_group` groups whole, then one group per run of a module's tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByFile;
+
+impl GroupingPolicy for ByFile {
+    fn groups(
+        &self,
+        collection: &[TestId],
+        providers: &Providers,
+        named: &BTreeMap<TestId, String>,
+    ) -> Vec<Group> {
+        let (mut groups, rest) = named_groups(collection, providers, named);
+        let mut start = 0;
+        while start < rest.len() {
+            let module = module_of(&rest[start]);
+            let end = start
+                + rest[start..]
+                    .iter()
+                    .take_while(|t| module_of(t) == module)
+                    .count();
+            let tests = rest[start..end].to_vec();
+            let provider = param_id(&tests[0])
+                .and_then(|p| providers.named_in(p))
+                .map(str::to_string);
+            groups.push(Group { tests, provider });
+            start = end;
+        }
+        groups
+    }
+}
+
+/// `--dist load` and `group`: `herd_group` groups whole, every other test alone (dealt in chunks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OneByOne;
+
+impl GroupingPolicy for OneByOne {
+    fn groups(
+        &self,
+        collection: &[TestId],
+        providers: &Providers,
+        named: &BTreeMap<TestId, String>,
+    ) -> Vec<Group> {
+        let (mut groups, rest) = named_groups(collection, providers, named);
+        groups.extend(rest.into_iter().map(|test| {
+            let provider = param_id(&test)
+                .and_then(|p| providers.named_in(p))
+                .map(str::to_string);
+            Group {
+                tests: vec![test],
+                provider,
+            }
+        }));
+        groups
+    }
+
+    fn chunked(&self) -> bool {
+        true
+    }
+}
+
+/// The `herd_group` groups of `collection` (in order of first member) and the other tests.
+fn named_groups(
+    collection: &[TestId],
+    providers: &Providers,
+    named: &BTreeMap<TestId, String>,
+) -> (Vec<Group>, Vec<TestId>) {
+    let (tagged, rest): (Vec<TestId>, Vec<TestId>) = collection
+        .iter()
+        .cloned()
+        .partition(|t| named.contains_key(t));
+    (make_groups(&tagged, providers, named), rest)
 }
 
 /// The module part of a test id: everything before the first `::`.
@@ -200,6 +333,53 @@ mod tests {
             make_groups(&collection, &Providers::default(), &BTreeMap::new()).len(),
             5
         );
+    }
+
+    #[test]
+    fn dist_modes_cut_the_collection_their_way() {
+        let collection = ids(&[
+            "a.py::t[x]",
+            "a.py::t[y]",
+            "a.py::u",
+            "b.py::t",
+            "a.py::g",
+            "c.py::g",
+        ]);
+        let named: BTreeMap<TestId, String> = [("a.py::g", "db"), ("c.py::g", "db")]
+            .into_iter()
+            .map(|(t, n)| (t.into(), n.into()))
+            .collect();
+        let cut = |dist: Dist| -> Vec<Vec<TestId>> {
+            dist.policy()
+                .groups(&collection, &Providers::default(), &named)
+                .into_iter()
+                .map(|g| g.tests)
+                .collect()
+        };
+        assert_eq!(
+            cut(Dist::File),
+            vec![
+                ids(&["a.py::g", "c.py::g"]),
+                ids(&["a.py::t[x]", "a.py::t[y]", "a.py::u"]),
+                ids(&["b.py::t"])
+            ]
+        );
+        let load = cut(Dist::Load);
+        assert_eq!(load[0], ids(&["a.py::g", "c.py::g"]));
+        assert!(load[1..].iter().all(|g| g.len() == 1) && load.len() == 5);
+        assert!(Dist::Load.policy().chunked() && !Dist::Modscope.policy().chunked());
+        assert_eq!("file".parse::<Dist>(), Ok(Dist::File));
+        assert!("scope"
+            .parse::<Dist>()
+            .unwrap_err()
+            .contains("known: modscope, load, file, group"));
+        for dist in Dist::ALL {
+            let mut all: Vec<TestId> = cut(dist).into_iter().flatten().collect();
+            all.sort();
+            let mut expected = collection.clone();
+            expected.sort();
+            assert_eq!(all, expected, "{dist:?} loses or repeats a test");
+        }
     }
 
     #[test]

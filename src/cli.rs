@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// herd_group marks tie tests). Example: --dist load
     #[arg(long, value_name = "MODE", value_parser = ["modscope", "load", "file", "group"])]
     pub dist: Option<String>,
+    /// Where test durations are kept between runs, so groups are dealt longest first
+    /// (default .herd/durations.json). Example: --history /tmp/herd-durations.json
+    #[arg(long, value_name = "PATH")]
+    pub history: Option<PathBuf>,
     /// Provider names matched in parametrize ids; a provider's tests stick to the worker holding it.
     /// Example: --providers rhv,vsphere,ec2
     #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
@@ -200,6 +204,7 @@ impl RunArgs {
             hang_timeout: self.hang_timeout,
             heartbeat_timeout: self.heartbeat_timeout,
             dist: self.dist.clone(),
+            history: self.history.clone(),
         }
     }
 

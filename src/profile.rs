@@ -88,6 +88,8 @@ pub struct Profile {
     pub heartbeat_timeout: Option<f64>,
     /// `--dist`.
     pub dist: Option<String>,
+    /// `--history`.
+    pub history: Option<PathBuf>,
 }
 
 /// A parsed `herd.toml`.
@@ -138,7 +140,8 @@ impl Profile {
             chaos,
             hang_timeout,
             heartbeat_timeout,
-            dist
+            dist,
+            history
         )
     }
 
@@ -196,6 +199,11 @@ impl Profile {
             heartbeat_timeout: secs("--heartbeat-timeout", self.heartbeat_timeout)?
                 .unwrap_or(defaults.heartbeat_timeout),
             dist: self.dist.as_deref().map(str::parse).transpose()?,
+            history: Some(
+                self.history
+                    .clone()
+                    .unwrap_or_else(|| defaults.history.clone().unwrap_or_default()),
+            ),
         })
     }
 }

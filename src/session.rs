@@ -14,6 +14,7 @@ use herd_core::diff::duplicates;
 use herd_core::events::Stamped;
 use herd_core::faults::FaultPlan;
 use herd_core::grouping::{Dist, GroupingPolicy};
+use herd_core::history::History;
 use herd_core::outcome::exit_code;
 use herd_core::protocol::Token;
 use herd_core::providers::Providers;
@@ -81,6 +82,8 @@ pub struct SessionConfig {
     pub hang_timeout: Duration,
     /// `--heartbeat-timeout`: how long a worker that promised heartbeats may stay silent.
     pub heartbeat_timeout: Duration,
+    /// `--history PATH`: where test durations are kept between runs (`None`: no history).
+    pub history: Option<PathBuf>,
     /// `--dist`: how tests are dealt out (`None`: the runner's default, `load` for exec,
     /// `modscope` for pytest).
     pub dist: Option<Dist>,
@@ -130,6 +133,7 @@ impl Default for SessionConfig {
             faults: None,
             hang_timeout: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(5),
+            history: Some(PathBuf::from(".herd/durations.json")),
             dist: None,
         }
     }
@@ -358,6 +362,11 @@ impl Session {
                 heartbeat_timeout: config.heartbeat_timeout,
             },
             grouping,
+            history: config
+                .history
+                .as_deref()
+                .map(load_history)
+                .unwrap_or_default(),
             providers: Providers::new(config.providers.iter().cloned()),
             crash_retries: config.crash_retries,
             budget,
@@ -382,8 +391,53 @@ impl Session {
                 .serialize(std::io::BufWriter::new(file))
                 .map_err(|e| SessionError::Internal(format!("cannot write --junit-xml: {e}")))?;
         }
+        if let Some(path) = &config.history {
+            if let Err(e) = save_history(path, &report) {
+                tracing::warn!(
+                    "could not save the duration history {}: {e}",
+                    path.display()
+                );
+            }
+        }
         Ok(report)
     }
+}
+
+/// The duration history at `path`; a missing file is an empty history, a corrupt one is
+/// rebuilt (with a warning).
+fn load_history(path: &std::path::Path) -> History {
+    match std::fs::read_to_string(path) {
+        Err(_) => History::default(),
+        Ok(text) => History::parse(&text).unwrap_or_else(|e| {
+            tracing::warn!(
+                "the duration history {} is corrupt ({e}); rebuilding it",
+                path.display()
+            );
+            History::default()
+        }),
+    }
+}
+
+/// Adds this run's durations to the history at `path`. Safe against concurrent runs: the file is
+/// re-read just before writing, and replaced atomically (a temporary file, then a rename), so a
+/// reader never sees half a file.
+fn save_history(path: &std::path::Path, report: &SessionReport) -> std::io::Result<()> {
+    use herd_core::outcome::Outcome;
+    let mut history = load_history(path);
+    let ran = report.results.iter().filter(|r| {
+        r.worker.is_some()
+            && !matches!(
+                r.verdict.outcome,
+                Outcome::Crashed | Outcome::TimedOut | Outcome::NotRun
+            )
+    });
+    history.record(ran.map(|r| (r.test.clone(), r.verdict.duration)));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, history.to_json())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A reference collection must name at least one test, each once.

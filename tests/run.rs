@@ -479,3 +479,51 @@ fn load_mode_spreads_one_module_over_every_worker_and_file_mode_keeps_files_whol
     let run = suite.run(&["--dist", "scatter"]);
     assert_eq!(run.code, 4, "{}", run.dump());
 }
+
+#[test]
+fn durations_are_remembered_and_the_longest_tests_go_first() {
+    let mut suite = Suite::new();
+    for i in 0..4 {
+        suite = suite.test(&format!("m{i}::quick{i}"), "exit 0\n");
+    }
+    suite = suite.test("m9::slow", "sleep 0.4\n");
+    let order = |run: &Run| -> Vec<String> {
+        run.of("test_started")
+            .iter()
+            .map(|e| e["test"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = suite.run(&["-n", "1"]);
+    assert_eq!(first.code, 0, "{}", first.dump());
+    assert_eq!(
+        order(&first).last().map(String::as_str),
+        Some("m9::slow"),
+        "collection order at first"
+    );
+    let history = suite.path().join(".herd/durations.json");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert!(
+        stored["durations"]["m9::slow"].as_f64().unwrap() >= 0.4,
+        "{stored}"
+    );
+    let second = suite.run(&["-n", "1"]);
+    assert_eq!(
+        order(&second)[0],
+        "m9::slow",
+        "longest first with history\n{}",
+        second.dump()
+    );
+
+    std::fs::write(&history, "{ this is not json").unwrap();
+    let third = suite.run(&["-n", "1"]);
+    assert_eq!(third.code, 0, "{}", third.dump());
+    assert!(
+        third.stderr.contains("is corrupt") && third.stderr.contains("rebuilding"),
+        "{}",
+        third.dump()
+    );
+    let rebuilt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert_eq!(rebuilt["durations"].as_object().unwrap().len(), 5);
+}

@@ -64,6 +64,8 @@ pub struct SessionPlan {
     pub worker: WorkerSettings,
     /// How the collection is cut into groups.
     pub grouping: Arc<dyn herd_core::grouping::GroupingPolicy>,
+    /// Durations from earlier runs: groups are dealt longest first.
+    pub history: herd_core::history::History,
     /// `--providers`.
     pub providers: Providers,
     /// `--crash-retries`.
@@ -94,6 +96,7 @@ pub async fn run_session(
     let reporter = reporter.start();
     let scheduler = Scheduler::new(
         plan.grouping,
+        plan.history,
         plan.slots.len(),
         plan.providers,
         plan.crash_retries,

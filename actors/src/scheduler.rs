@@ -15,6 +15,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use herd_core::events::Event;
 use herd_core::grouping::{Group, GroupingPolicy};
+use herd_core::history::History;
 use herd_core::outcome::{Outcome, Verdict};
 use herd_core::providers::{pick, Providers};
 use herd_core::TestId;
@@ -26,6 +27,7 @@ use crate::reporter::Reporter;
 pub struct Scheduler {
     queue: VecDeque<Group>,
     grouping: Arc<dyn GroupingPolicy>,
+    history: History,
     workers: usize,
     providers: Providers,
     named: BTreeMap<TestId, String>,
@@ -44,6 +46,7 @@ impl Scheduler {
     /// A scheduler with an empty pool; [`SetReference`] fills it with `grouping`'s groups.
     pub fn new(
         grouping: Arc<dyn GroupingPolicy>,
+        history: History,
         workers: usize,
         providers: Providers,
         crash_retries: u32,
@@ -52,6 +55,7 @@ impl Scheduler {
         Scheduler {
             queue: VecDeque::new(),
             grouping,
+            history,
             workers,
             providers,
             named: BTreeMap::new(),
@@ -237,10 +241,11 @@ impl Handler<SetReference> for Scheduler {
 
     fn handle(&mut self, msg: SetReference, _: &mut Self::Context) {
         self.named = msg.herd_groups;
-        self.queue = self
+        let groups = self
             .grouping
-            .groups(&msg.tests, &self.providers, &self.named)
-            .into();
+            .groups(&msg.tests, &self.providers, &self.named);
+        // Longest first (LPT) when earlier runs tell the durations.
+        self.queue = self.history.longest_first(groups).into();
         self.total = msg.tests.len();
         self.serve_parked();
     }

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`protocol`] | wire protocol v1 between the coordinator and its workers |
 //! | [`grouping`] | how a collection is cut into groups (module, then parametrize id) |
+//! | [`history`] | test durations from earlier runs; groups dealt longest first |
 //! | [`providers`] | which provider a test names and which group a worker gets next |
 //! | [`diff`] | comparing a worker's collection with the reference |
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
@@ -19,6 +20,7 @@ pub mod diff;
 pub mod events;
 pub mod faults;
 pub mod grouping;
+pub mod history;
 pub mod outcome;
 pub mod protocol;
 pub mod providers;

@@ -1,0 +1,102 @@
+//! Duration history: how long each test took last time, so groups can be dealt longest first
+//! (LPT), which keeps the slowest work from landing on a worker at the very end.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grouping::Group;
+use crate::TestId;
+
+/// Seconds per test id, from earlier runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// The latest duration of each test.
+    pub durations: HashMap<TestId, f64>,
+}
+
+impl History {
+    /// Parses the stored form (JSON).
+    pub fn parse(text: &str) -> Result<History, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The stored form (JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a map of numbers serializes")
+    }
+
+    /// Records durations measured now (finite and non-negative ones).
+    pub fn record(&mut self, measured: impl IntoIterator<Item = (TestId, f64)>) {
+        for (test, secs) in measured {
+            if secs.is_finite() && secs >= 0.0 {
+                self.durations.insert(test, secs);
+            }
+        }
+    }
+
+    /// The expected duration of `test`: its last one, or the mean of the known ones.
+    pub fn expected(&self, test: &str, mean: f64) -> f64 {
+        self.durations.get(test).copied().unwrap_or(mean)
+    }
+
+    fn mean(&self) -> f64 {
+        if self.durations.is_empty() {
+            return 1.0;
+        }
+        self.durations.values().sum::<f64>() / self.durations.len() as f64
+    }
+
+    /// `groups` dealt longest expected first (stable, so equal groups keep their order).
+    pub fn longest_first(&self, mut groups: Vec<Group>) -> Vec<Group> {
+        if self.durations.is_empty() {
+            return groups;
+        }
+        let mean = self.mean();
+        let cost = |g: &Group| g.tests.iter().map(|t| self.expected(t, mean)).sum::<f64>();
+        groups.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
+        groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(tests: &[&str]) -> Group {
+        Group {
+            tests: tests.iter().map(|t| t.to_string()).collect(),
+            provider: None,
+        }
+    }
+
+    #[test]
+    fn groups_are_dealt_longest_first_and_unknown_tests_count_as_the_mean() {
+        let mut history = History::default();
+        assert_eq!(
+            history.longest_first(vec![group(&["a"]), group(&["b"])])[0],
+            group(&["a"])
+        );
+        history.record([
+            ("slow".to_string(), 3.0),
+            ("quick".to_string(), 0.1),
+            ("bad".to_string(), f64::NAN),
+        ]);
+        assert_eq!(history.durations.len(), 2);
+        let ordered =
+            history.longest_first(vec![group(&["quick"]), group(&["new"]), group(&["slow"])]);
+        assert_eq!(
+            ordered,
+            vec![group(&["slow"]), group(&["new"]), group(&["quick"])]
+        );
+        assert_eq!(history.expected("new", history.mean()), 1.55);
+    }
+
+    #[test]
+    fn history_round_trips_and_garbage_is_an_error() {
+        let mut history = History::default();
+        history.record([("t".to_string(), 0.5)]);
+        assert_eq!(History::parse(&history.to_json()).unwrap(), history);
+        assert!(History::parse("{not json").is_err());
+    }
+}

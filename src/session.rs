@@ -215,7 +215,8 @@ impl Session {
         self
     }
 
-    /// Cuts the collection into groups with `grouping` (overrides `config.dist`).
+    /// Cuts the collection into groups with `grouping` (overrides `config.dist`). With a duration
+    /// history (`config.history`) the groups are still dealt longest first.
     pub fn with_grouping(mut self, grouping: Arc<dyn GroupingPolicy>) -> Session {
         self.grouping = Some(grouping);
         self

@@ -24,6 +24,8 @@ fn config() -> SessionConfig {
     SessionConfig {
         workers: Some(2),
         log_dir: None,
+        // No duration history: the order of the groups is the policy's own.
+        history: None,
         handle_signals: false,
         ..SessionConfig::default()
     }

@@ -240,37 +240,27 @@ pub fn test_command(command: &[String], test: &str) -> Vec<String> {
 fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
     let args = test_command(command, test);
     let started = Instant::now();
-    let (outcome, message, output) = match spawn_test(&args, test) {
+    // `status` says how the process ended; it closes the failure text.
+    let (outcome, status, output) = match spawn_test(&args, test) {
         Err(e) => (
             PhaseOutcome::Failed,
             format!("cannot run `{}`: {e}", args[0]),
             String::new(),
         ),
-        Ok((code, output)) => match code {
-            Some(0) => (PhaseOutcome::Passed, String::new(), output),
-            Some(SKIP_EXIT_CODE) => {
-                let reason = output
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("skipped");
-                (PhaseOutcome::Skipped, reason.trim().to_string(), output)
-            }
-            Some(code) => {
-                let last = output.lines().rev().find(|l| !l.trim().is_empty());
-                let message = match last {
-                    Some(line) => format!("{} (exit code {code})", line.trim()),
-                    None => format!("exit code {code}"),
-                };
-                (PhaseOutcome::Failed, message, output)
-            }
-            None => (
-                PhaseOutcome::Failed,
-                "killed by a signal".to_string(),
-                output,
-            ),
-        },
+        Ok((Some(0), output)) => (PhaseOutcome::Passed, String::new(), output),
+        Ok((Some(SKIP_EXIT_CODE), output)) => (
+            PhaseOutcome::Skipped,
+            format!("skipped (exit code {SKIP_EXIT_CODE})"),
+            output,
+        ),
+        Ok((Some(code), output)) => (PhaseOutcome::Failed, format!("exit code {code}"), output),
+        Ok((None, output)) => (
+            PhaseOutcome::Failed,
+            "killed by a signal".to_string(),
+            output,
+        ),
     };
+    let last_line = output.lines().rev().map(str::trim).find(|l| !l.is_empty());
     let report = |when, outcome, duration| PhaseReport {
         test: test.to_string(),
         when,
@@ -285,23 +275,23 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
         subtest: None,
     };
     let mut call = report(Phase::Call, outcome, started.elapsed().as_secs_f64());
-    if outcome != PhaseOutcome::Passed {
-        call.longrepr = Some(match code_of(&message) {
-            _ if output.trim().is_empty() => message.clone(),
-            Some(code) => format!("{}\n{code}", output.trim_end()),
-            None => format!("{}\n{message}", output.trim_end()),
+    if outcome == PhaseOutcome::Passed {
+        if !output.is_empty() {
+            call.sections.push(("Captured output".to_string(), output));
+        }
+    } else {
+        // The one-liner: the test's last words (a skip's reason), with how it ended on failure.
+        call.message = Some(match (outcome, last_line) {
+            (PhaseOutcome::Skipped, line) => line.unwrap_or("skipped").to_string(),
+            (_, Some(line)) => format!("{line} ({status})"),
+            (_, None) => status.clone(),
         });
-        call.message = Some(message);
-    } else if !output.is_empty() {
-        call.sections.push(("Captured output".to_string(), output));
+        call.longrepr = Some(match last_line {
+            Some(_) => format!("{}\n{status}", output.trim_end()),
+            None => status,
+        });
     }
     (call, report(Phase::Teardown, PhaseOutcome::Passed, 0.0))
-}
-
-/// The `exit code N` part of a failure message.
-fn code_of(message: &str) -> Option<&str> {
-    let start = message.rfind("exit code ")?;
-    Some(message[start..].trim_end_matches(')'))
 }
 
 /// Runs the test process; its output is kept for the report and copied to this worker's stderr

@@ -10,7 +10,7 @@ use herd_actors::{
     run_session, EventSubscriber, Launcher, LocalLauncher, ReporterOptions, SessionPlan,
     SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
 };
-use herd_core::diff::duplicates;
+use herd_core::diff::duplicates_error;
 use herd_core::events::Stamped;
 use herd_core::faults::FaultPlan;
 use herd_core::grouping::{Dist, GroupingPolicy};
@@ -446,17 +446,10 @@ fn check_reference(reference: &[herd_core::TestId]) -> Result<(), SessionError> 
     if reference.is_empty() {
         return Err(SessionError::NoTests);
     }
-    let dups = duplicates(reference);
-    if dups.is_empty() {
-        return Ok(());
+    match duplicates_error(reference) {
+        Some(why) => Err(SessionError::Collection(why)),
+        None => Ok(()),
     }
-    let shown: Vec<&str> = dups.iter().take(10).map(String::as_str).collect();
-    Err(SessionError::Collection(format!(
-        "the collection names {} test ids more than once: {}{}",
-        dups.len(),
-        shown.join(", "),
-        if dups.len() > 10 { ", ..." } else { "" }
-    )))
 }
 
 /// Creates (truncates) a file, and its parent directories.

@@ -21,6 +21,16 @@ fn slow_suite(marker: &str, n: usize) -> Suite {
     suite
 }
 
+/// No `sleep MARKER` test process is left (within a few seconds of herd's exit).
+fn assert_no_orphans(marker: &str) {
+    let leftover = format!("sleep {marker}");
+    assert!(
+        no_processes_with(&leftover, Duration::from_secs(3)),
+        "orphans left: {:?}",
+        processes_with(&leftover)
+    );
+}
+
 #[test]
 fn sigquit_ends_the_session_at_once_with_a_partial_report() {
     let marker = "7.3311";
@@ -42,10 +52,7 @@ fn sigquit_ends_the_session_at_once_with_a_partial_report() {
         "{}",
         run.dump()
     );
-    assert!(
-        no_processes_with(&format!("sleep {marker}"), Duration::from_secs(3)),
-        "orphans left"
-    );
+    assert_no_orphans(marker);
 }
 
 #[test]
@@ -67,10 +74,7 @@ fn a_second_sigint_kills_everything() {
     assert_eq!(run.code, 2, "{}", run.dump());
     assert_eq!(run.count("not_run"), 6, "{}", run.dump());
     assert!(run.stdout.contains("SIGINT twice"), "{}", run.dump());
-    assert!(
-        no_processes_with(&format!("sleep {marker}"), Duration::from_secs(3)),
-        "orphans left"
-    );
+    assert_no_orphans(marker);
 }
 
 #[test]
@@ -105,10 +109,7 @@ fn sigterm_lets_running_tests_finish_and_runs_nothing_else() {
         "{}",
         run.dump()
     );
-    assert!(
-        no_processes_with(&format!("sleep {marker}"), Duration::from_secs(3)),
-        "orphans left"
-    );
+    assert_no_orphans(marker);
 }
 
 #[test]
@@ -123,10 +124,7 @@ fn no_test_process_outlives_a_sigkilled_herd() {
     );
     signal(&child, Signal::SIGKILL);
     let _ = Run::wait(child, &suite.events_path());
-    assert!(
-        no_processes_with(&format!("sleep {marker}"), Duration::from_secs(3)),
-        "orphans left"
-    );
+    assert_no_orphans(marker);
     assert!(
         no_processes_with("herd-test", Duration::from_secs(3)),
         "orphaned workers' tests"

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
-use herd_core::diff::{collection_diff, duplicates};
+use herd_core::diff::{collection_diff, duplicates_error};
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
 use herd_core::protocol::{check_hello, CoordinatorMessage, Token, WorkerMessage};
@@ -256,35 +256,44 @@ impl Supervisor {
                 reason: e.to_string(),
             }),
             (Err(e), None) => self.refuse(msg.identity, e.to_string()),
-            (
-                Ok(WorkerMessage::Hello {
-                    protocol,
-                    token,
-                    worker: name,
-                    ..
-                }),
-                _,
-            ) if check_hello(protocol, &token, &self.token).is_err() => {
-                let why = check_hello(protocol, &token, &self.token).unwrap_err();
-                self.refuse(msg.identity, format!("hello from {name:?} refused: {why}"));
+            (Ok(hello @ WorkerMessage::Hello { .. }), worker) => {
+                self.hello(msg.identity, hello, worker)
             }
-            (Ok(message @ WorkerMessage::Hello { .. }), Some(worker)) => {
-                worker.do_send(FromProcess {
-                    identity: msg.identity,
-                    message,
-                })
-            }
-            (Ok(WorkerMessage::Hello { worker: name, .. }), None) => self.refuse(
-                msg.identity,
-                format!(
-                    "hello from unknown worker {name:?} (identity must be <worker>.<incarnation>)"
-                ),
-            ),
             (Ok(message), Some(worker)) => worker.do_send(FromProcess {
                 identity: msg.identity,
                 message,
             }),
             (Ok(_), None) => self.refuse(msg.identity, "unknown identity; say hello first".into()),
+        }
+    }
+}
+
+impl Supervisor {
+    /// A `hello` passes on to the worker it names once its token and version are right.
+    fn hello(&mut self, identity: Vec<u8>, hello: WorkerMessage, worker: Option<Addr<Worker>>) {
+        let WorkerMessage::Hello {
+            protocol,
+            token,
+            worker: name,
+            ..
+        } = &hello
+        else {
+            return;
+        };
+        if let Err(why) = check_hello(*protocol, token, &self.token) {
+            return self.refuse(identity, format!("hello from {name:?} refused: {why}"));
+        }
+        match worker {
+            Some(worker) => worker.do_send(FromProcess {
+                identity,
+                message: hello,
+            }),
+            None => {
+                let why = format!(
+                    "hello from unknown worker {name:?} (identity must be <worker>.<incarnation>)"
+                );
+                self.refuse(identity, why)
+            }
         }
     }
 }
@@ -343,13 +352,7 @@ impl Supervisor {
             );
             return CollectionVerdict::Refused;
         }
-        let dups = duplicates(&msg.tests);
-        if !dups.is_empty() {
-            let shown: Vec<&str> = dups.iter().take(10).map(String::as_str).collect();
-            let why = format!(
-                "the collection names test ids more than once: {}",
-                shown.join(", ")
-            );
+        if let Some(why) = duplicates_error(&msg.tests) {
             self.abort(SessionEnd::Interrupted(why), ctx);
             return CollectionVerdict::Refused;
         }

@@ -192,7 +192,8 @@ pub struct Worker {
     crash_streak: u32,
     tail: Vec<u8>,
     log: Option<File>,
-    exit: Option<(u32, String)>,
+    /// The exited process: (pid, exit code if it exited normally, status as text).
+    exit: Option<(u32, Option<i32>, String)>,
     dice: Option<FaultDice>,
     armed: SelfFaults,
     stopped_since: Option<Instant>,
@@ -442,11 +443,11 @@ impl Worker {
         }
         self.group.take();
         let pid = self.pid.take().unwrap_or(0);
-        let status = match status {
-            Ok(status) => describe_status(&status),
-            Err(e) => format!("unknown status ({e})"),
+        let (code, status) = match status {
+            Ok(status) => (status.code(), describe_status(&status)),
+            Err(e) => (None, format!("unknown status ({e})")),
         };
-        self.exit = Some((pid, status));
+        self.exit = Some((pid, code, status));
         ctx.run_later(EXIT_SETTLE, move |act, _| {
             act.peers.transport.do_send(Barrier {
                 worker: act.id(),
@@ -460,7 +461,7 @@ impl Worker {
         if incarnation != self.incarnation {
             return;
         }
-        let Some((pid, status)) = self.exit.take() else {
+        let Some((pid, code, status)) = self.exit.take() else {
             return;
         };
         self.identity = None;
@@ -470,7 +471,7 @@ impl Worker {
             return;
         }
         let struck_exit0 =
-            self.armed.exit0_after.is_some() && status == "exit code 0" && !self.shutdown_said;
+            self.armed.exit0_after.is_some() && code == Some(0) && !self.shutdown_said;
         if struck_exit0 {
             self.fault(
                 FaultKind::Exit0,

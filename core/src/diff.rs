@@ -32,6 +32,22 @@ fn sorted(ids: &[TestId]) -> Vec<&str> {
     ids
 }
 
+/// Why a collection cannot be a reference because it names tests more than once (up to ten
+/// shown), or `None` when every id is unique.
+pub fn duplicates_error(collection: &[TestId]) -> Option<String> {
+    let dups = duplicates(collection);
+    if dups.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = dups.iter().take(10).map(String::as_str).collect();
+    let more = if dups.len() > 10 { ", ..." } else { "" };
+    Some(format!(
+        "the collection names {} test ids more than once: {}{more}",
+        dups.len(),
+        shown.join(", ")
+    ))
+}
+
 /// Test ids that occur more than once, each named once, in sorted order.
 pub fn duplicates(collection: &[TestId]) -> Vec<TestId> {
     let mut sorted: Vec<&TestId> = collection.iter().collect();
@@ -78,5 +94,10 @@ mod tests {
             ids(&["a", "b"])
         );
         assert!(duplicates(&ids(&["a", "b"])).is_empty());
+        assert_eq!(
+            duplicates_error(&ids(&["b", "a", "b"])).unwrap(),
+            "the collection names 1 test ids more than once: b"
+        );
+        assert_eq!(duplicates_error(&ids(&["a"])), None);
     }
 }

@@ -118,21 +118,10 @@ impl GroupingPolicy for ByFile {
         named: &BTreeMap<TestId, String>,
     ) -> Vec<Group> {
         let (mut groups, rest) = named_groups(collection, providers, named);
-        let mut start = 0;
-        while start < rest.len() {
-            let module = module_of(&rest[start]);
-            let end = start
-                + rest[start..]
-                    .iter()
-                    .take_while(|t| module_of(t) == module)
-                    .count();
-            let tests = rest[start..end].to_vec();
-            let provider = param_id(&tests[0])
-                .and_then(|p| providers.named_in(p))
-                .map(str::to_string);
-            groups.push(Group { tests, provider });
-            start = end;
-        }
+        groups.extend(module_runs(&rest).map(|run| Group {
+            tests: run.to_vec(),
+            provider: provider_of(&run[0], providers),
+        }));
         groups
     }
 }
@@ -150,9 +139,7 @@ impl GroupingPolicy for OneByOne {
     ) -> Vec<Group> {
         let (mut groups, rest) = named_groups(collection, providers, named);
         groups.extend(rest.into_iter().map(|test| {
-            let provider = param_id(&test)
-                .and_then(|p| providers.named_in(p))
-                .map(str::to_string);
+            let provider = provider_of(&test, providers);
             Group {
                 tests: vec![test],
                 provider,
@@ -172,11 +159,37 @@ fn named_groups(
     providers: &Providers,
     named: &BTreeMap<TestId, String>,
 ) -> (Vec<Group>, Vec<TestId>) {
-    let (tagged, rest): (Vec<TestId>, Vec<TestId>) = collection
-        .iter()
-        .cloned()
-        .partition(|t| named.contains_key(t));
-    (make_groups(&tagged, providers, named), rest)
+    let mut by_name: Vec<(&str, Vec<TestId>)> = Vec::new();
+    let mut rest = Vec::new();
+    for test in collection {
+        match named.get(test) {
+            Some(name) => match by_name.iter_mut().find(|(n, _)| n == name) {
+                Some((_, tests)) => tests.push(test.clone()),
+                None => by_name.push((name, vec![test.clone()])),
+            },
+            None => rest.push(test.clone()),
+        }
+    }
+    let groups = by_name
+        .into_iter()
+        .map(|(_, tests)| Group {
+            provider: provider_of(&tests[0], providers),
+            tests,
+        })
+        .collect();
+    (groups, rest)
+}
+
+/// The provider a test names in its parametrize id, if any.
+fn provider_of(test: &str, providers: &Providers) -> Option<String> {
+    param_id(test)
+        .and_then(|p| providers.named_in(p))
+        .map(str::to_string)
+}
+
+/// Consecutive runs of tests of one module, in order.
+fn module_runs(tests: &[TestId]) -> impl Iterator<Item = &[TestId]> {
+    tests.chunk_by(|a, b| module_of(a) == module_of(b))
 }
 
 /// The module part of a test id: everything before the first `::`.
@@ -195,17 +208,10 @@ pub fn param_id(test: &str) -> Option<&str> {
 /// module's "no params" group), and tags each group with the provider its tests name.
 pub fn modscope_groups(collection: &[TestId], providers: &Providers) -> Vec<Group> {
     let mut groups = Vec::new();
-    let mut start = 0;
-    while start < collection.len() {
-        let module = module_of(&collection[start]);
-        let end = start
-            + collection[start..]
-                .iter()
-                .take_while(|t| module_of(t) == module)
-                .count();
+    for run in module_runs(collection) {
         // Keys in order of first appearance; modules rarely hold many distinct ids.
         let mut by_param: Vec<(Option<&str>, Vec<TestId>)> = Vec::new();
-        for test in &collection[start..end] {
+        for test in run {
             let key = param_id(test);
             match by_param.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, tests)) => tests.push(test.clone()),
@@ -216,7 +222,6 @@ pub fn modscope_groups(collection: &[TestId], providers: &Providers) -> Vec<Grou
             let provider = key.and_then(|k| providers.named_in(k)).map(str::to_string);
             groups.push(Group { tests, provider });
         }
-        start = end;
     }
     groups
 }
@@ -228,29 +233,7 @@ pub fn make_groups(
     providers: &Providers,
     named: &BTreeMap<TestId, String>,
 ) -> Vec<Group> {
-    if named.is_empty() {
-        return modscope_groups(collection, providers);
-    }
-    let mut by_name: Vec<(&str, Vec<TestId>)> = Vec::new();
-    let mut rest = Vec::new();
-    for test in collection {
-        match named.get(test) {
-            Some(name) => match by_name.iter_mut().find(|(n, _)| n == name) {
-                Some((_, tests)) => tests.push(test.clone()),
-                None => by_name.push((name, vec![test.clone()])),
-            },
-            None => rest.push(test.clone()),
-        }
-    }
-    let mut groups: Vec<Group> = by_name
-        .into_iter()
-        .map(|(_, tests)| {
-            let provider = param_id(&tests[0])
-                .and_then(|p| providers.named_in(p))
-                .map(str::to_string);
-            Group { tests, provider }
-        })
-        .collect();
+    let (mut groups, rest) = named_groups(collection, providers, named);
     groups.extend(modscope_groups(&rest, providers));
     groups
 }

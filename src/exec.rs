@@ -151,6 +151,20 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
                     }
                     queue.extend(tests);
                 }
+                Some(CoordinatorMessage::Release { tests }) => {
+                    // Work stealing: give back what has not started.
+                    let held: std::collections::HashSet<&TestId> = queue.iter().collect();
+                    let given: Vec<TestId> =
+                        tests.into_iter().filter(|t| held.contains(t)).collect();
+                    let given_set: std::collections::HashSet<&TestId> = given.iter().collect();
+                    queue.retain(|t| !given_set.contains(t));
+                    outbox.push(WorkerMessage::Released { tests: given });
+                    if queue.is_empty() && !no_more && !requested {
+                        outbox.push(WorkerMessage::NeedTests);
+                        requested = true;
+                    }
+                    client.send_batch(&std::mem::take(&mut outbox))?;
+                }
                 Some(CoordinatorMessage::Stop) => stop = true,
                 Some(CoordinatorMessage::Error { message }) => {
                     return Err(ClientError::Refused(message))

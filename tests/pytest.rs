@@ -254,19 +254,46 @@ fn a_hanging_test_is_killed_by_the_timeout() {
     assert_eq!(run.count("passed"), 2, "{}", run.dump());
 }
 
+/// Which workers ran tests of each module, from the run's events.
+fn workers_per_module(run: &Run) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut map: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for e in run.of("test_finished") {
+        let module = e["test"].as_str().unwrap().split("::").next().unwrap();
+        let worker = e["worker"].as_str().unwrap_or("?").to_string();
+        map.entry(module.to_string()).or_default().insert(worker);
+    }
+    map
+}
+
+/// How many times each module's fixture was set up (lines of `setups.log`).
+fn setups(suite: &PySuite) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for line in std::fs::read_to_string(suite.path().join("setups.log"))
+        .unwrap()
+        .lines()
+    {
+        *count.entry(format!("test_{line}.py")).or_default() += 1;
+    }
+    count
+}
+
+fn module_with_fixture(m: &str, tests: usize, first_sleeps: f64) -> String {
+    let tests: String = (0..tests)
+        .map(|i| {
+            let pause = if i == 0 { first_sleeps } else { 0.0 };
+            format!("def test_{i}(conn):\n    time.sleep({pause})\n    assert conn == '{m}'\n\n")
+        })
+        .collect();
+    format!(
+        "import time, pytest\n\n@pytest.fixture(scope='module')\ndef conn():\n    with open('setups.log', 'a') as f:\n        f.write('{m}\\n')\n    yield '{m}'\n\n{tests}"
+    )
+}
+
 #[test]
-fn a_module_scoped_fixture_is_set_up_once_per_group() {
-    let module = |m: &str| {
-        let tests: String = (0..5)
-            .map(|i| format!("def test_{i}(conn):\n    assert conn == '{m}'\n\n"))
-            .collect();
-        format!(
-            "import pytest\n\n@pytest.fixture(scope='module')\ndef conn():\n    with open('setups.log', 'a') as f:\n        f.write('{m}\\n')\n    return '{m}'\n\n{tests}"
-        )
-    };
+fn a_module_scoped_fixture_is_set_up_once_per_worker_that_runs_the_module() {
     let files: Vec<(String, String)> = ["m1", "m2", "m3"]
         .iter()
-        .map(|m| (format!("test_{m}.py"), module(m)))
+        .map(|m| (format!("test_{m}.py"), module_with_fixture(m, 5, 0.0)))
         .collect();
     let files: Vec<(&str, &str)> = files
         .iter()
@@ -276,13 +303,35 @@ fn a_module_scoped_fixture_is_set_up_once_per_group() {
     let run = suite.herd(&["-n", "2"], &[]);
     assert_eq!(run.code, 0, "{}", run.dump());
     assert_eq!(run.count("passed"), 15);
-    let mut setups: Vec<String> = std::fs::read_to_string(suite.path().join("setups.log"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
+    let expected: BTreeMap<String, usize> = workers_per_module(&run)
+        .into_iter()
+        .map(|(m, w)| (m, w.len()))
         .collect();
-    setups.sort();
-    assert_eq!(setups, ["m1", "m2", "m3"]);
+    assert_eq!(expected.len(), 3);
+    assert_eq!(setups(&suite), expected, "{}", run.dump());
+}
+
+#[test]
+fn an_idle_worker_steals_from_a_worker_busy_with_a_long_test() {
+    // One module, so one group: the other worker takes part of it while test_0 still runs.
+    let module = module_with_fixture("m", 21, 1.5);
+    let suite = PySuite::new(&[("test_m.py", module.as_str())]);
+    let run = suite.herd(&["-n", "2"], &[]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 21);
+    let stolen = run.of("work_stolen");
+    assert!(!stolen.is_empty(), "{}", run.dump());
+    let slow_done = run.finished("test_m.py::test_0")["t"].as_f64().unwrap();
+    let first_steal = stolen[0]["t"].as_f64().unwrap();
+    assert!(
+        first_steal < slow_done,
+        "tests were given back while test_0 ran ({first_steal} < {slow_done})\n{}",
+        run.dump()
+    );
+    let workers = &workers_per_module(&run)["test_m.py"];
+    assert_eq!(workers.len(), 2, "{}", run.dump());
+    // The module fixture is set up once on each worker, and torn down cleanly (exit 0).
+    assert_eq!(setups(&suite)["test_m.py"], 2);
 }
 
 #[test]

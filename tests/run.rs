@@ -56,7 +56,7 @@ fn passing_and_failing_tests_are_counted_once_with_pytest_exit_codes() {
 }
 
 #[test]
-fn groups_keep_a_module_on_one_worker_in_order() {
+fn file_mode_keeps_a_module_on_one_worker_in_order() {
     let mut suite = Suite::new();
     for m in ["m1", "m2", "m3"] {
         for i in 0..4 {
@@ -66,7 +66,8 @@ fn groups_keep_a_module_on_one_worker_in_order() {
             );
         }
     }
-    let run = suite.run(&["-n", "2", "--dist", "modscope"]);
+    // Even work stealing keeps a module whole in `file` mode.
+    let run = suite.run(&["-n", "2", "--dist", "file"]);
     assert_eq!(run.code, 0, "{}", run.dump());
     for m in ["m1", "m2", "m3"] {
         let workers: Vec<&str> = run
@@ -526,4 +527,22 @@ fn durations_are_remembered_and_the_longest_tests_go_first() {
     let rebuilt: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
     assert_eq!(rebuilt["durations"].as_object().unwrap().len(), 5);
+}
+
+#[test]
+fn an_idle_worker_takes_unstarted_tests_from_a_busy_one() {
+    // One module is one group under modscope: without stealing one worker would run all 21.
+    let suite = Suite::new()
+        .test("m::slow", "sleep 1\n")
+        .passing("m", "quick", 20);
+    let run = suite.run(&["-n", "2", "--dist", "modscope"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.outcomes().len(), 21);
+    assert!(!run.of("work_stolen").is_empty(), "{}", run.dump());
+    let workers: std::collections::HashSet<&str> = run
+        .of("test_finished")
+        .iter()
+        .filter_map(|e| e["worker"].as_str())
+        .collect();
+    assert_eq!(workers.len(), 2, "both workers ran tests\n{}", run.dump());
 }

@@ -7,6 +7,7 @@ use actix::prelude::*;
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
 use herd_core::protocol::{CollectionError, CoordinatorMessage, DecodeError, WorkerMessage};
+use herd_core::stealing::StealPolicy;
 use herd_core::TestId;
 
 use crate::report::SessionReport;
@@ -166,6 +167,17 @@ pub struct RequestWork {
     pub incarnation: u32,
     /// Where the answer goes.
     pub reply: Recipient<Assignment>,
+    /// Where a request to give back unstarted tests goes (work stealing).
+    pub steal: Recipient<Steal>,
+}
+
+/// Scheduler -> Worker: another worker is idle; give back the end of your unstarted queue, as
+/// far as `policy` allows. Answered with [`ReturnTests`] (`stolen: true`, possibly empty).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Steal {
+    /// What may be taken.
+    pub policy: Arc<StealPolicy>,
 }
 
 /// Scheduler -> Worker: the answer to [`RequestWork`].
@@ -201,6 +213,8 @@ pub struct ReturnTests {
     pub tests: Vec<TestId>,
     /// The test that was running, if any: re-run if `--crash-retries` allows, else crashed.
     pub crashed: Option<CrashedTest>,
+    /// Whether this answers a [`Steal`] (the worker lives on).
+    pub stolen: bool,
 }
 
 /// Worker -> Scheduler: tests that reached their final outcome.

@@ -292,6 +292,9 @@ impl Reporter {
                 "[{worker}] {} unfinished tests returned to the front of the queue",
                 tests.len()
             )),
+            Event::WorkStolen { from, tests } if v >= 1 => self.line(format!(
+                "[{from}] gave back {tests} unstarted tests for an idle worker"
+            )),
             Event::WorkerMessage { worker, text } => self.line(format!("[{worker}] {text}")),
             Event::WorkerExited {
                 worker,

@@ -8,6 +8,11 @@
 //! tail of a session. A worker that still holds tests is answered at once (it may be blocked on
 //! the answer before running its last test, as pytest's worker is), so no two workers ever wait
 //! on each other.
+//!
+//! A parked worker also *steals*: the worker holding the most tests is asked to give back the end
+//! of its unstarted queue ([`StealPolicy`] decides what may go), and what comes back is dealt at
+//! once. A worker is asked again only after its share has changed, so a worker with nothing to
+//! give is not asked in a loop.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use herd_core::grouping::{Group, GroupingPolicy};
 use herd_core::history::History;
 use herd_core::outcome::{Outcome, Verdict};
 use herd_core::providers::{pick, Providers};
+use herd_core::stealing::StealPolicy;
 use herd_core::TestId;
 
 use crate::messages::*;
@@ -34,6 +40,13 @@ pub struct Scheduler {
     held: HashMap<String, String>,
     parked: Vec<RequestWork>,
     in_flight: HashMap<String, usize>,
+    /// Where to ask each worker (its current incarnation) for tests back.
+    victims: HashMap<String, (u32, Recipient<Steal>)>,
+    /// Each worker's share (`in_flight`) when it was last asked to give tests back.
+    asked: HashMap<String, usize>,
+    /// Workers asked to give tests back that have not answered (by incarnation asked).
+    unanswered: HashMap<String, u32>,
+    steal_policy: Arc<StealPolicy>,
     sent: usize,
     total: usize,
     halted: bool,
@@ -62,6 +75,10 @@ impl Scheduler {
             held: HashMap::new(),
             parked: Vec::new(),
             in_flight: HashMap::new(),
+            victims: HashMap::new(),
+            asked: HashMap::new(),
+            unanswered: HashMap::new(),
+            steal_policy: Arc::default(),
             sent: 0,
             total: 0,
             halted: false,
@@ -81,6 +98,12 @@ impl Scheduler {
         let held = self.held.get(worker).map(String::as_str);
         let others = |p: &str| self.held.iter().any(|(w, h)| w != worker && h == p);
         let Some(choice) = pick(&self.queue, held, others) else {
+            // Nothing queued: tests asked back from a busy worker will come (wait for them), or
+            // an idle worker waits for work that may yet return; a worker that still holds
+            // tests is told at once that there is no more.
+            if self.steal_for(worker) {
+                return Some(request);
+            }
             let own = self.in_flight.get(worker).copied().unwrap_or(0);
             if own == 0 && self.in_flight.values().any(|n| *n > 0) {
                 return Some(request);
@@ -129,6 +152,41 @@ impl Scheduler {
         }
     }
 
+    /// Asks the worker holding the most tests (at least one beyond the one it runs) to give
+    /// back the end of its queue, unless it was already asked at its current share or has not
+    /// answered the last request yet. Whether an answer is on its way.
+    fn steal_for(&mut self, thief: &str) -> bool {
+        let askable = |w: &String, n: &usize| {
+            let Some((incarnation, _)) = self.victims.get(w) else {
+                return false;
+            };
+            w.as_str() != thief
+                && *n >= 2
+                && self.asked.get(w) != Some(n)
+                && self.unanswered.get(w) != Some(incarnation)
+        };
+        let victim = self
+            .in_flight
+            .iter()
+            .filter(|(w, n)| askable(w, n))
+            .max_by_key(|(w, n)| (**n, std::cmp::Reverse(w.as_str())))
+            .map(|(w, n)| (w.clone(), *n));
+        let Some((victim, share)) = victim else {
+            return self
+                .unanswered
+                .iter()
+                .any(|(w, i)| self.victims.get(w).is_some_and(|(current, _)| current == i));
+        };
+        let (incarnation, steal) = &self.victims[&victim];
+        tracing::debug!(%victim, %thief, share, "asking for tests back");
+        steal.do_send(Steal {
+            policy: self.steal_policy.clone(),
+        });
+        self.unanswered.insert(victim.clone(), *incarnation);
+        self.asked.insert(victim, share);
+        true
+    }
+
     fn settle(&mut self, worker: &str, count: usize) {
         if let Some(n) = self.in_flight.get_mut(worker) {
             *n = n.saturating_sub(count);
@@ -162,6 +220,8 @@ impl Handler<RequestWork> for Scheduler {
 
     fn handle(&mut self, request: RequestWork, _: &mut Self::Context) {
         self.parked.retain(|p| p.worker != request.worker);
+        let victim = (request.incarnation, request.steal.clone());
+        self.victims.insert(request.worker.clone(), victim);
         if let Some(waiting) = self.serve(request) {
             self.parked.push(waiting);
         }
@@ -197,12 +257,23 @@ impl Handler<ReturnTests> for Scheduler {
             }
         }
         self.settle(&msg.worker, returned);
+        if msg.stolen {
+            self.unanswered.remove(&msg.worker);
+        }
         if !tests.is_empty() {
             self.sent = self.sent.saturating_sub(tests.len());
-            self.reporter.do_send(Publish(Event::TestsRequeued {
-                worker: msg.worker,
-                tests: tests.clone(),
-            }));
+            let event = if msg.stolen {
+                Event::WorkStolen {
+                    from: msg.worker,
+                    tests: tests.len(),
+                }
+            } else {
+                Event::TestsRequeued {
+                    worker: msg.worker,
+                    tests: tests.clone(),
+                }
+            };
+            self.reporter.do_send(Publish(event));
             for group in self
                 .grouping
                 .groups(&tests, &self.providers, &self.named)
@@ -221,7 +292,9 @@ impl Handler<Settled> for Scheduler {
 
     fn handle(&mut self, msg: Settled, _: &mut Self::Context) {
         self.settle(&msg.worker, msg.count);
-        if self.in_flight.values().all(|n| *n == 0) {
+        // A parked worker tries again: everything may be done, or a busy worker's share has
+        // changed and it can be asked for tests back.
+        if !self.parked.is_empty() {
             self.serve_parked();
         }
     }
@@ -233,6 +306,8 @@ impl Handler<WorkerGone> for Scheduler {
     fn handle(&mut self, msg: WorkerGone, _: &mut Self::Context) {
         self.held.remove(&msg.worker);
         self.parked.retain(|p| p.worker != msg.worker);
+        self.victims.remove(&msg.worker);
+        self.unanswered.remove(&msg.worker);
     }
 }
 
@@ -241,11 +316,15 @@ impl Handler<SetReference> for Scheduler {
 
     fn handle(&mut self, msg: SetReference, _: &mut Self::Context) {
         self.named = msg.herd_groups;
+        self.steal_policy = Arc::new(
+            StealPolicy::new(self.named.clone(), self.providers.clone())
+                .keeping_modules_whole(self.grouping.keeps_modules_whole()),
+        );
         let groups = self
             .grouping
             .groups(&msg.tests, &self.providers, &self.named);
         // Longest first (LPT) when earlier runs tell the durations.
-        self.queue = self.history.longest_first(groups).into();
+        self.queue = self.history.longest_first(groups, &self.named).into();
         self.total = msg.tests.len();
         self.serve_parked();
     }

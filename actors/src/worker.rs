@@ -169,6 +169,8 @@ const TAIL_BYTES: usize = 32 * 1024;
 /// How long an exited process's last messages get to arrive before its exit is handled.
 const EXIT_SETTLE: Duration = Duration::from_millis(100);
 const TAIL_LINES: usize = 20;
+/// How long the Scheduler waits for the answer to a `release` before it deals on without it.
+const RELEASE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The actor for one worker slot.
 pub struct Worker {
@@ -189,6 +191,8 @@ pub struct Worker {
     seq: u64,
     awaiting_work: bool,
     need_tests_pending: bool,
+    /// A `release` was sent and its `released` has not come back.
+    releasing: bool,
     crash_streak: u32,
     tail: Vec<u8>,
     log: Option<File>,
@@ -222,6 +226,7 @@ impl Worker {
             seq: 0,
             awaiting_work: false,
             need_tests_pending: false,
+            releasing: false,
             crash_streak: 0,
             tail: Vec::new(),
             log: None,
@@ -276,6 +281,9 @@ impl Worker {
         self.identity = None;
         self.awaiting_work = false;
         self.need_tests_pending = false;
+        if std::mem::take(&mut self.releasing) {
+            self.return_stolen(Vec::new());
+        }
         let incarnation = self.incarnation;
         let mut env = self.hook_env();
         env.push((
@@ -466,6 +474,11 @@ impl Worker {
         };
         self.identity = None;
         self.awaiting_work = false;
+        if std::mem::take(&mut self.releasing) {
+            // The process died before answering a `release`: answer the Scheduler for it (its
+            // tests come back with the rest of the queue).
+            self.return_stolen(Vec::new());
+        }
         if self.aborted {
             self.state = State::Done;
             return;
@@ -541,6 +554,7 @@ impl Worker {
                     worker: self.id(),
                     tests: Vec::new(),
                     crashed,
+                    stolen: false,
                 });
             }
             self.done(false);
@@ -551,6 +565,7 @@ impl Worker {
                 worker: self.id(),
                 tests: unstarted,
                 crashed,
+                stolen: false,
             });
         }
         let workers_fault = self.kill.as_ref().is_none_or(KillReason::is_workers_fault);
@@ -796,6 +811,7 @@ impl Worker {
                     self.finish_running();
                 }
             }
+            WorkerMessage::Released { tests } => self.on_released(tests),
             WorkerMessage::Message { text } => self.publish(Event::WorkerMessage {
                 worker: self.id(),
                 text,
@@ -852,12 +868,13 @@ impl Worker {
             self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
         } else if !self.awaiting_work {
             self.awaiting_work = true;
-            let reply = ctx.address().recipient();
+            let (reply, steal) = (ctx.address().recipient(), ctx.address().recipient());
             let (worker, incarnation) = (self.id(), self.incarnation);
             self.peers.scheduler.do_send(RequestWork {
                 worker,
                 incarnation,
                 reply,
+                steal,
             });
         }
     }
@@ -1002,12 +1019,41 @@ impl Worker {
         });
     }
 
+    /// The process gave back `tests` (work stealing). Only tests it holds and has not started
+    /// count; starting one of them later is a protocol violation.
+    fn on_released(&mut self, tests: Vec<TestId>) {
+        if !std::mem::take(&mut self.releasing) {
+            return self.violation("released tests it was not asked for".into());
+        }
+        let running = self.running.as_ref().map(|r| &r.test);
+        let mut given = Vec::with_capacity(tests.len());
+        for test in tests {
+            if Some(&test) == running {
+                continue;
+            }
+            if let Some(pos) = self.queue.iter().position(|t| t == &test) {
+                given.push(self.queue.remove(pos).expect("position is valid"));
+            }
+        }
+        self.return_stolen(given);
+    }
+
+    fn return_stolen(&self, tests: Vec<TestId>) {
+        self.peers.scheduler.do_send(ReturnTests {
+            worker: self.id(),
+            tests,
+            crashed: None,
+            stolen: true,
+        });
+    }
+
     fn deliver(&mut self, incarnation: u32, tests: Vec<TestId>) {
         if incarnation != self.incarnation || self.state != State::Working || self.draining {
             self.peers.scheduler.do_send(ReturnTests {
                 worker: self.id(),
                 tests,
                 crashed: None,
+                stolen: false,
             });
             return;
         }
@@ -1159,6 +1205,40 @@ impl Handler<Assignment> for Worker {
             act.publish(switched);
             act.deliver(incarnation, tests);
         }));
+    }
+}
+
+impl Handler<Steal> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Steal, ctx: &mut Self::Context) {
+        // Every Steal is answered once: with what the process gives back, or nothing.
+        let tail: Vec<TestId> = if self.state == State::Working && !self.draining && !self.releasing
+        {
+            let running = self.running.as_ref().map(|r| &r.test);
+            let unstarted: Vec<TestId> = self
+                .queue
+                .iter()
+                .filter(|t| Some(*t) != running)
+                .cloned()
+                .collect();
+            msg.policy.tail(running, &unstarted).to_vec()
+        } else {
+            Vec::new()
+        };
+        if tail.is_empty() {
+            return self.return_stolen(tail);
+        }
+        self.releasing = true;
+        self.send_to_process(CoordinatorMessage::Release { tests: tail });
+        // A worker busy in a long test (or one that ignores `release`) must not keep the
+        // Scheduler waiting: it hears "nothing" after a while; a late answer still counts.
+        let incarnation = self.incarnation;
+        ctx.run_later(RELEASE_PATIENCE, move |act, _| {
+            if act.incarnation == incarnation && act.releasing {
+                act.return_stolen(Vec::new());
+            }
+        });
     }
 }
 

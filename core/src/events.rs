@@ -94,6 +94,13 @@ pub enum Event {
         /// The returned tests.
         tests: Vec<TestId>,
     },
+    /// Work stealing: a busy worker gave back tests it had not started, for an idle one.
+    WorkStolen {
+        /// The worker that gave them back.
+        from: String,
+        /// How many.
+        tests: usize,
+    },
     /// A worker's test run recorded a warning.
     Warning {
         /// Worker id.

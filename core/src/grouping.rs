@@ -37,6 +37,12 @@ pub trait GroupingPolicy: Send + Sync + std::fmt::Debug {
     fn chunked(&self) -> bool {
         false
     }
+
+    /// Whether work stealing must keep each module's tests together (cut a worker's unstarted
+    /// tests only where one module ends and the next begins).
+    fn keeps_modules_whole(&self) -> bool {
+        false
+    }
 }
 
 /// The seed's policy: `herd_group` groups whole, then by module, then by parametrize id.
@@ -124,6 +130,10 @@ impl GroupingPolicy for ByFile {
         }));
         groups
     }
+
+    fn keeps_modules_whole(&self) -> bool {
+        true
+    }
 }
 
 /// `--dist load` and `group`: `herd_group` groups whole, every other test alone (dealt in chunks).
@@ -181,7 +191,7 @@ fn named_groups(
 }
 
 /// The provider a test names in its parametrize id, if any.
-fn provider_of(test: &str, providers: &Providers) -> Option<String> {
+pub fn provider_of(test: &str, providers: &Providers) -> Option<String> {
     param_id(test)
         .and_then(|p| providers.named_in(p))
         .map(str::to_string)

@@ -1,7 +1,7 @@
 //! Duration history: how long each test took last time, so groups can be dealt longest first
 //! (LPT), which keeps the slowest work from landing on a worker at the very end.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -48,14 +48,31 @@ impl History {
     }
 
     /// `groups` dealt longest expected first (stable, so equal groups keep their order).
-    pub fn longest_first(&self, mut groups: Vec<Group>) -> Vec<Group> {
+    ///
+    /// A group that work stealing can split (no `herd_group` in `named`, no provider) counts as
+    /// its longest test, not its total: many quick tests are dealt last, where idle workers
+    /// share them out and even the tail, instead of making one worker's queue long at the start.
+    pub fn longest_first(
+        &self,
+        mut groups: Vec<Group>,
+        named: &BTreeMap<TestId, String>,
+    ) -> Vec<Group> {
         if self.durations.is_empty() {
             return groups;
         }
         let mean = self.mean();
-        let cost = |g: &Group| g.tests.iter().map(|t| self.expected(t, mean)).sum::<f64>();
-        groups.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
-        groups
+        let cost = |g: &Group| {
+            let expected = g.tests.iter().map(|t| self.expected(t, mean));
+            let whole = g.provider.is_some() || g.tests.iter().any(|t| named.contains_key(t));
+            if whole {
+                expected.sum::<f64>()
+            } else {
+                expected.fold(0.0, f64::max)
+            }
+        };
+        let mut keyed: Vec<(f64, Group)> = groups.drain(..).map(|g| (cost(&g), g)).collect();
+        keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+        keyed.into_iter().map(|(_, g)| g).collect()
     }
 }
 
@@ -74,7 +91,7 @@ mod tests {
     fn groups_are_dealt_longest_first_and_unknown_tests_count_as_the_mean() {
         let mut history = History::default();
         assert_eq!(
-            history.longest_first(vec![group(&["a"]), group(&["b"])])[0],
+            history.longest_first(vec![group(&["a"]), group(&["b"])], &BTreeMap::new())[0],
             group(&["a"])
         );
         history.record([
@@ -83,13 +100,48 @@ mod tests {
             ("bad".to_string(), f64::NAN),
         ]);
         assert_eq!(history.durations.len(), 2);
-        let ordered =
-            history.longest_first(vec![group(&["quick"]), group(&["new"]), group(&["slow"])]);
+        let ordered = history.longest_first(
+            vec![group(&["quick"]), group(&["new"]), group(&["slow"])],
+            &BTreeMap::new(),
+        );
         assert_eq!(
             ordered,
             vec![group(&["slow"]), group(&["new"]), group(&["quick"])]
         );
         assert_eq!(history.expected("new", history.mean()), 1.55);
+    }
+
+    #[test]
+    fn a_splittable_group_counts_as_its_longest_test_a_whole_one_as_its_total() {
+        let mut history = History::default();
+        history.record([
+            ("q1".to_string(), 0.5),
+            ("q2".to_string(), 0.5),
+            ("q3".to_string(), 0.5),
+            ("g1".to_string(), 0.5),
+            ("g2".to_string(), 0.5),
+            ("slow".to_string(), 1.0),
+        ]);
+        let named: BTreeMap<TestId, String> = [("g1", "g"), ("g2", "g")]
+            .iter()
+            .map(|(t, g)| (t.to_string(), g.to_string()))
+            .collect();
+        let ordered = history.longest_first(
+            vec![
+                group(&["q1", "q2", "q3"]),
+                group(&["slow"]),
+                group(&["g1", "g2"]),
+            ],
+            &named,
+        );
+        assert_eq!(
+            ordered,
+            vec![
+                group(&["slow"]),
+                group(&["g1", "g2"]),
+                group(&["q1", "q2", "q3"])
+            ]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | [`grouping`] | how a collection is cut into groups (module, then parametrize id) |
 //! | [`history`] | test durations from earlier runs; groups dealt longest first |
 //! | [`providers`] | which provider a test names and which group a worker gets next |
+//! | [`stealing`] | which unstarted tests an idle worker may take from a busy one |
 //! | [`diff`] | comparing a worker's collection with the reference |
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
@@ -25,6 +26,7 @@ pub mod outcome;
 pub mod protocol;
 pub mod providers;
 pub mod restart;
+pub mod stealing;
 
 /// A test's id, as its runner names it (for pytest, the node id).
 pub type TestId = String;

@@ -11,6 +11,8 @@
 //!        |  <-- test_started {test}
 //!        |  <-- report {test, when: setup|call|teardown, outcome, ...}   (teardown ends a test)
 //!        |  <-- need_tests                         (sent before the last test of a group runs)
+//!        |  --> release {tests}                    (work stealing: give back unstarted tests)
+//!        |  <-- released {tests}                   (those it removed from its queue)
 //!        |  ...
 //!        |  --> stop                               (finish the running test, start no other)
 //!        |  <-- shutdown                           (then the process exits)
@@ -134,6 +136,12 @@ pub enum WorkerMessage {
         /// What went wrong.
         message: String,
     },
+    /// The answer to `release`: the tests the worker removed from its queue and will not run
+    /// (those it had not started); the coordinator deals them to another worker.
+    Released {
+        /// The tests given back, in order (possibly none).
+        tests: Vec<TestId>,
+    },
     /// The worker finished its work and is about to exit.
     Shutdown,
 }
@@ -199,6 +207,12 @@ pub enum CoordinatorMessage {
     /// The next group of tests; an empty list means there is no more work.
     Tests {
         /// Test ids to run, in order.
+        tests: Vec<TestId>,
+    },
+    /// Work stealing: give back those of these tests that have not started (they are at the
+    /// end of the worker's queue); the worker answers `released`.
+    Release {
+        /// Tests the coordinator asks back.
         tests: Vec<TestId>,
     },
     /// Finish the running test, start no other, send `shutdown` and exit.

@@ -10,6 +10,10 @@ environment it is inert: it registers the ``herd_group(name)`` marker and provid
   group in order through pytest's own ``pytest_runtest_protocol``; before the last test it holds
   it asks for the next group and waits, so the real ``nextitem`` is known and fixtures scoped to a
   module or class are torn down exactly when pytest would tear them down,
+* answers ``release`` (work stealing) with ``released``: the requested tests it has not started
+  are dropped from its queue, even while a test runs (a background thread, which also sends the
+  heartbeats, reads the socket); when the next test is not the one the previous test was torn
+  down for, the fixtures it does not share are torn down first,
 * streams ``test_started`` and one ``report`` per phase (and per subtest); with
   ``HERD_STATUS_FILE`` set it also writes the id of each test into that file as the test starts,
 * answers SIGTERM by killing its own process group (test subprocesses included),
@@ -49,6 +53,8 @@ LINGER_MS = 2000
 HEARTBEAT_S = 1.0
 #: How long a blocking wait sleeps in one poll, so signals are handled promptly (milliseconds).
 POLL_SLICE_MS = 500
+#: How often the background thread looks for a ``release`` while a test runs (seconds).
+IO_TICK_S = 0.05
 
 _MARKER_HELP = (
     "herd_group(name): tests carrying the same group name run together, in order, on one herd "
@@ -204,6 +210,9 @@ class HerdWorker:
         self.poller = None
         self.collect_errors = []
         self.queued = []  # encoded reports not sent yet
+        self.pending = deque()  # items dealt to this worker and not started, in order
+        self.pending_lock = threading.Lock()
+        self.inbox = deque()  # messages the background thread read for the main thread
         self.stop_requested = False
         self.finished = False  # shutdown sent (or the coordinator refused us)
 
@@ -236,19 +245,42 @@ class HerdWorker:
         self.heartbeat_stop = threading.Event()
 
     def start_heartbeat(self):
-        """Sends ``heartbeat`` every HEARTBEAT_S from a daemon thread, even while a test runs."""
+        """Starts the background thread: ``heartbeat`` every HEARTBEAT_S, even while a test runs,
+        and ``release`` requests answered at once (other messages are left for the main thread)."""
 
-        def beat():
-            while not self.heartbeat_stop.wait(HEARTBEAT_S):
+        def run():
+            last_beat = time.monotonic()
+            while not self.heartbeat_stop.wait(IO_TICK_S):
                 with self.io_lock:
-                    if self.socket is None:
+                    sock = self.socket
+                    if sock is None:
                         return
                     try:
-                        self.socket.send(b'{"type":"heartbeat"}')
+                        if time.monotonic() - last_beat >= HEARTBEAT_S:
+                            sock.send(b'{"type":"heartbeat"}')
+                            last_beat = time.monotonic()
+                        while sock.getsockopt(self.zmq.EVENTS) & self.zmq.POLLIN:
+                            message = self._decode(sock.recv_multipart(), warn=False)
+                            if message is None:
+                                continue
+                            if message.get("type") == "release":
+                                self._release(message.get("tests") or [])
+                            else:
+                                self.inbox.append(message)
                     except Exception:
                         return
 
-        threading.Thread(target=beat, name="herd-heartbeat", daemon=True).start()
+        threading.Thread(target=run, name="herd-io", daemon=True).start()
+
+    def _release(self, ids):
+        """Work stealing: drops the requested tests that have not started from the queue and
+        says which (the caller holds the io lock)."""
+        wanted = set(ids)
+        with self.pending_lock:
+            given = [item.nodeid for item in self.pending if item.nodeid in wanted]
+            if given:
+                self.pending = deque(item for item in self.pending if item.nodeid not in wanted)
+        self.socket.send(json.dumps({"type": "released", "tests": given}).encode())
 
     def close(self, linger=None):
         stop = getattr(self, "heartbeat_stop", None)
@@ -301,13 +333,14 @@ class HerdWorker:
             with self.io_lock:
                 sock.send(queued[0] if len(queued) == 1 else b"[" + b",".join(queued) + b"]")
 
-    def _decode(self, frames):
+    def _decode(self, frames, warn=True):
         # Tolerate a REQ-style empty delimiter frame; the payload is the last frame.
         payload = frames[-1] if frames else b""
         try:
             message = json.loads(payload)
         except ValueError:
-            self.message(f"herd worker {self.identity}: ignoring a malformed frame {payload[:200]!r}")
+            if warn:
+                self.message(f"herd worker {self.identity}: ignoring a malformed frame {payload[:200]!r}")
             return None
         if not isinstance(message, dict):
             return None
@@ -317,6 +350,9 @@ class HerdWorker:
         """The next message from the coordinator, or None after ``timeout_ms`` (None: forever)."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
         while True:
+            message = self._next_message()
+            if message is not None:
+                return message
             if self.socket is None:
                 raise HerdError("the connection to the coordinator is closed")
             if deadline is None:
@@ -326,13 +362,33 @@ class HerdWorker:
             with self.io_lock:
                 frames = self.socket.recv_multipart() if self.poller.poll(wait) else None
             if frames is not None:
-                message = self._decode(frames)
+                message = self._handle_release(self._decode(frames))
                 if message is not None:
                     return message
             elif deadline is not None and time.monotonic() >= deadline:
                 return None
 
+    def _next_message(self):
+        """A message the background thread already read, if any."""
+        try:
+            return self.inbox.popleft()
+        except IndexError:
+            return None
+
+    def _handle_release(self, message):
+        """Answers a ``release`` here; returns any other message."""
+        if message is not None and message.get("type") == "release":
+            with self.io_lock:
+                if self.queued:
+                    self.flush()
+                self._release(message.get("tests") or [])
+            return None
+        return message
+
     def receive_nowait(self):
+        message = self._next_message()
+        if message is not None:
+            return message
         sock = self.socket
         if sock is None:
             return None
@@ -342,7 +398,7 @@ class HerdWorker:
                 if not sock.getsockopt(self.zmq.EVENTS) & self.zmq.POLLIN:
                     return None
                 frames = sock.recv_multipart()
-            message = self._decode(frames)
+            message = self._handle_release(self._decode(frames))
             if message is not None:
                 return message
 
@@ -454,13 +510,23 @@ class HerdWorker:
             elif kind == "error":
                 self.refused(message.get("message", "(no message)"))
 
-    def _resolve(self, ids, by_id, pending):
+    def _resolve(self, ids, by_id):
         for nodeid in ids:
             item = by_id.get(nodeid)
             if item is None:
                 self._report_unknown(nodeid)
             else:
-                pending.append(item)
+                with self.pending_lock:
+                    self.pending.append(item)
+
+    def _teardown_for(self, session, item):
+        try:
+            session._setupstate.teardown_exact(item)
+        except Exception:
+            self.message(
+                f"herd worker {self.identity}: a fixture teardown before {item.nodeid} failed:\n"
+                + traceback.format_exc()
+            )
 
     def _report_unknown(self, nodeid):
         text = f"herd: worker {self.identity} did not collect {nodeid!r}"
@@ -510,25 +576,35 @@ class HerdWorker:
         if config.option.collectonly:
             return
         by_id = {item.nodeid: item for item in session.items}
-        pending = deque()
         more = not self.stop_requested
-        if more:
-            ids = self._need_tests()
-            more = bool(ids)
-            self._resolve(ids, by_id, pending)
-        while pending:
+        promised = None  # the nextitem the last test was torn down for
+        while True:
             if self._check_stop():
                 break
-            item = pending.popleft()
-            while not pending and more:
+            if not self.pending:
+                if not more:
+                    break
                 ids = self._need_tests()
                 more = bool(ids)
-                self._resolve(ids, by_id, pending)
+                self._resolve(ids, by_id)
+                continue
+            with self.pending_lock:
+                item = self.pending.popleft()
+            while not self.pending and more:
+                ids = self._need_tests()
+                more = bool(ids)
+                self._resolve(ids, by_id)
             if self.stop_requested:
                 # The stop came while we waited: this test has not started, so it never runs.
                 break
-            nextitem = pending[0] if pending else None
+            if promised is not None and promised is not item:
+                # The test the previous one was torn down for was given back (work stealing):
+                # tear down what this one does not share, as pytest would have.
+                self._teardown_for(session, item)
+            with self.pending_lock:
+                nextitem = self.pending[0] if self.pending else None
             item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            promised = nextitem
             if session.shouldfail or session.shouldstop:
                 reason = str(session.shouldfail or session.shouldstop)
                 if session.shouldfail:

@@ -55,7 +55,7 @@ class Run:
         self.events = read_events(events) if events else []
 
     def show(self, extra=""):
-        print(f"  {self.label:30} {self.wall:7.2f} s  exit {self.code}  {self.last}{extra}")
+        print(f"  {self.label:36} {self.wall:7.2f} s  exit {self.code}  {self.last}{extra}")
 
 
 def pytest_cmd(*extra):
@@ -276,7 +276,7 @@ def connections(d: Path):
 
 def show_connections(label, counts, processes):
     per = ", ".join(f"{p} {counts.get(p, 0)}" for p in PROVIDERS)
-    print(f"    {label:28} {sum(counts.values()):3} connections in {processes} processes: {per}")
+    print(f"    {label:34} {sum(counts.values()):3} connections in {processes} processes: {per}")
 
 
 def bench_provider(d: Path):

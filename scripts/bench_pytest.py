@@ -340,6 +340,10 @@ def bench_param(d: Path):
     print(f"  herd / xdist = {herd.wall / xdist.wall:.2f}")
 
 
+def loadavg():
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 BENCHES = {"trivial": bench_trivial, "skewed": bench_skewed, "provider": bench_provider,
            "param": bench_param}
 
@@ -355,12 +359,13 @@ def main():
     version = subprocess.run([PYTEST, "--version"], capture_output=True, text=True).stdout.strip()
     herd_version = subprocess.run([HERD, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"{os.cpu_count()} CPUs; {version}; {herd_version}; suites: {' '.join(suites)}")
+    print(f"load average before: {loadavg()} (figures are noisy on a busy machine)")
     start = time.perf_counter()
     for name in SUITES:
         if name in suites:
             with tempfile.TemporaryDirectory(prefix=f"herd-bench-{name}-") as t:
                 BENCHES[name](Path(t))
-    print(f"\ntargets ({time.perf_counter() - start:.0f} s in all):")
+    print(f"\ntargets ({time.perf_counter() - start:.0f} s in all; load average after: {loadavg()}):")
     for line, met in VERDICTS:
         print(f"  {line}")
     met = sum(met for _, met in VERDICTS)

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use herd_core::events::Event;
-use herd_core::grouping::{Group, GroupingPolicy};
+use herd_core::grouping::{module_of, Group, GroupingPolicy};
 use herd_core::history::History;
 use herd_core::outcome::{Outcome, Verdict};
 use herd_core::providers::{pick, Providers};
@@ -115,9 +115,7 @@ impl Scheduler {
             .queue
             .remove(choice.index)
             .expect("pick returns a valid index");
-        if self.grouping.chunked() && group.tests.len() == 1 {
-            self.fill_chunk(&mut group, choice.index);
-        }
+        self.fill_chunk(&mut group, choice.index);
         if let Some(provider) = &choice.provider {
             self.held.insert(request.worker.clone(), provider.clone());
         }
@@ -135,20 +133,35 @@ impl Scheduler {
         None
     }
 
-    /// `load` mode: adds the one-test groups that follow `index` (same provider) to `group`,
-    /// up to a chunk sized from the remaining work: a quarter of each worker's share, so chunks
-    /// shrink as the session nears its end and no worker is left holding a long tail.
+    /// Adds the groups that follow `index` to `group`, up to a chunk sized from the remaining
+    /// work (a quarter of each worker's share, so chunks shrink as the session nears its end;
+    /// work stealing evens out what is left). Only groups of the same provider join; in `load`
+    /// mode any one-test group, otherwise only groups of the same module (a module's
+    /// parametrizations, which modscope deals as separate groups, go out together instead of
+    /// costing a round trip each).
     fn fill_chunk(&mut self, group: &mut Group, index: usize) {
+        let load = self.grouping.chunked();
+        if load && group.tests.len() != 1 {
+            return;
+        }
         let remaining: usize = self.queue.iter().map(|g| g.tests.len()).sum();
         let target = (remaining / (4 * self.workers.max(1))).clamp(1, 500);
         while group.tests.len() < target {
-            match self.queue.get(index) {
-                Some(next) if next.tests.len() == 1 && next.provider == group.provider => {
-                    let next = self.queue.remove(index).expect("checked above");
-                    group.tests.extend(next.tests);
-                }
-                _ => break,
+            let Some(next) = self.queue.get(index) else {
+                break;
+            };
+            let joins = next.provider == group.provider
+                && if load {
+                    next.tests.len() == 1
+                } else {
+                    let last = group.tests.last().map_or("", |t| module_of(t));
+                    module_of(&next.tests[0]) == last
+                };
+            if !joins {
+                break;
             }
+            let next = self.queue.remove(index).expect("checked above");
+            group.tests.extend(next.tests);
         }
     }
 

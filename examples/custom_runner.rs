@@ -48,11 +48,7 @@ fn is_prime(n: u64) -> bool {
 fn work() -> Result<(), Box<dyn std::error::Error>> {
     let client = WorkerClient::connect(WorkerEnv::from_env()?, Duration::from_secs(10))?;
     let tests = NUMBERS.iter().map(|n| format!("n{n}::is_prime")).collect();
-    let collection = WorkerMessage::Collection {
-        tests,
-        errors: Vec::new(),
-        herd_groups: Default::default(),
-    };
+    let collection = WorkerMessage::collection(tests);
     client.send(&collection)?;
     loop {
         client.send(&WorkerMessage::NeedTests)?;

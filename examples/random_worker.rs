@@ -32,11 +32,7 @@ fn report(test: &str, when: Phase, outcome: PhaseOutcome) -> WorkerMessage {
 }
 
 fn collection(tests: Vec<String>) -> WorkerMessage {
-    WorkerMessage::Collection {
-        tests,
-        errors: vec![],
-        herd_groups: Default::default(),
-    }
+    WorkerMessage::collection(tests)
 }
 
 /// Honest work: run every test it is given until there is no more.

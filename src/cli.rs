@@ -62,6 +62,11 @@ pub struct RunArgs {
     /// (default .herd/durations.json). Example: --history /tmp/herd-durations.json
     #[arg(long, value_name = "PATH")]
     pub history: Option<PathBuf>,
+    /// Every worker collects the whole suite before its first test (by default a pytest suite's
+    /// test files are shared out: each is collected by one worker, then by another only when
+    /// tests of it are dealt there, and checked against the reference). Example: --collect-all
+    #[arg(long)]
+    pub collect_all: bool,
     /// Provider names matched in parametrize ids; a provider's tests stick to the worker holding it.
     /// Example: --providers rhv,vsphere,ec2
     #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
@@ -205,6 +210,7 @@ impl RunArgs {
             heartbeat_timeout: self.heartbeat_timeout,
             dist: self.dist.clone(),
             history: self.history.clone(),
+            collect_all: self.collect_all.then_some(true),
         }
     }
 

@@ -119,11 +119,7 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
         }
     };
     tests.extend(faults.extra_test.clone());
-    client.send(&WorkerMessage::Collection {
-        tests,
-        errors: Vec::new(),
-        herd_groups: Default::default(),
-    })?;
+    client.send(&WorkerMessage::collection(tests))?;
     client.send(&WorkerMessage::NeedTests)?;
 
     let status = StatusFile::from_env();

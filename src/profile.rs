@@ -90,6 +90,8 @@ pub struct Profile {
     pub dist: Option<String>,
     /// `--history`.
     pub history: Option<PathBuf>,
+    /// `--collect-all`.
+    pub collect_all: Option<bool>,
 }
 
 /// A parsed `herd.toml`.
@@ -141,7 +143,8 @@ impl Profile {
             hang_timeout,
             heartbeat_timeout,
             dist,
-            history
+            history,
+            collect_all
         )
     }
 
@@ -204,6 +207,7 @@ impl Profile {
                     .clone()
                     .unwrap_or_else(|| defaults.history.clone().unwrap_or_default()),
             ),
+            collect_all: self.collect_all.unwrap_or(false),
         })
     }
 }

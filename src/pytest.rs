@@ -125,6 +125,10 @@ impl Runner for PytestRunner {
         // Module fixtures and providers: the seed's grouping.
         Dist::Modscope
     }
+
+    fn shards_collection(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

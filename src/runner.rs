@@ -42,6 +42,11 @@ pub trait Runner: Send {
     fn default_dist(&self) -> Dist {
         Dist::Load
     }
+    /// Whether the runner's workers honour the `collect` scope of `welcome` (collect a shard,
+    /// then further files as their tests are dealt; see `herd_core::collection`).
+    fn shards_collection(&self) -> bool {
+        false
+    }
 }
 
 /// The built-in runner for any language: a list command prints one test id per line, and each

@@ -87,6 +87,9 @@ pub struct SessionConfig {
     /// `--dist`: how tests are dealt out (`None`: the runner's default, `load` for exec,
     /// `modscope` for pytest).
     pub dist: Option<Dist>,
+    /// `--collect-all`: every worker collects the whole suite, even when the runner can share
+    /// collection out file by file.
+    pub collect_all: bool,
 }
 
 /// When to color the output.
@@ -135,6 +138,7 @@ impl Default for SessionConfig {
             heartbeat_timeout: Duration::from_secs(5),
             history: Some(PathBuf::from(".herd/durations.json")),
             dist: None,
+            collect_all: false,
         }
     }
 }
@@ -341,6 +345,7 @@ impl Session {
             runner: runner.name().to_string(),
             slots,
             reference,
+            shard_collection: runner.shards_collection() && !config.collect_all,
             worker: WorkerSettings {
                 command,
                 launcher,

@@ -336,9 +336,10 @@ fn an_idle_worker_steals_from_a_worker_busy_with_a_long_test() {
 
 #[test]
 fn a_collection_that_differs_per_worker_shows_a_diff() {
+    // Every worker collects the whole suite: the whole collections are compared.
     let random = "import random, pytest\n\n@pytest.mark.parametrize('x', [random.randint(0, 10**12)])\ndef test_random(x):\n    pass\n\ndef test_stable():\n    pass\n";
     let suite = PySuite::new(&[("test_random.py", random)]);
-    let run = suite.herd(&["-n", "2", "--max-respawns", "2"], &[]);
+    let run = suite.herd(&["-n", "2", "--max-respawns", "2", "--collect-all"], &[]);
     let mismatches = run.of("collection_mismatch");
     assert!(!mismatches.is_empty(), "{}", run.dump());
     let diff = mismatches[0]["diff"].as_str().unwrap();
@@ -351,6 +352,38 @@ fn a_collection_that_differs_per_worker_shows_a_diff() {
         "{}",
         run.dump()
     );
+    run.outcomes();
+}
+
+#[test]
+fn a_file_collected_late_is_checked_against_the_reference_before_it_runs() {
+    // One file, two workers: one collects it as its shard (the reference), the other only when
+    // its tests reach it (dealt or stolen), and w2 collects one test more.
+    let varying = "import os, time, pytest\n\nEXTRA = [99] if os.environ.get('HERD_WORKER_ID') == 'w2' else []\n\n@pytest.mark.parametrize('x', list(range(20)) + EXTRA)\ndef test_x(x):\n    time.sleep(0.1)\n";
+    let suite = PySuite::new(&[("test_varying.py", varying)]);
+    let run = suite.herd(&["-n", "2", "--max-respawns", "1"], &[]);
+    let mismatches = run.of("collection_mismatch");
+    assert!(!mismatches.is_empty(), "{}", run.dump());
+    let diff = mismatches[0]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("test_varying.py") && diff.contains("test_varying.py::test_x[99]"),
+        "{diff}"
+    );
+    // No test of the file ran on the worker whose collection differs.
+    let w2_ran: Vec<&str> = run
+        .of("test_finished")
+        .iter()
+        .filter(|e| e["worker"] == "w2" && e["outcome"] != "not_run")
+        .filter_map(|e| e["test"].as_str())
+        .collect();
+    let w2_was_reference = run.of("collected")[0]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "test_varying.py::test_x[99]");
+    if !w2_was_reference {
+        assert!(w2_ran.is_empty(), "{w2_ran:?}\n{}", run.dump());
+    }
     run.outcomes();
 }
 

@@ -60,6 +60,9 @@ pub struct SessionPlan {
     pub slots: Vec<WorkerSlot>,
     /// The reference collection, or `None` to take the first worker's collection as it.
     pub reference: Option<Vec<herd_core::TestId>>,
+    /// Without a reference: whether the workers collect it in shards and the rest file by file
+    /// (see [`herd_core::collection`]); the runner's workers must support it.
+    pub shard_collection: bool,
     /// Settings every worker shares (command, endpoint, token, timeouts).
     pub worker: WorkerSettings,
     /// How the collection is cut into groups.
@@ -108,6 +111,7 @@ pub async fn run_session(
         runner: plan.runner,
         slots: plan.slots,
         reference: plan.reference,
+        shard_collection: plan.shard_collection,
         worker: Arc::new(plan.worker),
         budget: plan.budget,
         handle_signals: plan.handle_signals,

@@ -1,12 +1,13 @@
 //! Every message that crosses between actors, in one place (who sends it, who handles it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use herd_core::collection::{CollectScope, Part, Reference};
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
-use herd_core::protocol::{CollectionError, CoordinatorMessage, DecodeError, WorkerMessage};
+use herd_core::protocol::{CoordinatorMessage, DecodeError, WorkerMessage};
 use herd_core::stealing::StealPolicy;
 use herd_core::TestId;
 
@@ -67,6 +68,8 @@ pub struct FromProcess {
     pub identity: Vec<u8>,
     /// The message (a `hello` has passed the token and version check).
     pub message: WorkerMessage,
+    /// For a `hello`: what the worker is to collect (sent in its `welcome`).
+    pub collect: Option<CollectScope>,
 }
 
 /// Supervisor -> Worker: this worker's identity sent a frame that does not decode.
@@ -90,7 +93,7 @@ pub struct Drain;
 pub struct KillNow;
 
 /// Worker -> Supervisor: a process's collection, to check against the reference (or, when the
-/// runner gave none, to become it).
+/// runner gave none, to become it, or a shard of it).
 #[derive(Message)]
 #[rtype(result = "CollectionVerdict")]
 pub struct CheckCollection {
@@ -98,24 +101,33 @@ pub struct CheckCollection {
     pub worker: String,
     /// The spawn's identity (`w1.2`), for the diff header.
     pub identity: String,
-    /// The collected ids.
-    pub tests: Vec<TestId>,
-    /// Failed collectors.
-    pub errors: Vec<CollectionError>,
-    /// `herd_group` names by test id.
-    pub herd_groups: BTreeMap<TestId, String>,
+    /// What it collected.
+    pub part: Part,
 }
 
 /// The Supervisor's answer to [`CheckCollection`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CollectionVerdict {
     /// The collection is the reference or matches it.
-    Accepted,
+    Accepted(Arc<Reference>),
+    /// A shard of the reference: [`ReferenceReady`] follows once every shard is in.
+    Pending,
     /// It differs: the unified diff (and any collection errors).
     Mismatch(String),
     /// The session is ending; the worker will be stopped.
     Refused,
 }
+
+/// Supervisor -> every Worker: the reference assembled from shards is complete.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct ReferenceReady(pub Arc<Reference>);
+
+/// Supervisor -> Worker: a shard of the reference has no owner left; restart the process so
+/// that it collects it (not counted against the respawn budget).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Recollect;
 
 /// Worker -> Supervisor: the worker's test session asked to end (pytest.exit(), Ctrl-C).
 #[derive(Message)]
@@ -169,6 +181,9 @@ pub struct RequestWork {
     pub reply: Recipient<Assignment>,
     /// Where a request to give back unstarted tests goes (work stealing).
     pub steal: Recipient<Steal>,
+    /// The files the worker's process has collected, when it collected only some: groups of
+    /// these files are preferred (no collection to pay).
+    pub collected: Option<Arc<HashSet<String>>>,
 }
 
 /// Scheduler -> Worker: another worker is idle; give back the end of your unstarted queue, as

@@ -14,7 +14,7 @@
 //! once. A worker is asked again only after its share has changed, so a worker with nothing to
 //! give is not asked in a loop.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -22,7 +22,7 @@ use herd_core::events::Event;
 use herd_core::grouping::{module_of, Group, GroupingPolicy};
 use herd_core::history::History;
 use herd_core::outcome::{Outcome, Verdict};
-use herd_core::providers::{pick, Providers};
+use herd_core::providers::{pick, Pick, Providers};
 use herd_core::stealing::StealPolicy;
 use herd_core::TestId;
 
@@ -97,7 +97,11 @@ impl Scheduler {
         let worker = request.worker.as_str();
         let held = self.held.get(worker).map(String::as_str);
         let others = |p: &str| self.held.iter().any(|(w, h)| w != worker && h == p);
-        let Some(choice) = pick(&self.queue, held, others) else {
+        let preferred = request
+            .collected
+            .as_deref()
+            .and_then(|files| collected_group(&self.queue, files, held));
+        let Some(choice) = preferred.or_else(|| pick(&self.queue, held, others)) else {
             // Nothing queued: tests asked back from a busy worker will come (wait for them), or
             // an idle worker waits for work that may yet return; a worker that still holds
             // tests is told at once that there is no more.
@@ -214,6 +218,27 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// How far down the queue a worker looks for a group of a file it has already collected.
+const PREFERENCE_WINDOW: usize = 32;
+
+/// Among the first groups, one of a file the worker has collected that it can take without
+/// switching provider.
+fn collected_group(
+    queue: &VecDeque<Group>,
+    files: &HashSet<String>,
+    held: Option<&str>,
+) -> Option<Pick> {
+    let index = queue.iter().take(PREFERENCE_WINDOW).position(|g| {
+        let provider_fits = g.provider.is_none() || g.provider.as_deref() == held;
+        provider_fits && files.contains(module_of(&g.tests[0]))
+    })?;
+    Some(Pick {
+        index,
+        provider: held.map(str::to_string),
+        switch_from: None,
+    })
 }
 
 fn reply(request: &RequestWork, tests: Vec<TestId>, switch: Option<(String, String)>) {

@@ -18,10 +18,11 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
-use herd_core::diff::{collection_diff, duplicates_error};
+use herd_core::collection::{CollectScope, Reference, ShardedReference};
+use herd_core::diff::duplicates_error;
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
-use herd_core::protocol::{check_hello, CoordinatorMessage, Token, WorkerMessage};
+use herd_core::protocol::{check_hello, CollectionError, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RespawnBudget;
 use herd_core::TestId;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
@@ -43,6 +44,9 @@ pub struct SupervisorSettings {
     pub slots: Vec<WorkerSlot>,
     /// The reference collection, or `None` to take the first worker's.
     pub reference: Option<Vec<TestId>>,
+    /// Without a given reference: whether the first workers collect it in shards (one per
+    /// slot) and every worker collects the rest file by file (the runner must support it).
+    pub shard_collection: bool,
     /// Settings every worker shares.
     pub worker: Arc<WorkerSettings>,
     /// The respawn budget.
@@ -56,7 +60,8 @@ pub struct Supervisor {
     settings: SupervisorSettings,
     token: Token,
     budget: RespawnBudget,
-    reference: Option<Arc<Vec<TestId>>>,
+    reference: Option<Arc<Reference>>,
+    sharded: Option<ShardedReference>,
     scheduler: Addr<Scheduler>,
     reporter: Addr<Reporter>,
     transport: Addr<Transport>,
@@ -84,6 +89,8 @@ impl Supervisor {
             token: settings.worker.token.clone(),
             budget: settings.budget.clone(),
             reference: None,
+            sharded: (settings.reference.is_none() && settings.shard_collection)
+                .then(|| ShardedReference::new(settings.slots.len())),
             settings,
             scheduler,
             reporter,
@@ -163,14 +170,22 @@ impl Supervisor {
         }));
     }
 
-    /// Makes `tests` the reference: the Reporter and the Scheduler learn it.
-    fn adopt_reference(&mut self, tests: Vec<TestId>, herd_groups: BTreeMap<TestId, String>) {
-        let tests = Arc::new(tests);
-        self.reference = Some(tests.clone());
+    /// Makes `reference` the reference: the Reporter, the Scheduler and every worker learn it.
+    fn adopt_reference(&mut self, reference: Reference) -> Arc<Reference> {
+        let reference = Arc::new(reference);
+        self.reference = Some(reference.clone());
+        self.sharded = None;
         self.publish(Event::Collected {
-            tests: tests.to_vec(),
+            tests: reference.tests.clone(),
         });
-        self.scheduler.do_send(SetReference { tests, herd_groups });
+        self.scheduler.do_send(SetReference {
+            tests: Arc::new(reference.tests.clone()),
+            herd_groups: reference.herd_groups.clone(),
+        });
+        for worker in self.workers.values() {
+            worker.do_send(ReferenceReady(reference.clone()));
+        }
+        reference
     }
 
     fn refuse(&self, identity: Vec<u8>, reason: String) {
@@ -204,7 +219,7 @@ impl Actor for Supervisor {
             endpoint: self.settings.worker.endpoint.clone(),
         });
         if let Some(tests) = self.settings.reference.take() {
-            self.adopt_reference(tests, BTreeMap::new());
+            self.adopt_reference(Reference::whole(tests, BTreeMap::new()));
         }
         if self.settings.handle_signals {
             match SignalWatch::start(ctx.address().recipient()) {
@@ -262,6 +277,7 @@ impl Supervisor {
             (Ok(message), Some(worker)) => worker.do_send(FromProcess {
                 identity: msg.identity,
                 message,
+                collect: None,
             }),
             (Ok(_), None) => self.refuse(msg.identity, "unknown identity; say hello first".into()),
         }
@@ -283,10 +299,16 @@ impl Supervisor {
         if let Err(why) = check_hello(*protocol, token, &self.token) {
             return self.refuse(identity, format!("hello from {name:?} refused: {why}"));
         }
+        let collect = if self.reference.is_some() {
+            self.settings.shard_collection.then_some(CollectScope::Lazy)
+        } else {
+            self.sharded.as_mut().map(|sharded| sharded.assign(name))
+        };
         match worker {
             Some(worker) => worker.do_send(FromProcess {
                 identity,
                 message: hello,
+                collect,
             }),
             None => {
                 let why = format!(
@@ -315,54 +337,64 @@ impl Handler<CheckCollection> for Supervisor {
         if self.finishing || self.end.is_some() {
             return MessageResult(CollectionVerdict::Refused);
         }
-        let Some(reference) = &self.reference else {
-            return MessageResult(self.first_collection(msg, ctx));
-        };
-        let mut diff = collection_diff(reference, &msg.tests, &msg.identity);
-        if !msg.errors.is_empty() {
-            let failed: Vec<&str> = msg.errors.iter().map(|e| e.nodeid.as_str()).collect();
-            let text = diff.take().unwrap_or_default();
-            diff = Some(format!(
-                "{text}collection errors in: {}\n",
-                failed.join(", ")
-            ));
+        if let Some(reference) = &self.reference {
+            return MessageResult(match reference.check(&msg.part, &msg.identity) {
+                None => CollectionVerdict::Accepted(reference.clone()),
+                Some(diff) => CollectionVerdict::Mismatch(diff),
+            });
         }
-        MessageResult(diff.map_or(CollectionVerdict::Accepted, CollectionVerdict::Mismatch))
+        if !msg.part.errors.is_empty() {
+            return MessageResult(self.collection_errors(msg.worker, msg.part.errors, ctx));
+        }
+        let sharded = self.sharded.as_mut().filter(|_| !msg.part.is_whole());
+        let Some(sharded) = sharded else {
+            let reference = Reference::whole(msg.part.tests, msg.part.herd_groups);
+            return MessageResult(self.first_reference(reference, ctx));
+        };
+        MessageResult(match sharded.add(msg.part, &msg.identity) {
+            Err(diff) => CollectionVerdict::Mismatch(diff),
+            Ok(None) => CollectionVerdict::Pending,
+            Ok(Some(reference)) => self.first_reference(reference, ctx),
+        })
     }
 }
 
 impl Supervisor {
-    /// The first collection becomes the reference, unless it is unusable: collection errors end
-    /// the session as pytest does (interrupted, exit 2), an empty one ends it (exit 5).
-    fn first_collection(
+    /// Collection errors end the session as pytest does (interrupted, exit 2).
+    fn collection_errors(
         &mut self,
-        msg: CheckCollection,
+        worker: String,
+        errors: Vec<CollectionError>,
         ctx: &mut Context<Self>,
     ) -> CollectionVerdict {
-        if !msg.errors.is_empty() {
-            let n = msg.errors.len();
-            self.publish(Event::CollectionErrors {
-                worker: msg.worker,
-                errors: msg.errors,
-            });
-            let noun = if n == 1 { "error" } else { "errors" };
-            self.abort(
-                SessionEnd::Interrupted(format!("{n} {noun} during collection")),
-                ctx,
-            );
-            return CollectionVerdict::Refused;
-        }
-        if let Some(why) = duplicates_error(&msg.tests) {
+        let n = errors.len();
+        self.publish(Event::CollectionErrors { worker, errors });
+        let noun = if n == 1 { "error" } else { "errors" };
+        self.abort(
+            SessionEnd::Interrupted(format!("{n} {noun} during collection")),
+            ctx,
+        );
+        CollectionVerdict::Refused
+    }
+
+    /// The first complete collection becomes the reference, unless it is unusable: duplicate
+    /// ids end the session (exit 2), an empty one ends it (exit 5).
+    fn first_reference(
+        &mut self,
+        reference: Reference,
+        ctx: &mut Context<Self>,
+    ) -> CollectionVerdict {
+        if let Some(why) = duplicates_error(&reference.tests) {
             self.abort(SessionEnd::Interrupted(why), ctx);
             return CollectionVerdict::Refused;
         }
-        let empty = msg.tests.is_empty();
-        self.adopt_reference(msg.tests, msg.herd_groups);
+        let empty = reference.tests.is_empty();
+        let reference = self.adopt_reference(reference);
         if empty {
             self.finish(ctx);
             return CollectionVerdict::Refused;
         }
-        CollectionVerdict::Accepted
+        CollectionVerdict::Accepted(reference)
     }
 }
 
@@ -410,6 +442,7 @@ impl Handler<WorkerDone> for Supervisor {
         if !self.live.remove(&msg.worker) {
             return;
         }
+        self.recollect_orphaned_shard(&msg.worker);
         if msg.retired {
             self.retired.insert(msg.worker);
         }
@@ -451,6 +484,25 @@ impl Supervisor {
                 Some(_) => act.finish(ctx),
             }
         }));
+    }
+}
+
+impl Supervisor {
+    /// A slot ended before delivering its shard of the reference: another worker collects it.
+    /// A worker yet to say hello will take it; otherwise a live worker (which holds no tests
+    /// yet, the reference being incomplete) is restarted to take it.
+    fn recollect_orphaned_shard(&mut self, gone: &str) {
+        let Some(sharded) = self.sharded.as_mut() else {
+            return;
+        };
+        if !sharded.release(gone) {
+            return;
+        }
+        let mut live: Vec<&String> = self.live.iter().collect();
+        live.sort();
+        if let Some(worker) = live.first().and_then(|w| self.workers.get(*w)) {
+            worker.do_send(Recollect);
+        }
     }
 }
 

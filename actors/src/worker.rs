@@ -11,7 +11,7 @@
 //!  Respawning --(Supervisor grants)--> spawn        Respawning --(denied, draining)--> Done
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use herd_core::collection::{CollectScope, Part, Reference};
 use herd_core::events::Event;
 use herd_core::faults::{FaultDice, FaultKind, FaultPlan, SelfFaults};
+use herd_core::grouping::module_of;
 use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
-use herd_core::protocol::{self, CoordinatorMessage, Token, WorkerMessage};
+use herd_core::protocol::{self, CollectionError, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RetirePolicy;
 use herd_core::TestId;
 use nix::sys::signal::Signal;
@@ -125,6 +127,7 @@ enum KillReason {
     Hung,
     Drain,
     Abort,
+    Recollect,
 }
 
 impl KillReason {
@@ -146,6 +149,9 @@ impl KillReason {
             KillReason::Hung => "it was killed: it stayed stopped (hung)".into(),
             KillReason::Drain => "it was stopped before it started working".into(),
             KillReason::Abort => "it was killed: the session ended".into(),
+            KillReason::Recollect => {
+                "it was restarted to collect a shard of the reference another worker left".into()
+            }
         }
     }
 
@@ -153,7 +159,7 @@ impl KillReason {
     fn is_workers_fault(&self) -> bool {
         !matches!(
             self,
-            KillReason::Timeout | KillReason::Drain | KillReason::Abort
+            KillReason::Timeout | KillReason::Drain | KillReason::Abort | KillReason::Recollect
         )
     }
 }
@@ -193,6 +199,12 @@ pub struct Worker {
     need_tests_pending: bool,
     /// A `release` was sent and its `released` has not come back.
     releasing: bool,
+    /// The reference collection, once complete.
+    reference: Option<Arc<Reference>>,
+    /// The process's collection waits for the reference to be complete (a shard).
+    awaiting_reference: bool,
+    /// The files the process has collected, when it collected only some.
+    collected: Option<Arc<HashSet<String>>>,
     crash_streak: u32,
     tail: Vec<u8>,
     log: Option<File>,
@@ -227,6 +239,9 @@ impl Worker {
             awaiting_work: false,
             need_tests_pending: false,
             releasing: false,
+            reference: None,
+            awaiting_reference: false,
+            collected: None,
             crash_streak: 0,
             tail: Vec::new(),
             log: None,
@@ -281,6 +296,8 @@ impl Worker {
         self.identity = None;
         self.awaiting_work = false;
         self.need_tests_pending = false;
+        self.awaiting_reference = false;
+        self.collected = None;
         if std::mem::take(&mut self.releasing) {
             self.return_stolen(Vec::new());
         }
@@ -716,7 +733,13 @@ impl Worker {
         self.kill(KillReason::Violation(why));
     }
 
-    fn on_hello(&mut self, identity: Vec<u8>, incarnation: u32, heartbeat: Option<f64>) {
+    fn on_hello(
+        &mut self,
+        identity: Vec<u8>,
+        incarnation: u32,
+        heartbeat: Option<f64>,
+        collect: Option<CollectScope>,
+    ) {
         let expected = protocol::identity(&self.slot.id, self.incarnation);
         if incarnation != self.incarnation
             || self.state != State::Starting
@@ -747,6 +770,7 @@ impl Worker {
         self.send_to_process(CoordinatorMessage::Welcome {
             worker: self.id(),
             incarnation,
+            collect,
         });
     }
 
@@ -758,17 +782,25 @@ impl Worker {
                 tests,
                 errors,
                 herd_groups,
+                files,
+                scope,
             } => {
                 if self.state != State::Collecting {
                     return self.violation("a collection at the wrong time".into());
                 }
                 self.state = State::Checking;
-                let check = CheckCollection {
-                    worker: self.id(),
-                    identity: protocol::identity(&self.slot.id, self.incarnation),
+                let part = Part {
                     tests,
                     errors,
                     herd_groups,
+                    files,
+                    scope,
+                };
+                self.collected = (!part.is_whole()).then(|| Arc::new(collected_files(&part)));
+                let check = CheckCollection {
+                    worker: self.id(),
+                    identity: protocol::identity(&self.slot.id, self.incarnation),
+                    part,
                 };
                 let incarnation = self.incarnation;
                 let ask = self.peers.supervisor.send(check);
@@ -778,6 +810,11 @@ impl Worker {
                     }
                 }));
             }
+            WorkerMessage::FileCollection {
+                file,
+                tests,
+                errors,
+            } => self.on_file_collection(file, tests, errors),
             WorkerMessage::NeedTests if self.state == State::Checking => {
                 self.need_tests_pending = true
             }
@@ -839,12 +876,12 @@ impl Worker {
 
     fn collection_checked(&mut self, ctx: &mut Context<Self>, verdict: CollectionVerdict) {
         match verdict {
-            CollectionVerdict::Accepted => {
-                self.state = State::Working;
-                if std::mem::take(&mut self.need_tests_pending) {
-                    self.need_tests(ctx);
-                }
+            CollectionVerdict::Accepted(reference) => {
+                self.reference = Some(reference);
+                self.start_working(ctx);
             }
+            CollectionVerdict::Pending if self.reference.is_some() => self.start_working(ctx),
+            CollectionVerdict::Pending => self.awaiting_reference = true,
             CollectionVerdict::Mismatch(diff) => {
                 if self.armed.lie {
                     self.fault(FaultKind::Lie, None);
@@ -857,6 +894,44 @@ impl Worker {
             }
             // The session is ending: the Supervisor stops this worker with the others.
             CollectionVerdict::Refused => {}
+        }
+    }
+
+    fn start_working(&mut self, ctx: &mut Context<Self>) {
+        self.state = State::Working;
+        self.awaiting_reference = false;
+        if std::mem::take(&mut self.need_tests_pending) {
+            self.need_tests(ctx);
+        }
+    }
+
+    /// A file collected late is checked against the reference before any of its tests runs.
+    fn on_file_collection(
+        &mut self,
+        file: String,
+        tests: Vec<TestId>,
+        errors: Vec<CollectionError>,
+    ) {
+        let (Some(reference), Some(collected)) = (&self.reference, &mut self.collected) else {
+            return self.violation(format!("a collection of {file} at the wrong time"));
+        };
+        let identity = protocol::identity(&self.slot.id, self.incarnation);
+        let mut diff = reference.check_file(&file, &tests, &identity);
+        if !errors.is_empty() {
+            let text = diff.take().unwrap_or_default();
+            diff = Some(format!("{text}collection errors in: {file}\n"));
+        }
+        match diff {
+            None => {
+                Arc::make_mut(collected).insert(file);
+            }
+            Some(diff) => {
+                self.publish(Event::CollectionMismatch {
+                    worker: self.id(),
+                    diff,
+                });
+                self.kill(KillReason::Mismatch);
+            }
         }
     }
 
@@ -875,6 +950,7 @@ impl Worker {
                 incarnation,
                 reply,
                 steal,
+                collected: self.collected.clone(),
             });
         }
     }
@@ -891,6 +967,13 @@ impl Worker {
         }
         if !self.queue.contains(&test) {
             return self.violation(format!("started {test}, which it was not given"));
+        }
+        if let Some(collected) = &self.collected {
+            if !collected.contains(module_of(&test)) {
+                return self.violation(format!(
+                    "started {test} without reporting the collection of its file"
+                ));
+            }
         }
         self.seq += 1;
         let seq = self.seq;
@@ -1062,6 +1145,18 @@ impl Worker {
     }
 }
 
+/// The files a partial collection covers: its scope's share of the walk.
+fn collected_files(part: &Part) -> HashSet<String> {
+    let scope = part.scope.clone().unwrap_or(CollectScope::All);
+    let files = part.files.as_deref().unwrap_or_default();
+    files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| scope.covers(*i))
+        .map(|(_, f)| f.clone())
+        .collect()
+}
+
 /// Whether the process is stopped (state `T` in `/proc/PID/stat`; Linux).
 fn process_is_stopped(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -1131,7 +1226,7 @@ impl Handler<FromProcess> for Worker {
         } = msg.message
         {
             if self.identity.as_ref() != Some(&msg.identity) {
-                return self.on_hello(msg.identity, incarnation, heartbeat);
+                return self.on_hello(msg.identity, incarnation, heartbeat, msg.collect);
             }
         }
         if self.identity.as_ref() != Some(&msg.identity) {
@@ -1205,6 +1300,27 @@ impl Handler<Assignment> for Worker {
             act.publish(switched);
             act.deliver(incarnation, tests);
         }));
+    }
+}
+
+impl Handler<ReferenceReady> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, ReferenceReady(reference): ReferenceReady, ctx: &mut Self::Context) {
+        self.reference = Some(reference);
+        if self.state == State::Checking && self.awaiting_reference {
+            self.start_working(ctx);
+        }
+    }
+}
+
+impl Handler<Recollect> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: Recollect, _: &mut Self::Context) {
+        if self.pid.is_some() && self.kill.is_none() {
+            self.kill(KillReason::Recollect);
+        }
     }
 }
 

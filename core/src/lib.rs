@@ -4,6 +4,7 @@
 //!
 //! | module | concept |
 //! |---|---|
+//! | [`collection`] | the reference assembled from shards; file-by-file checks |
 //! | [`protocol`] | wire protocol v1 between the coordinator and its workers |
 //! | [`grouping`] | how a collection is cut into groups (module, then parametrize id) |
 //! | [`history`] | test durations from earlier runs; groups dealt longest first |
@@ -17,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod collection;
 pub mod diff;
 pub mod events;
 pub mod faults;

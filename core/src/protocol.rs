@@ -3,11 +3,12 @@
 //! ```text
 //!   coordinator (ROUTER, binds)                worker (DEALER, connects)
 //!        |  <-- hello {protocol, worker, incarnation, token, pid}
-//!        |  --> welcome {worker, incarnation}      (or error {message}, then nothing)
-//!        |  <-- collection {tests}                 (checked against the reference)
+//!        |  --> welcome {worker, incarnation, collect?}  (or error {message}, then nothing)
+//!        |  <-- collection {tests, files?, scope?} (checked against the reference)
 //!        |  <-- heartbeat                          (every few seconds, if hello promised it)
 //!        |  <-- need_tests
 //!        |  --> tests {tests: [...]}               (an empty list: no more work)
+//!        |  <-- file_collection {file, tests}      (a file collected late; checked first)
 //!        |  <-- test_started {test}
 //!        |  <-- report {test, when: setup|call|teardown, outcome, ...}   (teardown ends a test)
 //!        |  <-- need_tests                         (sent before the last test of a group runs)
@@ -36,6 +37,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::collection::CollectScope;
 use crate::outcome::{Phase, PhaseOutcome};
 use crate::TestId;
 
@@ -97,6 +99,24 @@ pub enum WorkerMessage {
         /// `@pytest.mark.herd_group("name")`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         herd_groups: BTreeMap<TestId, String>,
+        /// Every test file of the walk, in order, when the worker collected only part of them
+        /// (the `collect` scope of its `welcome`); absent for a whole collection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files: Option<Vec<String>>,
+        /// The scope the worker collected (absent: everything).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<CollectScope>,
+    },
+    /// The tests of one more file, collected when tests of it were dealt to a worker that had
+    /// not collected it (sent before any of them starts).
+    FileCollection {
+        /// The file, as the walk lists it.
+        file: String,
+        /// Its collected ids, in order.
+        tests: Vec<TestId>,
+        /// Failed collectors.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<CollectionError>,
     },
     /// A request for the next group of tests.
     NeedTests,
@@ -144,6 +164,19 @@ pub enum WorkerMessage {
     },
     /// The worker finished its work and is about to exit.
     Shutdown,
+}
+
+impl WorkerMessage {
+    /// A whole collection: `tests` in order, no errors, no `herd_group` marks.
+    pub fn collection(tests: Vec<TestId>) -> WorkerMessage {
+        WorkerMessage::Collection {
+            tests,
+            errors: Vec::new(),
+            herd_groups: BTreeMap::new(),
+            files: None,
+            scope: None,
+        }
+    }
 }
 
 /// The report of one phase of one test.
@@ -203,6 +236,9 @@ pub enum CoordinatorMessage {
         worker: String,
         /// The incarnation that was accepted.
         incarnation: u32,
+        /// What to collect before reporting the collection (absent: everything).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collect: Option<CollectScope>,
     },
     /// The next group of tests; an empty list means there is no more work.
     Tests {

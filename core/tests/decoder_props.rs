@@ -36,11 +36,7 @@ fn message() -> impl Strategy<Value = WorkerMessage> {
                 }
             }
         ),
-        prop::collection::vec(test_id(), 0..20).prop_map(|tests| WorkerMessage::Collection {
-            tests,
-            errors: vec![],
-            herd_groups: Default::default()
-        }),
+        prop::collection::vec(test_id(), 0..20).prop_map(WorkerMessage::collection),
         Just(WorkerMessage::NeedTests),
         Just(WorkerMessage::Heartbeat),
         test_id().prop_map(|test| WorkerMessage::TestStarted { test }),

@@ -5,7 +5,10 @@ environment it is inert: it registers the ``herd_group(name)`` marker and provid
 ``herd_appliance`` fixture, nothing else. Under herd it:
 
 * says ``hello`` to the coordinator and waits for ``welcome`` (``HERD_CONNECT_TIMEOUT`` seconds),
-* sends the ``collection`` (test ids in order, failed collectors, ``herd_group`` marks),
+* sends the ``collection`` (test ids in order, failed collectors, ``herd_group`` marks); when
+  ``welcome`` gives a ``collect`` scope (a shard, or lazy) it walks every test file but imports
+  only its shard's, and sends the walk's file list with it; a file whose tests are dealt to it
+  later is collected then and reported with ``file_collection`` before any of them runs,
 * takes over ``pytest_runtestloop``: asks for groups of tests with ``need_tests`` and runs each
   group in order through pytest's own ``pytest_runtest_protocol``; before the last test it holds
   it asks for the next group and waits, so the real ``nextitem`` is known and fixtures scoped to a
@@ -213,6 +216,11 @@ class HerdWorker:
         self.pending = deque()  # items dealt to this worker and not started, in order
         self.pending_lock = threading.Lock()
         self.inbox = deque()  # messages the background thread read for the main thread
+        self.session = None
+        self.scope = None  # the `collect` scope of welcome: None (everything), shard or lazy
+        self.files = []  # every test file of the walk, in order (when the scope is partial)
+        self.deferred = {}  # file node id -> its collector, not collected yet
+        self.allowed = set()  # deferred files being collected now
         self.stop_requested = False
         self.finished = False  # shutdown sent (or the coordinator refused us)
 
@@ -415,6 +423,7 @@ class HerdWorker:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session):
+        self.session = session
         self.connect()
         self.send(
             {
@@ -440,6 +449,7 @@ class HerdWorker:
                 )
             kind = reply.get("type")
             if kind == "welcome":
+                self.scope = self._partial_scope(reply.get("collect"))
                 self.start_heartbeat()
                 return
             if kind == "error":
@@ -450,6 +460,59 @@ class HerdWorker:
             # Anything else before welcome is unexpected; ignore it and keep waiting.
 
     # ---- collection ---------------------------------------------------------------------------
+
+    def _partial_scope(self, scope):
+        """The scope to honour: None (collect everything) for no scope, ``all``, an unknown kind,
+        or arguments naming tests inside files (``path::name``), which pytest can only match by
+        collecting those files."""
+        if not isinstance(scope, dict) or scope.get("kind") not in ("shard", "lazy"):
+            return None
+        if any("::" in str(arg) for arg in self.config.args):
+            return None
+        return scope
+
+    def _in_scope(self, position):
+        scope = self.scope
+        if scope.get("kind") != "shard":
+            return False
+        count = max(int(scope.get("count") or 1), 1)
+        return position % count == int(scope.get("index") or 0)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_make_collect_report(self, collector):
+        """Partial collection: a test file outside this worker's scope is listed, not imported."""
+        if self.scope is None or not isinstance(collector, pytest.File):
+            return None
+        nodeid = collector.nodeid
+        if nodeid in self.allowed:
+            return None
+        position = len(self.files)
+        self.files.append(nodeid)
+        if self._in_scope(position):
+            return None
+        self.deferred[nodeid] = collector
+        return pytest.CollectReport(nodeid, "passed", None, [])
+
+    def _collect_file(self, nodeid, by_id):
+        """Collects a deferred file now, as pytest would have, and reports it."""
+        collector = self.deferred.pop(nodeid)
+        self.allowed.add(nodeid)
+        session = self.session
+        errors_before = len(self.collect_errors)
+        items = list(session.genitems(collector))
+        session.config.hook.pytest_collection_modifyitems(
+            session=session, config=session.config, items=items
+        )
+        for item in items:
+            by_id[item.nodeid] = item
+        self.send(
+            {
+                "type": "file_collection",
+                "file": nodeid,
+                "tests": [item.nodeid for item in items],
+                "errors": self.collect_errors[errors_before:],
+            }
+        )
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -469,15 +532,17 @@ class HerdWorker:
             name = mark.args[0] if mark.args else mark.kwargs.get("name")
             if name is not None:
                 groups[item.nodeid] = str(name)
-        self.send(
-            {
-                "type": "collection",
-                "tests": [item.nodeid for item in session.items]
-                + ([self.faults["extra-test"]] if "extra-test" in self.faults else []),
-                "errors": self.collect_errors,
-                "herd_groups": groups,
-            }
-        )
+        message = {
+            "type": "collection",
+            "tests": [item.nodeid for item in session.items]
+            + ([self.faults["extra-test"]] if "extra-test" in self.faults else []),
+            "errors": self.collect_errors,
+            "herd_groups": groups,
+        }
+        if self.scope is not None:
+            message["files"] = self.files
+            message["scope"] = self.scope
+        self.send(message)
 
     # ---- the test loop ------------------------------------------------------------------------
 
@@ -513,6 +578,11 @@ class HerdWorker:
     def _resolve(self, ids, by_id):
         for nodeid in ids:
             item = by_id.get(nodeid)
+            if item is None and self.deferred:
+                file = nodeid.split("::", 1)[0]
+                if file in self.deferred:
+                    self._collect_file(file, by_id)
+                    item = by_id.get(nodeid)
             if item is None:
                 self._report_unknown(nodeid)
             else:

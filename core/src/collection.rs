@@ -1,0 +1,379 @@
+//! Collection paid once: the reference collection assembled from shards, and each worker's
+//! later, file by file, collection checked against it.
+//!
+//! Collecting a large pytest suite costs as much as running it. Instead of every worker
+//! collecting everything, each of the first workers is given a *shard*: it walks the whole tree
+//! (cheap: it lists the test files, `files`) but imports and collects only the files whose
+//! position in that list is `index` modulo `count`. The shards together are the reference. A
+//! worker that is later dealt tests of a file it has not collected collects that file then and
+//! reports it (`file_collection`); that report is checked against the reference's tests of the
+//! file before any of them runs. Every collection is still checked: the file list of each
+//! worker, and the tests of each file each worker collects.
+//!
+//! A test belongs to the file named by its id up to the first `::` ([`module_of`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::collection_diff;
+use crate::grouping::module_of;
+use crate::protocol::CollectionError;
+use crate::TestId;
+
+/// What a worker is asked to collect before it reports its collection (sent in `welcome`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CollectScope {
+    /// Everything (the default, and all a worker that ignores scopes does).
+    All,
+    /// The files at positions `index`, `index + count`, ... of the walk.
+    Shard {
+        /// This shard's number, from 0.
+        index: usize,
+        /// How many shards there are.
+        count: usize,
+    },
+    /// Nothing yet: files are collected when their tests are dealt.
+    Lazy,
+}
+
+impl CollectScope {
+    /// Whether the file at `position` of the walk belongs to this scope.
+    pub fn covers(&self, position: usize) -> bool {
+        match self {
+            CollectScope::All => true,
+            CollectScope::Shard { index, count } => position % count.max(&1) == *index,
+            CollectScope::Lazy => false,
+        }
+    }
+}
+
+/// A worker's collection as the coordinator checks it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Part {
+    /// The collected ids.
+    pub tests: Vec<TestId>,
+    /// Failed collectors.
+    pub errors: Vec<CollectionError>,
+    /// `herd_group` names by test id.
+    pub herd_groups: BTreeMap<TestId, String>,
+    /// Every test file of the walk, in order (`None`: the worker collected everything).
+    pub files: Option<Vec<String>>,
+    /// What the worker collected (`None`: everything).
+    pub scope: Option<CollectScope>,
+}
+
+impl Part {
+    /// Whether this part is a whole collection.
+    pub fn is_whole(&self) -> bool {
+        self.files.is_none() || matches!(self.scope, None | Some(CollectScope::All))
+    }
+}
+
+/// The reference collection, indexed by file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reference {
+    /// Every test, in order.
+    pub tests: Vec<TestId>,
+    /// `herd_group` names by test id.
+    pub herd_groups: BTreeMap<TestId, String>,
+    /// The walk's test files, when the reference was assembled from shards.
+    pub files: Option<Vec<String>>,
+    by_file: HashMap<String, Vec<TestId>>,
+}
+
+impl Reference {
+    /// A reference from one whole collection.
+    pub fn whole(tests: Vec<TestId>, herd_groups: BTreeMap<TestId, String>) -> Reference {
+        let by_file = by_file(&tests);
+        Reference {
+            tests,
+            herd_groups,
+            files: None,
+            by_file,
+        }
+    }
+
+    /// The reference's tests of `file`, in order.
+    pub fn tests_of(&self, file: &str) -> &[TestId] {
+        self.by_file.get(file).map_or(&[], Vec::as_slice)
+    }
+
+    /// Checks a worker's collection; a unified diff (and any errors) when it differs.
+    pub fn check(&self, part: &Part, worker: &str) -> Option<String> {
+        let mut diff = if part.is_whole() {
+            collection_diff(&self.tests, &part.tests, worker)
+        } else {
+            let files = part.files.as_deref().unwrap_or_default();
+            self.check_files(files, worker).or_else(|| {
+                let scope = part.scope.clone().unwrap_or(CollectScope::All);
+                let covered: Vec<&String> = files
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| scope.covers(*i))
+                    .map(|(_, f)| f)
+                    .collect();
+                let expected: Vec<TestId> = covered
+                    .iter()
+                    .flat_map(|f| self.tests_of(f).iter().cloned())
+                    .collect();
+                collection_diff(&expected, &part.tests, worker)
+            })
+        };
+        if !part.errors.is_empty() {
+            let failed: Vec<&str> = part.errors.iter().map(|e| e.nodeid.as_str()).collect();
+            let text = diff.take().unwrap_or_default();
+            diff = Some(format!(
+                "{text}collection errors in: {}\n",
+                failed.join(", ")
+            ));
+        }
+        diff
+    }
+
+    /// Checks the tests a worker collected from one file.
+    pub fn check_file(&self, file: &str, tests: &[TestId], worker: &str) -> Option<String> {
+        collection_diff(self.tests_of(file), tests, &format!("{worker} {file}"))
+    }
+
+    fn check_files(&self, files: &[String], worker: &str) -> Option<String> {
+        let reference = self.files.as_ref()?;
+        (reference.as_slice() != files).then(|| files_diff(reference, files, worker))
+    }
+}
+
+fn by_file(tests: &[TestId]) -> HashMap<String, Vec<TestId>> {
+    let mut map: HashMap<String, Vec<TestId>> = HashMap::new();
+    for test in tests {
+        map.entry(module_of(test).to_string())
+            .or_default()
+            .push(test.clone());
+    }
+    map
+}
+
+fn files_diff(reference: &[String], files: &[String], worker: &str) -> String {
+    let text = |f: &[String]| f.iter().map(|f| format!("{f}\n")).collect::<String>();
+    let (old, new) = (text(reference), text(files));
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    format!(
+        "the test files differ:\n{}",
+        diff.unified_diff()
+            .context_radius(2)
+            .header("reference files", &format!("{worker} files"))
+    )
+}
+
+/// The reference assembled from shards as workers report them.
+#[derive(Debug, Clone)]
+pub struct ShardedReference {
+    parts: Vec<Option<Part>>,
+    owners: Vec<Option<String>>,
+}
+
+impl ShardedReference {
+    /// `count` shards, none assigned.
+    pub fn new(count: usize) -> ShardedReference {
+        ShardedReference {
+            parts: vec![None; count.max(1)],
+            owners: vec![None; count.max(1)],
+        }
+    }
+
+    /// What `worker` (saying hello) should collect: the shard it already owns and has not
+    /// delivered, else the first shard nobody owns, else nothing until its tests are dealt.
+    pub fn assign(&mut self, worker: &str) -> CollectScope {
+        let count = self.parts.len();
+        let undelivered = |i: usize| self.parts[i].is_none();
+        let own = (0..count).find(|&i| undelivered(i) && self.owners[i].as_deref() == Some(worker));
+        let free = || (0..count).find(|&i| undelivered(i) && self.owners[i].is_none());
+        match own.or_else(free) {
+            Some(index) => {
+                self.owners[index] = Some(worker.to_string());
+                CollectScope::Shard { index, count }
+            }
+            None => CollectScope::Lazy,
+        }
+    }
+
+    /// `worker` is gone for good: its undelivered shard goes to the next worker that asks.
+    /// Whether a shard was orphaned.
+    pub fn release(&mut self, worker: &str) -> bool {
+        let mut orphaned = false;
+        for (owner, part) in self.owners.iter_mut().zip(&self.parts) {
+            if owner.as_deref() == Some(worker) && part.is_none() {
+                *owner = None;
+                orphaned = true;
+            }
+        }
+        orphaned
+    }
+
+    /// Whether some shard has no owner and no part.
+    pub fn has_orphans(&self) -> bool {
+        self.owners
+            .iter()
+            .zip(&self.parts)
+            .any(|(o, p)| o.is_none() && p.is_none())
+    }
+
+    /// Adds a shard's part (or checks a lazy worker's file list). `Err` holds the diff when the
+    /// worker's file list differs from the other shards'; `Ok(Some)` is the complete reference.
+    pub fn add(&mut self, part: Part, worker: &str) -> Result<Option<Reference>, String> {
+        let files = part.files.clone().unwrap_or_default();
+        if let Some(known) = self.parts.iter().flatten().find_map(|p| p.files.as_ref()) {
+            if *known != files {
+                return Err(files_diff(known, &files, worker));
+            }
+        }
+        if let Some(CollectScope::Shard { index, count }) = part.scope {
+            if count == self.parts.len() && index < count && self.parts[index].is_none() {
+                self.parts[index] = Some(part);
+            }
+        }
+        if self.parts.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(self.assemble(files)))
+    }
+
+    /// Every collection error reported so far.
+    pub fn errors(&self) -> Vec<CollectionError> {
+        self.parts
+            .iter()
+            .flatten()
+            .flat_map(|p| p.errors.iter().cloned())
+            .collect()
+    }
+
+    fn assemble(&self, files: Vec<String>) -> Reference {
+        let mut by_file: HashMap<String, Vec<TestId>> = HashMap::new();
+        let mut herd_groups = BTreeMap::new();
+        let mut elsewhere = Vec::new();
+        for part in self.parts.iter().flatten() {
+            herd_groups.extend(part.herd_groups.clone());
+            for test in &part.tests {
+                by_file
+                    .entry(module_of(test).to_string())
+                    .or_default()
+                    .push(test.clone());
+            }
+        }
+        let mut tests = Vec::new();
+        for file in &files {
+            if let Some(list) = by_file.get(file) {
+                tests.extend(list.iter().cloned());
+            }
+        }
+        // Ids that do not start with a file of the walk keep their shard's order, last.
+        for (file, list) in &by_file {
+            if !files.contains(file) {
+                elsewhere.extend(list.iter().cloned());
+            }
+        }
+        elsewhere.sort();
+        tests.extend(elsewhere);
+        Reference {
+            tests,
+            herd_groups,
+            files: Some(files),
+            by_file,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<TestId> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn shard(index: usize, count: usize, files: &[&str], tests: &[&str]) -> Part {
+        Part {
+            tests: ids(tests),
+            files: Some(ids(files)),
+            scope: Some(CollectScope::Shard { index, count }),
+            ..Part::default()
+        }
+    }
+
+    #[test]
+    fn shards_are_assigned_once_and_orphans_are_reassigned() {
+        let mut sharded = ShardedReference::new(2);
+        assert_eq!(
+            sharded.assign("w1"),
+            CollectScope::Shard { index: 0, count: 2 }
+        );
+        assert_eq!(
+            sharded.assign("w2"),
+            CollectScope::Shard { index: 1, count: 2 }
+        );
+        // A respawned w1 collects its shard again; a third worker has nothing to shard.
+        assert_eq!(
+            sharded.assign("w1"),
+            CollectScope::Shard { index: 0, count: 2 }
+        );
+        assert_eq!(sharded.assign("w3"), CollectScope::Lazy);
+        assert!(sharded.release("w1"));
+        assert!(sharded.has_orphans());
+        assert_eq!(
+            sharded.assign("w3"),
+            CollectScope::Shard { index: 0, count: 2 }
+        );
+    }
+
+    #[test]
+    fn shards_assemble_in_walk_order_and_files_are_checked() {
+        let files = ["a.py", "b.py", "c.py"];
+        let mut sharded = ShardedReference::new(2);
+        let first = shard(1, 2, &files, &["b.py::t1", "b.py::t2"]);
+        assert_eq!(sharded.add(first, "w2"), Ok(None));
+        let other_files = shard(0, 2, &["a.py", "c.py"], &["a.py::t"]);
+        let diff = sharded.add(other_files, "w1").unwrap_err();
+        assert!(diff.contains("-b.py"), "{diff}");
+        let second = shard(0, 2, &files, &["a.py::t", "c.py::t"]);
+        let reference = sharded.add(second, "w1").unwrap().unwrap();
+        assert_eq!(
+            reference.tests,
+            ids(&["a.py::t", "b.py::t1", "b.py::t2", "c.py::t"])
+        );
+        assert_eq!(
+            reference.tests_of("b.py"),
+            &ids(&["b.py::t1", "b.py::t2"])[..]
+        );
+    }
+
+    #[test]
+    fn each_file_and_each_part_is_checked_against_the_reference() {
+        let files = ["a.py", "b.py"];
+        let mut sharded = ShardedReference::new(1);
+        let reference = sharded
+            .add(shard(0, 1, &files, &["a.py::t", "b.py::u"]), "w1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(reference.check_file("b.py", &ids(&["b.py::u"]), "w2"), None);
+        let diff = reference
+            .check_file("b.py", &ids(&["b.py::u", "b.py::v"]), "w2")
+            .unwrap();
+        assert!(diff.contains("+b.py::v"), "{diff}");
+        let lazy = Part {
+            files: Some(ids(&files)),
+            scope: Some(CollectScope::Lazy),
+            ..Part::default()
+        };
+        assert_eq!(reference.check(&lazy, "w2"), None);
+        let wrong_shard = Part {
+            scope: Some(CollectScope::Shard { index: 0, count: 2 }),
+            ..shard(0, 2, &files, &["a.py::t", "a.py::extra"])
+        };
+        assert!(reference.check(&wrong_shard, "w2").is_some());
+        let whole = Part {
+            tests: ids(&["a.py::t", "b.py::u"]),
+            ..Part::default()
+        };
+        assert_eq!(reference.check(&whole, "w3"), None);
+    }
+}

@@ -573,3 +573,29 @@ fn chaos_strikes_pytest_workers_and_nothing_is_lost() {
         assert!(struck > 0, "{kind}: nothing injected\n{}", run.dump());
     }
 }
+
+#[test]
+fn a_shard_left_by_a_retired_worker_is_collected_by_another() {
+    // w2 dies while pytest starts (before it collects its shard) and is retired: w1 is
+    // restarted to collect the shard nobody else would, and every test still runs.
+    let suite = PySuite::new(&[
+        (
+            "conftest.py",
+            "import os\nif os.environ.get('HERD_WORKER_ID') == 'w2':\n    os._exit(3)\n",
+        ),
+        (
+            "test_a.py",
+            "def test_a1():\n    pass\n\ndef test_a2():\n    pass\n",
+        ),
+        ("test_b.py", "def test_b1():\n    pass\n"),
+    ]);
+    let run = suite.herd(&["-n", "2", "--retire-after", "1"], &[]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 3, "{}", run.dump());
+    assert_eq!(run.of("worker_retired").len(), 1, "{}", run.dump());
+    assert!(
+        run.stdout.contains("restarted to collect a shard"),
+        "{}",
+        run.dump()
+    );
+}

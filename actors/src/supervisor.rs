@@ -62,6 +62,8 @@ pub struct Supervisor {
     budget: RespawnBudget,
     reference: Option<Arc<Reference>>,
     sharded: Option<ShardedReference>,
+    /// Workers restarted to collect an orphaned shard, until their next hello.
+    recollecting: HashSet<String>,
     scheduler: Addr<Scheduler>,
     reporter: Addr<Reporter>,
     transport: Addr<Transport>,
@@ -91,6 +93,7 @@ impl Supervisor {
             reference: None,
             sharded: (settings.reference.is_none() && settings.shard_collection)
                 .then(|| ShardedReference::new(settings.slots.len())),
+            recollecting: HashSet::new(),
             settings,
             scheduler,
             reporter,
@@ -302,6 +305,7 @@ impl Supervisor {
         let collect = if self.reference.is_some() {
             self.settings.shard_collection.then_some(CollectScope::Lazy)
         } else {
+            self.recollecting.remove(name.as_str());
             self.sharded.as_mut().map(|sharded| sharded.assign(name))
         };
         match worker {
@@ -353,7 +357,10 @@ impl Handler<CheckCollection> for Supervisor {
         };
         MessageResult(match sharded.add(msg.part, &msg.identity) {
             Err(diff) => CollectionVerdict::Mismatch(diff),
-            Ok(None) => CollectionVerdict::Pending,
+            Ok(None) => {
+                self.recollect_orphans();
+                CollectionVerdict::Pending
+            }
             Ok(Some(reference)) => self.first_reference(reference, ctx),
         })
     }
@@ -489,19 +496,40 @@ impl Supervisor {
 
 impl Supervisor {
     /// A slot ended before delivering its shard of the reference: another worker collects it.
-    /// A worker yet to say hello will take it; otherwise a live worker (which holds no tests
-    /// yet, the reference being incomplete) is restarted to take it.
     fn recollect_orphaned_shard(&mut self, gone: &str) {
-        let Some(sharded) = self.sharded.as_mut() else {
+        if let Some(sharded) = self.sharded.as_mut() {
+            sharded.release(gone);
+            self.recollect_orphans();
+        }
+    }
+
+    /// Shards that nobody owns and no live worker will claim (every live worker already owns
+    /// one) are orphans: a worker that has delivered its own shard, and so holds no tests yet,
+    /// is restarted to collect one (not counted against the respawn budget). If every live
+    /// worker is still collecting, this runs again when one delivers.
+    fn recollect_orphans(&mut self) {
+        let Some(sharded) = &self.sharded else {
             return;
         };
-        if !sharded.release(gone) {
-            return;
-        }
-        let mut live: Vec<&String> = self.live.iter().collect();
-        live.sort();
-        if let Some(worker) = live.first().and_then(|w| self.workers.get(*w)) {
-            worker.do_send(Recollect);
+        let claimants = self.live.iter().filter(|w| !sharded.owns_any(w)).count();
+        let orphans = sharded.unowned().saturating_sub(claimants);
+        let mut waiting: Vec<&String> = self
+            .live
+            .iter()
+            .filter(|w| sharded.has_delivered(w) && !self.recollecting.contains(*w))
+            .collect();
+        waiting.sort();
+        let restart: Vec<String> = waiting
+            .into_iter()
+            .take(orphans.saturating_sub(self.recollecting.len()))
+            .cloned()
+            .collect();
+        for worker in restart {
+            tracing::debug!(%worker, "restarting to collect an orphaned shard");
+            if let Some(addr) = self.workers.get(&worker) {
+                addr.do_send(Recollect);
+            }
+            self.recollecting.insert(worker);
         }
     }
 }

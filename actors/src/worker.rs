@@ -540,7 +540,9 @@ impl Worker {
             self.state,
             State::Starting | State::Collecting | State::Checking
         );
-        if early && !self.aborted && !self.draining {
+        if self.kill == Some(KillReason::Recollect) {
+            self.notice(KillReason::Recollect.describe());
+        } else if early && !self.aborted && !self.draining {
             self.notice(format!(
                 "died before it was ready: {why}\n{}",
                 self.tail_text()

@@ -210,12 +210,28 @@ impl ShardedReference {
         orphaned
     }
 
-    /// Whether some shard has no owner and no part.
-    pub fn has_orphans(&self) -> bool {
+    /// How many shards have no owner and no part yet.
+    pub fn unowned(&self) -> usize {
         self.owners
             .iter()
             .zip(&self.parts)
-            .any(|(o, p)| o.is_none() && p.is_none())
+            .filter(|(o, p)| o.is_none() && p.is_none())
+            .count()
+    }
+
+    /// Whether `worker` owns a shard (delivered or not).
+    pub fn owns_any(&self, worker: &str) -> bool {
+        self.owners.iter().any(|o| o.as_deref() == Some(worker))
+    }
+
+    /// Whether `worker` owns shards and has delivered them all (it waits for the others).
+    pub fn has_delivered(&self, worker: &str) -> bool {
+        self.owns_any(worker)
+            && self
+                .owners
+                .iter()
+                .zip(&self.parts)
+                .all(|(o, p)| o.as_deref() != Some(worker) || p.is_some())
     }
 
     /// Adds a shard's part (or checks a lazy worker's file list). `Err` holds the diff when the
@@ -318,7 +334,9 @@ mod tests {
         );
         assert_eq!(sharded.assign("w3"), CollectScope::Lazy);
         assert!(sharded.release("w1"));
-        assert!(sharded.has_orphans());
+        assert_eq!(sharded.unowned(), 1);
+        assert!(!sharded.owns_any("w1") && sharded.owns_any("w2"));
+        assert!(!sharded.has_delivered("w2"));
         assert_eq!(
             sharded.assign("w3"),
             CollectScope::Shard { index: 0, count: 2 }

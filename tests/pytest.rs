@@ -599,3 +599,24 @@ fn a_shard_left_by_a_retired_worker_is_collected_by_another() {
         run.dump()
     );
 }
+
+#[test]
+fn exit_handlers_of_a_worker_still_run() {
+    // Workers skip the interpreter's slow teardown, not atexit handlers (coverage data, logs).
+    let conftest = "import atexit, os\n\ndef _bye():\n    with open(f\"bye-{os.environ['HERD_WORKER_ID']}\", 'w') as f:\n        f.write('ok')\n\natexit.register(_bye)\n";
+    let suite = PySuite::new(&[
+        ("conftest.py", conftest),
+        ("test_a.py", "def test_a():\n    pass\n"),
+    ]);
+    let run = suite.herd(&["-n", "2"], &[]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    for worker in ["w1", "w2"] {
+        let path = suite.path().join(format!("bye-{worker}"));
+        assert_eq!(
+            std::fs::read_to_string(&path).ok().as_deref(),
+            Some("ok"),
+            "{}",
+            run.dump()
+        );
+    }
+}

@@ -122,10 +122,26 @@ def bench_trivial(d: Path):
     serial.show()
     xdist = Run(f"pytest-xdist -n {WORKERS}", xdist_cmd(), d)
     xdist.show()
-    herd = Run(f"herd -n {WORKERS}", herd_cmd(d), d)
+    events = d / ".events-shared.jsonl"
+    herd = Run(f"herd -n {WORKERS}", herd_cmd(d, "--events", str(events)), d, events=events)
     herd.show()
+    events_all = d / ".events-all.jsonl"
+    whole = Run(f"herd -n {WORKERS} --collect-all", herd_cmd(d, "--collect-all", "--events",
+                str(events_all)), d, events=events_all)
+    whole.show()
     target("trivial: herd / xdist ", herd.wall / xdist.wall, 0.6)
     target("trivial: herd / serial", herd.wall / serial.wall, 1.0, strict=True)
+    # Collection paid once: the reference is known when the `collected` event is written.
+    shared, every = collected_at(herd.events), collected_at(whole.events)
+    if shared and every:
+        print(f"  collection: reference known after {shared:.2f} s with shared collection, "
+              f"{every:.2f} s when every worker collects everything "
+              f"(wall {herd.wall:.2f} s vs {whole.wall:.2f} s)")
+
+
+def collected_at(events):
+    """Seconds from the session's start to the reference collection (None if absent)."""
+    return next((e["t"] for e in events if e["event"] == "collected"), None)
 
 
 #: Per-test timestamps for runners without an event stream (xdist): each process appends

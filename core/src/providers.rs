@@ -63,9 +63,11 @@ pub struct Pick {
 /// In order of preference:
 /// 1. the first group that needs no provider, or the provider the worker holds, or (for a worker
 ///    holding none) a provider nobody holds;
-/// 2. the first group whose provider nobody holds (the worker switches);
-/// 3. the first group at all (the worker switches to a provider another worker also holds), so no
-///    worker idles while work is queued.
+/// 2. the first group whose provider nobody holds (the worker switches).
+///
+/// A group whose provider another live worker holds is never given to this one: that worker will
+/// take it, and each provider is connected once. The worker waits (or, holding tests, is told
+/// there is no more) instead.
 pub fn pick(
     queue: &VecDeque<Group>,
     held: Option<&str>,
@@ -92,11 +94,9 @@ pub fn pick(
     if let Some(index) = first {
         return Some(take(index));
     }
-    let unheld = queue
+    queue
         .iter()
-        .position(|g| g.provider.as_deref().is_some_and(free));
-    unheld
-        .or(if queue.is_empty() { None } else { Some(0) })
+        .position(|g| g.provider.as_deref().is_some_and(free))
         .map(take)
 }
 
@@ -149,17 +149,15 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_switches_only_when_nothing_else_is_left() {
+    fn a_worker_switches_only_when_nothing_else_is_left_and_never_to_a_held_provider() {
         let q: VecDeque<Group> = [group("a", Some("p1")), group("b", Some("p2"))].into();
         let p = pick(&q, Some("p3"), |p| p == "p1").unwrap();
         assert_eq!(
             (p.index, p.provider.as_deref(), p.switch_from.as_deref()),
             (1, Some("p2"), Some("p3"))
         );
-        let p = pick(&q, Some("p3"), |_| true).unwrap();
-        assert_eq!((p.index, p.switch_from.as_deref()), (0, Some("p3")));
-        let p = pick(&q, None, |_| true).unwrap();
-        assert_eq!((p.index, p.switch_from), (0, None));
+        assert_eq!(pick(&q, Some("p3"), |_| true), None);
+        assert_eq!(pick(&q, None, |_| true), None);
         assert_eq!(pick(&VecDeque::new(), None, |_| false), None);
     }
 }

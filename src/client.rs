@@ -34,6 +34,9 @@ pub enum ClientError {
     /// The coordinator sent something this client does not understand.
     #[error("unexpected message from the coordinator: {0}")]
     Unexpected(String),
+    /// The fingerprint command failed, or a token file could not be read.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Where and who a worker is, as herd tells it through the environment.
@@ -49,6 +52,9 @@ pub struct WorkerEnv {
     pub incarnation: u32,
     /// `HERD_APPLIANCE`.
     pub appliance: Option<String>,
+    /// `HERD_FINGERPRINT_CMD`: a shell command whose output goes into the fingerprint this
+    /// worker says in `hello` (run on this host when connecting).
+    pub fingerprint_cmd: Option<String>,
 }
 
 impl WorkerEnv {
@@ -68,7 +74,61 @@ impl WorkerEnv {
             worker: var(protocol::ENV_WORKER_ID)?,
             incarnation,
             appliance: std::env::var(protocol::ENV_APPLIANCE).ok(),
+            fingerprint_cmd: std::env::var(protocol::ENV_FINGERPRINT_CMD)
+                .ok()
+                .filter(|c| !c.trim().is_empty()),
         })
+    }
+
+    /// A worker started by hand or by another tool (`herd worker --connect`): the coordinator's
+    /// endpoint, the session token read from `token_file` (trimmed), and the slot it fills.
+    pub fn remote(
+        endpoint: impl Into<String>,
+        token_file: &std::path::Path,
+        worker: impl Into<String>,
+        incarnation: u32,
+    ) -> Result<WorkerEnv, ClientError> {
+        Ok(WorkerEnv {
+            endpoint: endpoint.into(),
+            token: read_token_file(token_file).map_err(ClientError::Setup)?,
+            worker: worker.into(),
+            incarnation,
+            appliance: None,
+            fingerprint_cmd: None,
+        })
+    }
+
+    /// The `HERD_*` variables that hand this identity to a worker process.
+    pub fn to_vars(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (protocol::ENV_ENDPOINT.to_string(), self.endpoint.clone()),
+            (protocol::ENV_TOKEN.to_string(), self.token.clone()),
+            (protocol::ENV_WORKER_ID.to_string(), self.worker.clone()),
+            (
+                protocol::ENV_INCARNATION.to_string(),
+                self.incarnation.to_string(),
+            ),
+        ];
+        if let Some(appliance) = &self.appliance {
+            vars.push((protocol::ENV_APPLIANCE.to_string(), appliance.clone()));
+        }
+        if let Some(cmd) = &self.fingerprint_cmd {
+            vars.push((protocol::ENV_FINGERPRINT_CMD.to_string(), cmd.clone()));
+        }
+        vars
+    }
+
+    /// This worker's fingerprint: herd's version and the output of the fingerprint command, run
+    /// here.
+    pub fn fingerprint(&self) -> Result<String, ClientError> {
+        let output = match &self.fingerprint_cmd {
+            Some(cmd) => Some(run_fingerprint_cmd(cmd).map_err(ClientError::Setup)?),
+            None => None,
+        };
+        Ok(protocol::fingerprint(
+            env!("CARGO_PKG_VERSION"),
+            output.as_deref(),
+        ))
     }
 
     /// This spawn's ZeroMQ identity.
@@ -123,6 +183,7 @@ impl WorkerClient {
             token: client.env.token.clone(),
             pid: Some(std::process::id()),
             heartbeat: heartbeat.map(|h| h.as_secs_f64()),
+            fingerprint: Some(client.env.fingerprint()?),
         })?;
         match client.recv(Some(timeout))? {
             Some(CoordinatorMessage::Welcome { .. }) => Ok(client),
@@ -209,6 +270,36 @@ impl WorkerClient {
             .map(Some)
             .map_err(|e| ClientError::Unexpected(e.to_string()))
     }
+}
+
+/// Reads a session token file: its content, trimmed; an empty file is an error.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(token.to_string())
+}
+
+/// Runs a `--fingerprint` command (`sh -c`) and returns its output, trimmed; a failure is an
+/// error that names the command.
+pub fn run_fingerprint_cmd(cmd: &str) -> Result<String, String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run the fingerprint command `{cmd}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the fingerprint command `{cmd}` failed ({}): {}",
+            herd_actors::process::describe_status(&out.status),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A running heartbeat thread; dropping it stops the heartbeats.

@@ -79,6 +79,7 @@ fn signal_group(child: &Child, signal: Signal) {
 fn token_file(suite: &Suite, name: &str, secret: &str) -> String {
     let path = suite.path().join(name);
     std::fs::write(&path, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     path.display().to_string()
 }
 

@@ -225,8 +225,6 @@ pub struct Worker {
     /// An external worker herd gave up on (it cannot be killed); its end is handled next tick.
     disowned: bool,
     pending_gone: bool,
-    /// The identity last refused for not being current (its next messages are refused quietly).
-    last_refused: Option<Vec<u8>>,
 }
 
 impl Worker {
@@ -263,7 +261,6 @@ impl Worker {
             joined: false,
             disowned: false,
             pending_gone: false,
-            last_refused: None,
         }
     }
 
@@ -1238,11 +1235,6 @@ impl Handler<FromProcess> for Worker {
         if self.identity.as_ref() != Some(&msg.identity) {
             let got = String::from_utf8_lossy(&msg.identity).into_owned();
             let why = format!("{got} has not said hello (or is not current); say hello first");
-            if self.last_refused.as_ref() == Some(&msg.identity) {
-                // Said once already (a worker given up for lost sends what it had queued).
-                return self.send(msg.identity, CoordinatorMessage::Error { message: why });
-            }
-            self.last_refused = Some(msg.identity.clone());
             return self.refuse(msg.identity, why);
         }
         self.last_heard = Instant::now();

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herd_core::protocol::{
     self, decode_coordinator_message, encode, CoordinatorMessage, WorkerMessage, PROTOCOL_VERSION,
@@ -139,10 +139,49 @@ impl WorkerEnv {
 
 /// A connected, welcomed worker. It may be shared between threads (one sends heartbeats while
 /// the other runs tests): every socket operation takes a lock.
+///
+/// A coordinator that becomes unreachable (its process or host gone) is noticed: ZeroMQ
+/// heartbeats drop a dead TCP connection after [`ZMTP_HEARTBEAT_TIMEOUT`], and once the
+/// connection has been down for the connect timeout, [`WorkerClient::recv`] fails with
+/// [`ClientError::NoAnswer`], so a worker on another host does not wait forever.
 pub struct WorkerClient {
     socket: Mutex<zmq::Socket>,
+    link: Mutex<Link>,
     env: WorkerEnv,
     _context: zmq::Context,
+}
+
+/// How long a worker's connection may stay silent at the ZeroMQ level (no traffic, no answer to
+/// its pings) before it is dropped and re-made. Longer than the coordinator's default
+/// `--heartbeat-timeout`, so a blip the coordinator forgives does not break the connection.
+pub const ZMTP_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection to the coordinator as the socket monitor reports it.
+struct Link {
+    monitor: zmq::Socket,
+    down_since: Option<Instant>,
+    give_up_after: Duration,
+}
+
+impl Link {
+    /// Reads the monitor's events; how long the coordinator has been unreachable, once that is
+    /// longer than `give_up_after`.
+    fn lost_for(&mut self) -> Option<Duration> {
+        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
+            let Some(head) = frames.first().filter(|f| f.len() >= 2) else {
+                continue;
+            };
+            match zmq::SocketEvent::from_raw(u16::from_ne_bytes([head[0], head[1]])) {
+                zmq::SocketEvent::DISCONNECTED => {
+                    self.down_since.get_or_insert_with(Instant::now);
+                }
+                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => self.down_since = None,
+                _ => {}
+            }
+        }
+        let down = self.down_since?.elapsed();
+        (down >= self.give_up_after).then_some(down)
+    }
 }
 
 impl WorkerClient {
@@ -170,9 +209,27 @@ impl WorkerClient {
             .map_err(err)?;
         socket.set_linger(2000).map_err(err)?;
         socket.set_sndhwm(0).map_err(err)?;
+        socket.set_heartbeat_ivl(1000).map_err(err)?;
+        let zmtp_timeout = ZMTP_HEARTBEAT_TIMEOUT.as_millis() as i32;
+        socket.set_heartbeat_timeout(zmtp_timeout).map_err(err)?;
+        // inproc names are per context, and this context is the client's own.
+        let events = zmq::SocketEvent::DISCONNECTED.to_raw() as i32
+            | zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() as i32;
+        socket
+            .monitor("inproc://herd-client-monitor", events)
+            .map_err(err)?;
+        let monitor = context.socket(zmq::PAIR).map_err(err)?;
+        monitor
+            .connect("inproc://herd-client-monitor")
+            .map_err(err)?;
         socket.connect(&env.endpoint).map_err(err)?;
         let client = WorkerClient {
             socket: Mutex::new(socket),
+            link: Mutex::new(Link {
+                monitor,
+                down_since: None,
+                give_up_after: timeout,
+            }),
             env,
             _context: context,
         };
@@ -251,7 +308,9 @@ impl WorkerClient {
             })
     }
 
-    /// Waits up to `timeout` (forever with `None`) for a message; `Ok(None)` on timeout.
+    /// Waits up to `timeout` (forever with `None`) for a message; `Ok(None)` on timeout. Fails
+    /// with [`ClientError::NoAnswer`] once the coordinator has been unreachable for longer than
+    /// the connect timeout.
     pub fn recv(
         &self,
         timeout: Option<Duration>,
@@ -260,6 +319,14 @@ impl WorkerClient {
             endpoint: self.env.endpoint.clone(),
             source,
         };
+        let lost = self
+            .link
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .lost_for();
+        if let Some(down) = lost {
+            return Err(ClientError::NoAnswer(self.env.endpoint.clone(), down));
+        }
         let millis = timeout.map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
         let socket = self.lock();
         if socket.poll(zmq::POLLIN, millis).map_err(err)? == 0 {

@@ -272,3 +272,34 @@ fn a_pytest_worker_joins_with_herd_worker_connect() {
     assert_eq!(outcomes["test_x.py::test_a"], "passed");
     assert_eq!(outcomes["test_x.py::test_b"], "failed");
 }
+
+#[test]
+fn a_worker_whose_coordinator_is_gone_gives_up() {
+    let mut suite = Suite::new();
+    for i in 0..4 {
+        suite = suite.test(&format!("m::t{i}"), "sleep 0.5\n");
+    }
+    let token = token_file(&suite, "token", "s3cret");
+    let mut herd = suite.spawn(&[
+        "-n",
+        "1",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--token-file",
+        &token,
+        "--launcher",
+        "external",
+    ]);
+    let command = command_for(&suite.events_path(), "w1", 1);
+    let worker = start(
+        suite.path(),
+        &format!("env HERD_CONNECT_TIMEOUT=1 {command}"),
+    );
+    suite.wait_for_events("test_started", 1);
+    herd.kill().unwrap();
+    herd.wait().unwrap();
+    // Its queue runs out, then it notices nobody answers any more and exits.
+    let (code, out) = finish(worker);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no answer from the coordinator"), "{out}");
+}

@@ -38,13 +38,17 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Serve as a worker: started by `herd run` (it reads the HERD_* variables), or anywhere with
-    /// --connect to join a session listening on TCP.
+    /// Serve as a worker: started by `herd run`, or on any host with --connect.
     ///
-    /// exec runner:   herd worker --connect tcp://ci-1:5555 --token-file token --worker w3 \
-    ///                  --list 'ls tests/*.sh' -- sh {}
-    /// pytest runner: herd worker --connect tcp://ci-1:5555 --token-file token --worker w3 \
-    ///                  -- pytest tests/
+    /// Without --connect it reads the HERD_* variables `herd run` sets. With --connect it joins a
+    /// session listening on TCP; `herd run --launcher external` prints each worker's command.
+    ///
+    /// exec runner:
+    ///   herd worker --connect tcp://ci-1:5555 --token-file token --worker w3 \
+    ///     --list 'ls tests/*.sh' -- sh {}
+    /// pytest runner:
+    ///   herd worker --connect tcp://ci-1:5555 --token-file token --worker w3 -- pytest tests/
+    #[command(verbatim_doc_comment)]
     Worker(WorkerArgs),
 }
 

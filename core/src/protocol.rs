@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   coordinator (ROUTER, binds)                worker (DEALER, connects)
-//!        |  <-- hello {protocol, worker, incarnation, token, pid}
+//!        |  <-- hello {protocol, worker, incarnation, token, pid, heartbeat, fingerprint}
 //!        |  --> welcome {worker, incarnation}      (or error {message}, then nothing)
 //!        |  <-- collection {tests}                 (checked against the reference)
 //!        |  <-- heartbeat                          (every few seconds, if hello promised it)

@@ -3,12 +3,42 @@
 //! counts herd's actor thread, transport thread and ZeroMQ threads, and none of the worker or test
 //! processes.
 //!
+//! With `--noop` the workers run nothing (`herd worker --noop` reports each test passed): the
+//! figures are then herd's alone, for runs of 100,000 tests and more.
+//!
 //! Run with `scripts/bench.sh` (builds `herd` in release mode first), or:
-//!   cargo build --release && cargo run --release --example bench_exec -- [TESTS] [WORKERS]
+//!   cargo build --release && cargo run --release --example bench_exec -- [TESTS] [WORKERS] [--noop]
 
+use std::ffi::OsString;
 use std::time::Instant;
 
-use herd::{ExecRunner, Outcome, Session, SessionConfig};
+use herd::core::grouping::Dist;
+use herd::{ExecRunner, Outcome, Runner, RunnerError, Session, SessionConfig, WorkerCommand};
+
+/// The exec runner, its workers optionally in no-op mode.
+struct Bench {
+    runner: ExecRunner,
+    noop: bool,
+}
+
+impl Runner for Bench {
+    fn name(&self) -> &str {
+        "exec"
+    }
+    fn collect(&self) -> Result<Option<Vec<String>>, RunnerError> {
+        self.runner.collect()
+    }
+    fn worker_command(&self) -> Result<WorkerCommand, RunnerError> {
+        let mut command = self.runner.worker_command()?;
+        if self.noop {
+            command.args.insert(1, OsString::from("--noop"));
+        }
+        Ok(command)
+    }
+    fn default_dist(&self) -> Dist {
+        self.runner.default_dist()
+    }
+}
 
 fn cpu_and_rss() -> (f64, i64) {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
@@ -20,7 +50,8 @@ fn cpu_and_rss() -> (f64, i64) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let noop = std::env::args().any(|a| a == "--noop");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--noop");
     let tests: usize = args
         .next()
         .map_or(10_000, |a| a.parse().expect("TESTS is a number"));
@@ -30,11 +61,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let ids: String = (0..tests).map(|i| format!("t{i}\n")).collect();
     std::fs::write(dir.path().join("ids.txt"), ids).unwrap();
-    let runner = ExecRunner {
-        list: format!("cat {}", dir.path().join("ids.txt").display()),
-        command: vec!["true".into()],
-        worker_program: herd::runner::find_herd_binary()
-            .expect("run `cargo build --release` first"),
+    let runner = Bench {
+        runner: ExecRunner {
+            list: format!("cat {}", dir.path().join("ids.txt").display()),
+            command: vec!["true".into()],
+            worker_program: herd::runner::find_herd_binary()
+                .expect("run `cargo build --release` first"),
+        },
+        noop,
     };
     let config = SessionConfig {
         workers: Some(workers),
@@ -58,7 +92,8 @@ fn main() {
         "every test passes: {:?}",
         report.tally
     );
-    println!("herd exec benchmark: {tests} tests (`true`), {workers} workers");
+    let what = if noop { "no-op workers" } else { "`true`" };
+    println!("herd exec benchmark: {tests} tests ({what}), {workers} workers");
     println!(
         "  wall time          {wall:.2} s ({:.0} tests/s)",
         tests as f64 / wall

@@ -96,6 +96,7 @@ fn misbehave(client: &WorkerClient, rng: &mut impl Rng) -> Result<(), Box<dyn st
                 token: "nope".into(),
                 pid: None,
                 heartbeat: None,
+                fingerprint: None,
             },
         };
         client.send(&message)?;

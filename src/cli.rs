@@ -38,8 +38,17 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Serve as an exec-runner worker (started by `herd run`; reads HERD_* variables).
-    #[command(hide = true)]
+    /// Serve as a worker: started by `herd run`, or on any host with --connect.
+    ///
+    /// Without --connect it reads the HERD_* variables `herd run` sets. With --connect it joins a
+    /// session listening on TCP; `herd run --launcher external` prints each worker's command.
+    ///
+    /// exec runner:
+    ///   herd worker --connect tcp://ci-1:5555 --token-file token --worker w3 \
+    ///     --list 'ls tests/*.sh' -- sh {}
+    /// pytest runner:
+    ///   herd worker --connect tcp://ci-1:5555 --token-file token --worker w3 -- pytest tests/
+    #[command(verbatim_doc_comment)]
     Worker(WorkerArgs),
 }
 
@@ -124,11 +133,26 @@ pub struct RunArgs {
     /// Example: --log-dir /tmp/herd-logs
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
-    /// Start each worker through a shell command template: {cmd} is the worker command (with its
-    /// HERD_* environment), {worker} the worker id, {appliance} its appliance.
-    /// Example: --launcher 'ssh {appliance} {cmd}'
+    /// What starts the workers: local (default); external (herd prints the `herd worker
+    /// --connect ...` command each worker must run, anywhere, and waits for it to join; needs
+    /// --token-file); or a shell command template: {cmd} is the worker command (with its HERD_*
+    /// environment), {host} a host of --hosts, {worker} the worker id, {appliance} its appliance.
+    /// Example: --launcher 'ssh {host} {cmd}' --hosts node1,node2
     #[arg(long, value_name = "TEMPLATE")]
     pub launcher: Option<String>,
+    /// Hosts for {host} in the --launcher template, dealt to the workers in turn (default -n: one
+    /// worker per host). Example: --hosts node1,node2,node3
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// A file holding the session token (its content, trimmed) that every worker must present;
+    /// needed to listen beyond this machine. Example: --token-file ~/.herd-token
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// A shell command whose output, with herd's version, must be the same on every worker's host
+    /// (workers run it themselves); a worker that differs is refused.
+    /// Example: --fingerprint 'git rev-parse HEAD'
+    #[arg(long, value_name = "CMD")]
+    pub fingerprint: Option<String>,
     /// Inject faults into the workers, replayable from the seed: each rate is the chance per test
     /// started (kill, stop, term: signals; exit0, garble: the worker exits 0 or sends garbage;
     /// lie: per spawn, a wrong collection). Example: --chaos 'seed=7,kill=0.05,stop=0.02'
@@ -154,8 +178,10 @@ pub struct RunArgs {
     /// The profile of the config file to use; every profile inherits `default`. Example: --profile ci
     #[arg(long, value_name = "NAME", env = "HERD_PROFILE")]
     pub profile: Option<String>,
-    /// ZeroMQ endpoint to bind (default: a private ipc socket). Example: --endpoint tcp://127.0.0.1:5555
-    #[arg(long, value_name = "URL")]
+    /// ZeroMQ endpoint to bind (default: a private ipc socket); TCP lets workers on other hosts
+    /// join (port 0: any free port). A non-loopback address needs --token-file.
+    /// Example: --listen tcp://0.0.0.0:5555 --token-file token
+    #[arg(long, visible_alias = "listen", value_name = "URL")]
     pub endpoint: Option<String>,
     /// Exec runner: shell command that prints one test id per line. Example: --list 'ls tests/*.sh'
     #[arg(long, value_name = "CMD")]
@@ -169,10 +195,35 @@ pub struct RunArgs {
 /// Options of `herd worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Shell command that prints one test id per line.
+    /// Join the coordinator at this endpoint (instead of reading HERD_ENDPOINT and the other
+    /// HERD_* variables). Example: --connect tcp://ci-1.example:5555
+    #[arg(long, value_name = "ENDPOINT", requires_all = ["token_file", "worker"])]
+    pub connect: Option<String>,
+    /// With --connect: the file holding the session token. Example: --token-file ~/.herd-token
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub token_file: Option<PathBuf>,
+    /// With --connect: the worker slot to fill (herd prints it). Example: --worker w3
+    #[arg(long, value_name = "ID", requires = "connect")]
+    pub worker: Option<String>,
+    /// With --connect: the spawn number (a worker restarted after its predecessor died needs a
+    /// higher one; herd prints it). Example: --incarnation 2
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "connect")]
+    pub incarnation: u32,
+    /// With --connect: the appliance this worker owns (HERD_APPLIANCE). Example: --appliance db1
+    #[arg(long, value_name = "VALUE", requires = "connect")]
+    pub appliance: Option<String>,
+    /// With --connect: the fingerprint command the coordinator was given (run here).
+    /// Example: --fingerprint 'git rev-parse HEAD'
+    #[arg(long, value_name = "CMD", requires = "connect")]
+    pub fingerprint: Option<String>,
+    /// Exec runner: shell command that prints one test id per line. Example: --list 'ls tests/*.sh'
     #[arg(long, value_name = "CMD")]
-    pub list: String,
-    /// The command that runs one test.
+    pub list: Option<String>,
+    /// Exec runner: report every test passed without running anything (benchmarks of herd).
+    #[arg(long, hide = true, requires = "list")]
+    pub noop: bool,
+    /// With --list, the command that runs one test; otherwise the worker command to run with the
+    /// HERD_* variables (a pytest command gets herd's plugin).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -205,6 +256,9 @@ impl RunArgs {
             command: some_vec(&self.command),
             color: self.color,
             launcher: self.launcher.clone(),
+            hosts: some_vec(&self.hosts),
+            token_file: self.token_file.clone(),
+            fingerprint: self.fingerprint.clone(),
             chaos: self.chaos.clone(),
             hang_timeout: self.hang_timeout,
             heartbeat_timeout: self.heartbeat_timeout,

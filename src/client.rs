@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herd_core::protocol::{
     self, decode_coordinator_message, encode, CoordinatorMessage, WorkerMessage, PROTOCOL_VERSION,
@@ -34,6 +34,9 @@ pub enum ClientError {
     /// The coordinator sent something this client does not understand.
     #[error("unexpected message from the coordinator: {0}")]
     Unexpected(String),
+    /// The fingerprint command failed, or a token file could not be read.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Where and who a worker is, as herd tells it through the environment.
@@ -49,6 +52,9 @@ pub struct WorkerEnv {
     pub incarnation: u32,
     /// `HERD_APPLIANCE`.
     pub appliance: Option<String>,
+    /// `HERD_FINGERPRINT_CMD`: a shell command whose output goes into the fingerprint this
+    /// worker says in `hello` (run on this host when connecting).
+    pub fingerprint_cmd: Option<String>,
 }
 
 impl WorkerEnv {
@@ -68,7 +74,61 @@ impl WorkerEnv {
             worker: var(protocol::ENV_WORKER_ID)?,
             incarnation,
             appliance: std::env::var(protocol::ENV_APPLIANCE).ok(),
+            fingerprint_cmd: std::env::var(protocol::ENV_FINGERPRINT_CMD)
+                .ok()
+                .filter(|c| !c.trim().is_empty()),
         })
+    }
+
+    /// A worker started by hand or by another tool (`herd worker --connect`): the coordinator's
+    /// endpoint, the session token read from `token_file` (trimmed), and the slot it fills.
+    pub fn remote(
+        endpoint: impl Into<String>,
+        token_file: &std::path::Path,
+        worker: impl Into<String>,
+        incarnation: u32,
+    ) -> Result<WorkerEnv, ClientError> {
+        Ok(WorkerEnv {
+            endpoint: endpoint.into(),
+            token: read_token_file(token_file).map_err(ClientError::Setup)?,
+            worker: worker.into(),
+            incarnation,
+            appliance: None,
+            fingerprint_cmd: None,
+        })
+    }
+
+    /// The `HERD_*` variables that hand this identity to a worker process.
+    pub fn to_vars(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (protocol::ENV_ENDPOINT.to_string(), self.endpoint.clone()),
+            (protocol::ENV_TOKEN.to_string(), self.token.clone()),
+            (protocol::ENV_WORKER_ID.to_string(), self.worker.clone()),
+            (
+                protocol::ENV_INCARNATION.to_string(),
+                self.incarnation.to_string(),
+            ),
+        ];
+        if let Some(appliance) = &self.appliance {
+            vars.push((protocol::ENV_APPLIANCE.to_string(), appliance.clone()));
+        }
+        if let Some(cmd) = &self.fingerprint_cmd {
+            vars.push((protocol::ENV_FINGERPRINT_CMD.to_string(), cmd.clone()));
+        }
+        vars
+    }
+
+    /// This worker's fingerprint: herd's version and the output of the fingerprint command, run
+    /// here.
+    pub fn fingerprint(&self) -> Result<String, ClientError> {
+        let output = match &self.fingerprint_cmd {
+            Some(cmd) => Some(run_fingerprint_cmd(cmd).map_err(ClientError::Setup)?),
+            None => None,
+        };
+        Ok(protocol::fingerprint(
+            env!("CARGO_PKG_VERSION"),
+            output.as_deref(),
+        ))
     }
 
     /// This spawn's ZeroMQ identity.
@@ -79,10 +139,49 @@ impl WorkerEnv {
 
 /// A connected, welcomed worker. It may be shared between threads (one sends heartbeats while
 /// the other runs tests): every socket operation takes a lock.
+///
+/// A coordinator that becomes unreachable (its process or host gone) is noticed: ZeroMQ
+/// heartbeats drop a dead TCP connection after [`ZMTP_HEARTBEAT_TIMEOUT`], and once the
+/// connection has been down for the connect timeout, [`WorkerClient::recv`] fails with
+/// [`ClientError::NoAnswer`], so a worker on another host does not wait forever.
 pub struct WorkerClient {
     socket: Mutex<zmq::Socket>,
+    link: Mutex<Link>,
     env: WorkerEnv,
     _context: zmq::Context,
+}
+
+/// How long a worker's connection may stay silent at the ZeroMQ level (no traffic, no answer to
+/// its pings) before it is dropped and re-made. Longer than the coordinator's default
+/// `--heartbeat-timeout`, so a blip the coordinator forgives does not break the connection.
+pub const ZMTP_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection to the coordinator as the socket monitor reports it.
+struct Link {
+    monitor: zmq::Socket,
+    down_since: Option<Instant>,
+    give_up_after: Duration,
+}
+
+impl Link {
+    /// Reads the monitor's events; how long the coordinator has been unreachable, once that is
+    /// longer than `give_up_after`.
+    fn lost_for(&mut self) -> Option<Duration> {
+        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
+            let Some(head) = frames.first().filter(|f| f.len() >= 2) else {
+                continue;
+            };
+            match zmq::SocketEvent::from_raw(u16::from_ne_bytes([head[0], head[1]])) {
+                zmq::SocketEvent::DISCONNECTED => {
+                    self.down_since.get_or_insert_with(Instant::now);
+                }
+                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => self.down_since = None,
+                _ => {}
+            }
+        }
+        let down = self.down_since?.elapsed();
+        (down >= self.give_up_after).then_some(down)
+    }
 }
 
 impl WorkerClient {
@@ -110,9 +209,27 @@ impl WorkerClient {
             .map_err(err)?;
         socket.set_linger(2000).map_err(err)?;
         socket.set_sndhwm(0).map_err(err)?;
+        socket.set_heartbeat_ivl(1000).map_err(err)?;
+        let zmtp_timeout = ZMTP_HEARTBEAT_TIMEOUT.as_millis() as i32;
+        socket.set_heartbeat_timeout(zmtp_timeout).map_err(err)?;
+        // inproc names are per context, and this context is the client's own.
+        let events = zmq::SocketEvent::DISCONNECTED.to_raw() as i32
+            | zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() as i32;
+        socket
+            .monitor("inproc://herd-client-monitor", events)
+            .map_err(err)?;
+        let monitor = context.socket(zmq::PAIR).map_err(err)?;
+        monitor
+            .connect("inproc://herd-client-monitor")
+            .map_err(err)?;
         socket.connect(&env.endpoint).map_err(err)?;
         let client = WorkerClient {
             socket: Mutex::new(socket),
+            link: Mutex::new(Link {
+                monitor,
+                down_since: None,
+                give_up_after: timeout,
+            }),
             env,
             _context: context,
         };
@@ -123,6 +240,7 @@ impl WorkerClient {
             token: client.env.token.clone(),
             pid: Some(std::process::id()),
             heartbeat: heartbeat.map(|h| h.as_secs_f64()),
+            fingerprint: Some(client.env.fingerprint()?),
         })?;
         match client.recv(Some(timeout))? {
             Some(CoordinatorMessage::Welcome { .. }) => Ok(client),
@@ -190,7 +308,9 @@ impl WorkerClient {
             })
     }
 
-    /// Waits up to `timeout` (forever with `None`) for a message; `Ok(None)` on timeout.
+    /// Waits up to `timeout` (forever with `None`) for a message; `Ok(None)` on timeout. Fails
+    /// with [`ClientError::NoAnswer`] once the coordinator has been unreachable for longer than
+    /// the connect timeout.
     pub fn recv(
         &self,
         timeout: Option<Duration>,
@@ -199,6 +319,14 @@ impl WorkerClient {
             endpoint: self.env.endpoint.clone(),
             source,
         };
+        let lost = self
+            .link
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .lost_for();
+        if let Some(down) = lost {
+            return Err(ClientError::NoAnswer(self.env.endpoint.clone(), down));
+        }
         let millis = timeout.map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
         let socket = self.lock();
         if socket.poll(zmq::POLLIN, millis).map_err(err)? == 0 {
@@ -209,6 +337,36 @@ impl WorkerClient {
             .map(Some)
             .map_err(|e| ClientError::Unexpected(e.to_string()))
     }
+}
+
+/// Reads a session token file: its content, trimmed; an empty file is an error.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(token.to_string())
+}
+
+/// Runs a `--fingerprint` command (`sh -c`) and returns its output, trimmed; a failure is an
+/// error that names the command.
+pub fn run_fingerprint_cmd(cmd: &str) -> Result<String, String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run the fingerprint command `{cmd}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the fingerprint command `{cmd}` failed ({}): {}",
+            herd_actors::process::describe_status(&out.status),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A running heartbeat thread; dropping it stops the heartbeats.

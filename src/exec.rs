@@ -1,5 +1,10 @@
 //! `herd worker`: the exec runner's worker process. It speaks protocol v1 through
-//! [`WorkerClient`], collects with the list command, and runs each test as its own process.
+//! [`WorkerClient`], collects with the list command, and runs each test as its own process
+//! (`--noop`: reports each test passed without running anything, to measure herd itself).
+//!
+//! With `--connect ENDPOINT --token-file F --worker ID` it joins a coordinator from any host
+//! instead of reading the `HERD_*` variables; without `--list` it runs the given worker command
+//! with those variables (a pytest command gets herd's plugin, embedded in this binary).
 //!
 //! Fault hooks for tests of herd itself (and, later, chaos runs): `HERD_WORKER_FAULT` holds
 //! `;`-separated `IDENTITY:ACTION=N` items; an item applies only to the spawn whose identity
@@ -18,8 +23,9 @@ use herd_core::outcome::{Phase, PhaseOutcome};
 use herd_core::protocol::{CoordinatorMessage, PhaseReport, WorkerMessage};
 use herd_core::TestId;
 
+use crate::cli::WorkerArgs;
 use crate::client::{ClientError, WorkerClient, WorkerEnv};
-use crate::runner::list_tests;
+use crate::runner::{list_tests, Runner};
 
 /// How often herd's exec worker sends a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -66,12 +72,87 @@ impl Faults {
     }
 }
 
+/// `herd worker`: serves as the exec worker (`--list`), or runs the worker command after `--`;
+/// returns the process exit code.
+pub fn worker_main(args: &WorkerArgs) -> i32 {
+    let usage = |msg: String| {
+        eprintln!("herd worker: {msg}");
+        herd_core::outcome::exit_code::USAGE_ERROR
+    };
+    let env = match worker_env(args) {
+        Ok(env) => env,
+        Err(e) => return usage(e.to_string()),
+    };
+    match &args.list {
+        Some(list) => run_worker(env, list, &args.command, args.noop),
+        None if args.command.is_empty() => usage(
+            "give --list CMD -- CMD {} (exec runner), or the worker command after `--`".into(),
+        ),
+        None => run_command(&env, &args.command),
+    }
+}
+
+/// Who this worker is: from `--connect` and its options, else from the `HERD_*` variables.
+fn worker_env(args: &WorkerArgs) -> Result<WorkerEnv, ClientError> {
+    let (Some(endpoint), Some(token_file), Some(worker)) =
+        (&args.connect, &args.token_file, &args.worker)
+    else {
+        return WorkerEnv::from_env();
+    };
+    let mut env = WorkerEnv::remote(endpoint, token_file, worker, args.incarnation)?;
+    env.appliance = args.appliance.clone();
+    env.fingerprint_cmd = args.fingerprint.clone();
+    Ok(env)
+}
+
+/// Runs a worker command with `env`'s `HERD_*` variables and returns its exit code. A pytest
+/// command gets herd's plugin (written to a private directory that lives as long as it runs).
+fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
+    let (worker, _plugin) = if crate::PytestRunner::is_pytest_command(command) {
+        let runner = match crate::PytestRunner::new(command.to_vec()) {
+            Ok(runner) => runner,
+            Err(e) => {
+                eprintln!("herd worker: {e}");
+                return herd_core::outcome::exit_code::USAGE_ERROR;
+            }
+        };
+        let worker = runner.worker_command().expect("a pytest command");
+        (worker, Some(runner))
+    } else {
+        let worker = herd_actors::WorkerCommand {
+            program: command[0].clone().into(),
+            args: command[1..].iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+        };
+        (worker, None)
+    };
+    let mut cmd = Command::new(&worker.program);
+    cmd.args(&worker.args)
+        .envs(worker.env.iter().map(|(k, v)| (k, v)))
+        .env(herd_core::protocol::ENV_VERSION, env!("CARGO_PKG_VERSION"))
+        .envs(env.to_vars());
+    herd_actors::process::die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGTERM);
+    match cmd.status() {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        }
+        Err(e) => {
+            eprintln!("herd worker: cannot run `{}`: {e}", command[0]);
+            1
+        }
+    }
+}
+
 /// Runs the exec worker until the coordinator has no more work; returns the process exit code.
-pub fn run_worker(list: &str, command: &[String]) -> i32 {
+pub fn run_worker(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> i32 {
     if let Err(e) = take_group_down_on_sigterm() {
         eprintln!("herd worker: cannot watch SIGTERM: {e}");
     }
-    match serve(list, command) {
+    match serve(env, list, command, noop) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("herd worker: {e}");
@@ -97,8 +178,7 @@ fn take_group_down_on_sigterm() -> std::io::Result<()> {
     Ok(())
 }
 
-fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
-    let env = WorkerEnv::from_env()?;
+fn serve(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> Result<(), ClientError> {
     let faults = Faults::parse(
         &std::env::var("HERD_WORKER_FAULT").unwrap_or_default(),
         &env.identity(),
@@ -192,7 +272,11 @@ fn serve(list: &str, command: &[String]) -> Result<(), ClientError> {
             drop(client);
             std::process::exit(0);
         }
-        let (call, teardown) = run_test(&test, command);
+        let (call, teardown) = if noop {
+            noop_test(&test)
+        } else {
+            run_test(&test, command)
+        };
         outbox.push(WorkerMessage::Report(call));
         outbox.push(WorkerMessage::Report(teardown));
         done += 1;
@@ -246,6 +330,31 @@ pub fn test_command(command: &[String], test: &str) -> Vec<String> {
     args
 }
 
+/// A blank report of one phase.
+fn report(test: &str, when: Phase, outcome: PhaseOutcome, duration: f64) -> PhaseReport {
+    PhaseReport {
+        test: test.to_string(),
+        when,
+        outcome,
+        duration,
+        longrepr: None,
+        message: None,
+        sections: Vec::new(),
+        wasxfail: None,
+        category: None,
+        user_properties: Vec::new(),
+        subtest: None,
+    }
+}
+
+/// `--noop`: the reports of a test that passed without running anything.
+fn noop_test(test: &str) -> (PhaseReport, PhaseReport) {
+    (
+        report(test, Phase::Call, PhaseOutcome::Passed, 0.0),
+        report(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
+    )
+}
+
 /// Runs one test; returns its call and teardown reports.
 fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
     let args = test_command(command, test);
@@ -271,20 +380,7 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
         ),
     };
     let last_line = output.lines().rev().map(str::trim).find(|l| !l.is_empty());
-    let report = |when, outcome, duration| PhaseReport {
-        test: test.to_string(),
-        when,
-        outcome,
-        duration,
-        longrepr: None,
-        message: None,
-        sections: Vec::new(),
-        wasxfail: None,
-        category: None,
-        user_properties: Vec::new(),
-        subtest: None,
-    };
-    let mut call = report(Phase::Call, outcome, started.elapsed().as_secs_f64());
+    let mut call = report(test, Phase::Call, outcome, started.elapsed().as_secs_f64());
     if outcome == PhaseOutcome::Passed {
         if !output.is_empty() {
             call.sections.push(("Captured output".to_string(), output));
@@ -301,7 +397,10 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
             None => status,
         });
     }
-    (call, report(Phase::Teardown, PhaseOutcome::Passed, 0.0))
+    (
+        call,
+        report(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
+    )
 }
 
 /// Runs the test process; its output is kept for the report and copied to this worker's stderr

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose);
     let code = match cli.command {
-        Command::Worker(args) => herd::exec::run_worker(&args.list, &args.command),
+        Command::Worker(args) => herd::exec::worker_main(&args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "herd", &mut std::io::stdout());

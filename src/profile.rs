@@ -80,6 +80,12 @@ pub struct Profile {
     pub color: Option<ColorChoice>,
     /// `--launcher`.
     pub launcher: Option<String>,
+    /// `--hosts`.
+    pub hosts: Option<Vec<String>>,
+    /// `--token-file`.
+    pub token_file: Option<PathBuf>,
+    /// `--fingerprint`.
+    pub fingerprint: Option<String>,
     /// `--chaos`.
     pub chaos: Option<String>,
     /// `--hang-timeout` (seconds).
@@ -139,6 +145,9 @@ impl Profile {
             command,
             color,
             launcher,
+            hosts,
+            token_file,
+            fingerprint,
             chaos,
             hang_timeout,
             heartbeat_timeout,
@@ -196,6 +205,15 @@ impl Profile {
             color: self.color.unwrap_or_default(),
             progress: None,
             launcher: self.launcher.clone(),
+            hosts: self
+                .hosts
+                .iter()
+                .flatten()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            token_file: self.token_file.clone(),
+            fingerprint: self.fingerprint.clone(),
             faults: self.chaos.as_deref().map(FaultPlan::parse).transpose()?,
             hang_timeout: secs("--hang-timeout", self.hang_timeout)?
                 .unwrap_or(defaults.hang_timeout),

@@ -112,9 +112,22 @@ impl Runner for PytestRunner {
         Ok(WorkerCommand {
             program: PathBuf::from(&self.command[0]),
             args,
-            env: vec![("PYTHONPATH".into(), path)],
+            env: vec![
+                ("PYTHONPATH".into(), path),
+                (
+                    herd_core::protocol::ENV_VERSION.into(),
+                    env!("CARGO_PKG_VERSION").into(),
+                ),
+            ],
             cwd: None,
         })
+    }
+
+    fn remote_worker_args(&self) -> Result<Vec<String>, RunnerError> {
+        // `herd worker` on the other host adds the plugin (embedded in it) itself.
+        let mut args = vec!["--".to_string()];
+        args.extend(self.command.iter().cloned());
+        Ok(args)
     }
 
     fn prefers_dots(&self) -> bool {

@@ -47,6 +47,20 @@ pub trait Runner: Send {
     fn shards_collection(&self) -> bool {
         false
     }
+    /// What follows `herd worker --connect ...` to start this runner's worker on another host
+    /// (`--launcher external`). By default: `-- PROGRAM ARGS` of [`Runner::worker_command`],
+    /// which `herd worker` runs with the `HERD_*` variables of the slot it joins.
+    fn remote_worker_args(&self) -> Result<Vec<String>, RunnerError> {
+        let command = self.worker_command()?;
+        let mut args = vec!["--".to_string(), command.program.display().to_string()];
+        args.extend(
+            command
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned()),
+        );
+        Ok(args)
+    }
 }
 
 /// The built-in runner for any language: a list command prints one test id per line, and each
@@ -155,5 +169,11 @@ impl Runner for ExecRunner {
             env: Vec::new(),
             cwd: None,
         })
+    }
+
+    fn remote_worker_args(&self) -> Result<Vec<String>, RunnerError> {
+        let mut args = vec!["--list".to_string(), self.list.clone(), "--".to_string()];
+        args.extend(self.command.iter().cloned());
+        Ok(args)
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_actors::{
-    run_session, EventSubscriber, Launcher, LocalLauncher, ReporterOptions, SessionPlan,
-    SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
+    run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReporterOptions,
+    SessionPlan, SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
 };
 use herd_core::diff::duplicates_error;
 use herd_core::events::Stamped;
@@ -16,7 +16,7 @@ use herd_core::faults::FaultPlan;
 use herd_core::grouping::{Dist, GroupingPolicy};
 use herd_core::history::History;
 use herd_core::outcome::exit_code;
-use herd_core::protocol::Token;
+use herd_core::protocol::{self, Token};
 use herd_core::providers::Providers;
 use herd_core::restart::{RespawnBudget, RetirePolicy};
 
@@ -74,8 +74,16 @@ pub struct SessionConfig {
     pub color: ColorChoice,
     /// A live progress bar; `None`: when the output is a terminal.
     pub progress: Option<bool>,
-    /// `--launcher TEMPLATE`: start workers through a command template (`ssh {appliance} {cmd}`).
+    /// `--launcher`: `local` (the default), `external` (herd prints the command each worker must
+    /// run, anywhere, and waits for it to join), or a command template (`ssh {host} {cmd}`).
     pub launcher: Option<String>,
+    /// `--hosts`: hosts for `{host}` in a launcher template, dealt to the slots in turn.
+    pub hosts: Vec<String>,
+    /// `--token-file`: the session token, shared with workers on other hosts (a fresh random
+    /// token when `None`). Required to listen on a non-loopback address.
+    pub token_file: Option<PathBuf>,
+    /// `--fingerprint CMD`: its output (and herd's version) must be the same for every worker.
+    pub fingerprint: Option<String>,
     /// `--chaos`: faults to inject into the workers.
     pub faults: Option<FaultPlan>,
     /// `--hang-timeout`: how long a worker may stay stopped before it is killed.
@@ -133,6 +141,9 @@ impl Default for SessionConfig {
             color: ColorChoice::Auto,
             progress: None,
             launcher: None,
+            hosts: Vec::new(),
+            token_file: None,
+            fingerprint: None,
             faults: None,
             hang_timeout: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(5),
@@ -258,9 +269,13 @@ impl Session {
                 })
                 .collect());
         }
-        let n = config
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let n = config.workers.unwrap_or_else(|| {
+            if config.hosts.is_empty() {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                config.hosts.len()
+            }
+        });
         if n == 0 {
             return Err(SessionError::Usage("-n must be at least 1".into()));
         }
@@ -293,12 +308,38 @@ impl Session {
         } = self;
         let grouping =
             grouping.unwrap_or_else(|| config.dist.unwrap_or(runner.default_dist()).policy());
-        let launcher: Arc<dyn Launcher> = match (launcher, &config.launcher) {
+        let token = check_remote_options(&config)?;
+        let slots = Session::slots(&config)?;
+        let launcher: Arc<dyn Launcher> = match (launcher, config.launcher.as_deref()) {
             (Some(launcher), _) => launcher,
-            (None, Some(template)) => {
-                Arc::new(TemplateLauncher::new(template.clone()).map_err(SessionError::Usage)?)
+            (None, None | Some("local")) => Arc::new(LocalLauncher),
+            (None, Some("external")) => {
+                let herd = std::env::current_exe()
+                    .map_or_else(|_| "herd".to_string(), |p| p.display().to_string());
+                let token_file = config.token_file.as_ref().map_or_else(String::new, |p| {
+                    std::path::absolute(p)
+                        .unwrap_or_else(|_| p.clone())
+                        .display()
+                        .to_string()
+                });
+                Arc::new(ExternalLauncher::new(
+                    herd,
+                    token_file,
+                    runner.remote_worker_args()?,
+                ))
             }
-            (None, None) => Arc::new(LocalLauncher),
+            (None, Some(template)) => {
+                let hosts = slots
+                    .iter()
+                    .zip(config.hosts.iter().cycle())
+                    .map(|(slot, host)| (slot.id.clone(), host.clone()))
+                    .collect();
+                Arc::new(
+                    TemplateLauncher::new(template)
+                        .map_err(SessionError::Usage)?
+                        .with_hosts(hosts),
+                )
+            }
         };
         let terminal = out_is_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout());
         let color = match config.color {
@@ -310,8 +351,18 @@ impl Session {
         };
         let progress_bar =
             out_is_stdout && config.progress.unwrap_or(terminal && config.verbosity >= 0);
-        let slots = Session::slots(&config)?;
-        let command = runner.worker_command()?;
+        let mut command = runner.worker_command()?;
+        let fingerprint = match &config.fingerprint {
+            Some(cmd) => {
+                let output =
+                    crate::client::run_fingerprint_cmd(cmd).map_err(SessionError::Usage)?;
+                command
+                    .env
+                    .push((protocol::ENV_FINGERPRINT_CMD.into(), cmd.clone().into()));
+                protocol::fingerprint(env!("CARGO_PKG_VERSION"), Some(&output))
+            }
+            None => protocol::fingerprint(env!("CARGO_PKG_VERSION"), None),
+        };
         let reference = runner.collect()?;
         let reference_known = reference.is_some();
         if let Some(reference) = &reference {
@@ -350,7 +401,7 @@ impl Session {
                 command,
                 launcher,
                 endpoint,
-                token: Token::generate(),
+                token,
                 timeout: config.timeout,
                 start_timeout: config.start_timeout,
                 grace: config.grace,
@@ -366,6 +417,8 @@ impl Session {
                 reference_known,
                 hang_timeout: config.hang_timeout,
                 heartbeat_timeout: config.heartbeat_timeout,
+                fingerprint,
+                fingerprint_required: config.fingerprint.is_some(),
             },
             grouping,
             history: config
@@ -444,6 +497,81 @@ fn save_history(path: &std::path::Path, report: &SessionReport) -> std::io::Resu
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     std::fs::write(&tmp, history.to_json())?;
     std::fs::rename(&tmp, path)
+}
+
+/// Checks the options for workers on other hosts and returns the session token: the token file's
+/// (trimmed), else a fresh random one. Listening beyond this machine without a token file, or
+/// awaiting external workers without one, is refused: they could not authenticate.
+fn check_remote_options(config: &SessionConfig) -> Result<Token, SessionError> {
+    let external = config.launcher.as_deref() == Some("external");
+    if config.token_file.is_none() {
+        if let Some(endpoint) = config.endpoint.as_deref().filter(|e| !endpoint_is_local(e)) {
+            return Err(SessionError::Usage(format!(
+                "listening on {endpoint} (reachable from other machines) needs --token-file FILE: \
+                 workers must present its secret (traffic is not encrypted; see the README)"
+            )));
+        }
+        if external {
+            return Err(SessionError::Usage(
+                "--launcher external needs --token-file FILE (each worker reads the session token \
+                 from its own copy)"
+                    .into(),
+            ));
+        }
+    }
+    if !config.hosts.is_empty()
+        && config
+            .launcher
+            .as_deref()
+            .is_none_or(|l| !l.contains("{host}"))
+    {
+        return Err(SessionError::Usage(
+            "--hosts needs a --launcher template with {host} (like 'ssh {host} {cmd}')".into(),
+        ));
+    }
+    match &config.token_file {
+        None => Ok(Token::generate()),
+        Some(path) => {
+            warn_if_readable_by_others(path);
+            crate::client::read_token_file(path)
+                .map(Token::from_secret)
+                .map_err(SessionError::Usage)
+        }
+    }
+}
+
+/// Whether only this machine can reach `endpoint`: an `ipc://` or `inproc://` socket, or TCP on a
+/// loopback address.
+pub fn endpoint_is_local(endpoint: &str) -> bool {
+    if endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://") {
+        return true;
+    }
+    let Some(rest) = endpoint.strip_prefix("tcp://") else {
+        return false;
+    };
+    // `tcp://HOST:PORT`; a `SOURCE;` prefix names a local interface to connect from.
+    let rest = rest.rsplit(';').next().unwrap_or(rest);
+    let Some((host, _port)) = rest.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host == "lo"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "the token file {} is readable by other users (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
 }
 
 /// A reference collection must name at least one test, each once.
@@ -528,6 +656,68 @@ mod tests {
             ..SessionConfig::default()
         };
         assert_eq!(Session::slots(&config).unwrap_err().exit_code(), 4);
+    }
+
+    #[test]
+    fn only_loopback_and_ipc_endpoints_are_local() {
+        for local in [
+            "ipc:///tmp/herd.sock",
+            "tcp://127.0.0.1:0",
+            "tcp://127.1.2.3:5555",
+            "tcp://localhost:5555",
+            "tcp://[::1]:5555",
+        ] {
+            assert!(endpoint_is_local(local), "{local}");
+        }
+        for open in [
+            "tcp://0.0.0.0:5555",
+            "tcp://*:5555",
+            "tcp://10.0.0.1:5555",
+            "tcp://eth0:5555",
+            "tcp://[::]:5555",
+            "ws://127.0.0.1:5555",
+        ] {
+            assert!(!endpoint_is_local(open), "{open}");
+        }
+    }
+
+    #[test]
+    fn open_endpoints_and_external_workers_need_a_token_file() {
+        let config = SessionConfig {
+            endpoint: Some("tcp://0.0.0.0:5555".into()),
+            ..SessionConfig::default()
+        };
+        let err = check_remote_options(&config).unwrap_err();
+        assert!(err.to_string().contains("--token-file"), "{err}");
+        assert_eq!(err.exit_code(), 4);
+        let config = SessionConfig {
+            launcher: Some("external".into()),
+            ..SessionConfig::default()
+        };
+        assert!(check_remote_options(&config).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  s3cret\n").unwrap();
+        let config = SessionConfig {
+            endpoint: Some("tcp://0.0.0.0:5555".into()),
+            token_file: Some(file.clone()),
+            ..SessionConfig::default()
+        };
+        assert_eq!(check_remote_options(&config).unwrap().as_str(), "s3cret");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(check_remote_options(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        let config = SessionConfig {
+            hosts: vec!["a".into()],
+            launcher: Some("ssh x {cmd}".into()),
+            ..SessionConfig::default()
+        };
+        assert!(check_remote_options(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("{host}"));
     }
 
     #[test]

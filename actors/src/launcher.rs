@@ -1,24 +1,43 @@
-//! How a worker process is started: on this machine (the default), or through a command
-//! template such as `ssh {appliance} {cmd}` or `docker run --rm img {cmd}`. Whatever starts it,
-//! the process herd spawns is the one it supervises: its death is the worker's death, and the
-//! respawn budget and retirement rules apply alike.
+//! How a worker process is started: on this machine (the default), through a command template
+//! such as `ssh {host} {cmd}` or `docker run --rm img {cmd}`, or by someone else (`external`:
+//! herd prints the command each worker must run and waits for it to join). Whatever starts it,
+//! the respawn budget and retirement rules apply alike: for a spawned process its death is the
+//! worker's death; an external worker is dead when it falls silent or is disowned.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Debug;
 use std::path::PathBuf;
 
+use herd_core::protocol;
+
 use crate::process::WorkerCommand;
 use crate::worker::WorkerSlot;
 
-/// Turns a worker's command and `HERD_*` environment into what herd runs locally.
+/// What starts one spawn of a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// herd runs this command here; that process is the worker (or its proxy: `ssh`).
+    Spawn(WorkerCommand),
+    /// herd starts nothing: someone runs this command line, wherever, and the worker joins.
+    Await(String),
+}
+
+/// Turns a worker's command and `HERD_*` environment into what starts it.
 pub trait Launcher: Debug + Send + Sync {
-    /// The local command (with its environment) that starts `command` for `slot`.
+    /// How `command` is started for `slot`, with the `HERD_*` variables `env`.
     fn launch(
         &self,
         command: &WorkerCommand,
         slot: &WorkerSlot,
         env: &[(String, String)],
-    ) -> WorkerCommand;
+    ) -> Launch;
+
+    /// Whether workers run on other hosts: then a worker that falls silent is taken for lost
+    /// (its host or the network is gone) and all its tests, the running one too, are re-queued.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 /// Runs the worker command directly, with the `HERD_*` variables in its environment.
@@ -26,27 +45,23 @@ pub trait Launcher: Debug + Send + Sync {
 pub struct LocalLauncher;
 
 impl Launcher for LocalLauncher {
-    fn launch(
-        &self,
-        command: &WorkerCommand,
-        _: &WorkerSlot,
-        env: &[(String, String)],
-    ) -> WorkerCommand {
+    fn launch(&self, command: &WorkerCommand, _: &WorkerSlot, env: &[(String, String)]) -> Launch {
         let mut command = command.clone();
         command.env.extend(
             env.iter()
                 .map(|(k, v)| (OsString::from(k), OsString::from(v))),
         );
-        command
+        Launch::Spawn(command)
     }
 }
 
 /// Runs `sh -c TEMPLATE` with `{cmd}` replaced by the worker command, shell-quoted and prefixed
 /// with `env HERD_...=...` (a remote shell does not inherit herd's environment), `{worker}` by
-/// the worker id and `{appliance}` by its appliance.
+/// the worker id, `{appliance}` by its appliance and `{host}` by its host (`--hosts`).
 #[derive(Debug, Clone)]
 pub struct TemplateLauncher {
     template: String,
+    hosts: HashMap<String, String>,
 }
 
 impl TemplateLauncher {
@@ -56,7 +71,16 @@ impl TemplateLauncher {
         if !template.contains("{cmd}") {
             return Err(format!("the launcher template {template:?} has no {{cmd}}"));
         }
-        Ok(TemplateLauncher { template })
+        Ok(TemplateLauncher {
+            template,
+            hosts: HashMap::new(),
+        })
+    }
+
+    /// Places the slots on hosts: `hosts` maps a worker id to the host that fills `{host}`.
+    pub fn with_hosts(mut self, hosts: HashMap<String, String>) -> TemplateLauncher {
+        self.hosts = hosts;
+        self
     }
 
     /// The shell command line for `command` in `slot`.
@@ -89,9 +113,11 @@ impl TemplateLauncher {
         if let Some(cwd) = &command.cwd {
             cmd = format!("cd {} && {cmd}", quote(&cwd.to_string_lossy()));
         }
+        let host = self.hosts.get(&slot.id).map(String::as_str).unwrap_or("");
         self.template
             .replace("{worker}", &slot.id)
             .replace("{appliance}", slot.appliance.as_deref().unwrap_or(""))
+            .replace("{host}", host)
             .replace("{cmd}", &cmd)
     }
 }
@@ -102,13 +128,108 @@ impl Launcher for TemplateLauncher {
         command: &WorkerCommand,
         slot: &WorkerSlot,
         env: &[(String, String)],
-    ) -> WorkerCommand {
-        WorkerCommand {
+    ) -> Launch {
+        Launch::Spawn(WorkerCommand {
             program: PathBuf::from("sh"),
             args: vec!["-c".into(), self.render(command, slot, env).into()],
             env: Vec::new(),
             cwd: None,
+        })
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+}
+
+/// Starts nothing: for each spawn it gives the `herd worker --connect ...` command line that
+/// joins the slot, to run on any host (by hand, a CI matrix, a Kubernetes job). A worker that
+/// dies or falls silent is not restarted by herd: its tests are re-queued and, if the respawn
+/// budget allows, herd prints the command for the next incarnation and waits for it; a slot
+/// nobody joins within the start timeout is retired.
+#[derive(Debug, Clone)]
+pub struct ExternalLauncher {
+    herd: String,
+    token_file: String,
+    runner_args: Vec<String>,
+}
+
+impl ExternalLauncher {
+    /// `herd`: the program to print (`herd`); `token_file`: the path printed for
+    /// `--token-file`; `runner_args`: what follows in the `herd worker` line (`--list CMD --
+    /// CMD {}`, or `-- pytest ARGS`).
+    pub fn new(
+        herd: impl Into<String>,
+        token_file: impl Into<String>,
+        runner_args: Vec<String>,
+    ) -> ExternalLauncher {
+        ExternalLauncher {
+            herd: herd.into(),
+            token_file: token_file.into(),
+            runner_args,
         }
+    }
+
+    /// The command line that joins `slot`, from the `HERD_*` variables herd would give it (in
+    /// `env`, or in the command's own environment).
+    pub fn render(
+        &self,
+        command: &WorkerCommand,
+        slot: &WorkerSlot,
+        env: &[(String, String)],
+    ) -> String {
+        let own = command.env.iter().map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        });
+        let vars: Vec<(String, String)> = env.iter().cloned().chain(own).collect();
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let quote = |s: &str| {
+            shlex::try_quote(s)
+                .map(|q| q.into_owned())
+                .unwrap_or_else(|_| s.replace('\0', ""))
+        };
+        let mut words = vec![
+            quote(&self.herd),
+            "worker".to_string(),
+            "--connect".to_string(),
+            quote(var(protocol::ENV_ENDPOINT).unwrap_or("")),
+            "--token-file".to_string(),
+            quote(&self.token_file),
+            "--worker".to_string(),
+            quote(&slot.id),
+            "--incarnation".to_string(),
+            var(protocol::ENV_INCARNATION).unwrap_or("1").to_string(),
+        ];
+        if let Some(appliance) = &slot.appliance {
+            words.extend(["--appliance".to_string(), quote(appliance)]);
+        }
+        if let Some(cmd) = var(protocol::ENV_FINGERPRINT_CMD) {
+            words.extend(["--fingerprint".to_string(), quote(cmd)]);
+        }
+        words.extend(self.runner_args.iter().map(|a| quote(a)));
+        words.join(" ")
+    }
+}
+
+impl Launcher for ExternalLauncher {
+    fn launch(
+        &self,
+        command: &WorkerCommand,
+        slot: &WorkerSlot,
+        env: &[(String, String)],
+    ) -> Launch {
+        Launch::Await(self.render(command, slot, env))
+    }
+
+    fn remote(&self) -> bool {
+        true
     }
 }
 
@@ -139,8 +260,12 @@ mod tests {
             &slot(),
             &[("HERD_WORKER_ID".into(), "w2".into())],
         );
+        let Launch::Spawn(launched) = launched else {
+            panic!("a local launch spawns")
+        };
         assert_eq!(launched.program, PathBuf::from("/usr/bin/herd"));
         assert_eq!(launched.env.len(), 2);
+        assert!(!LocalLauncher.remote());
     }
 
     #[test]
@@ -176,10 +301,52 @@ mod tests {
                 "ls 'a b'"
             ]
         );
-        let launched = launcher.launch(&command(), &slot(), &[]);
+        let Launch::Spawn(launched) = launcher.launch(&command(), &slot(), &[]) else {
+            panic!("a template launch spawns")
+        };
         assert_eq!(
             (launched.program.to_str(), launched.args[0].to_str()),
             (Some("sh"), Some("-c"))
+        );
+    }
+
+    #[test]
+    fn hosts_fill_the_template() {
+        let hosts = HashMap::from([("w2".to_string(), "node-b".to_string())]);
+        let launcher = TemplateLauncher::new("ssh {host} {cmd}")
+            .unwrap()
+            .with_hosts(hosts);
+        let line = launcher.render(&command(), &slot(), &[]);
+        assert!(line.starts_with("ssh node-b env "), "{line}");
+        assert!(launcher.remote());
+    }
+
+    #[test]
+    fn external_workers_get_the_exact_command() {
+        let launcher = ExternalLauncher::new(
+            "/opt/herd",
+            "/etc/herd token",
+            vec!["--".into(), "pytest".into(), "tests/".into()],
+        );
+        let env = [
+            (
+                protocol::ENV_ENDPOINT.to_string(),
+                "tcp://10.0.0.1:5555".to_string(),
+            ),
+            (protocol::ENV_INCARNATION.to_string(), "2".to_string()),
+            (
+                protocol::ENV_FINGERPRINT_CMD.to_string(),
+                "git rev-parse HEAD".to_string(),
+            ),
+        ];
+        let Launch::Await(line) = launcher.launch(&command(), &slot(), &env) else {
+            panic!("an external launch awaits")
+        };
+        assert_eq!(
+            line,
+            "/opt/herd worker --connect tcp://10.0.0.1:5555 --token-file '/etc/herd token' \
+             --worker w2 --incarnation 2 --appliance db-2 --fingerprint 'git rev-parse HEAD' \
+             -- pytest tests/"
         );
     }
 }

@@ -40,7 +40,7 @@ use herd_core::providers::Providers;
 use herd_core::restart::RespawnBudget;
 use tokio::sync::oneshot;
 
-pub use launcher::{Launcher, LocalLauncher, TemplateLauncher};
+pub use launcher::{ExternalLauncher, Launch, Launcher, LocalLauncher, TemplateLauncher};
 pub use process::WorkerCommand;
 pub use report::{InjectedFault, SessionReport, TestResult, WorkerLife};
 pub use reporter::{EventSubscriber, ReporterOptions};
@@ -92,7 +92,7 @@ pub async fn run_session(
         barriers: supervisor.clone().recipient(),
     };
     let transport = Transport::bind(&plan.worker.endpoint, inboxes)?;
-    plan.worker.endpoint = transport.endpoint().to_string();
+    plan.worker.endpoint = transport::advertised(transport.endpoint());
     let transport = transport.start();
     let mut reporter = Reporter::new(output);
     reporter.set_supervisor(supervisor.clone().recipient());

@@ -261,6 +261,12 @@ pub struct Flush;
 #[rtype(result = "usize")]
 pub struct Remaining;
 
+/// Supervisor -> Worker: a worker finished for want of work; a slot still waiting for an external
+/// worker to join stops waiting (it can be revived if work comes back).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NoMoreWork;
+
 /// Supervisor -> Worker: start a process again in a finished slot (work came back after it
 /// finished). Not a respawn: it does not count against the budget.
 #[derive(Message)]

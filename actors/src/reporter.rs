@@ -243,6 +243,11 @@ impl Reporter {
                     self.line(format!("[{worker}] started (pid {pid}){on}"));
                 }
             }
+            Event::WorkerAwaited {
+                worker, command, ..
+            } => self.line(format!(
+                "[{worker}] waiting for this worker to join; run:\n    {command}"
+            )),
             Event::CollectionMismatch { worker, diff } => self.line(format!(
                 "[{worker}] collection differs from the reference:\n{}",
                 diff.trim_end()

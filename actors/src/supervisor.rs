@@ -22,7 +22,9 @@ use herd_core::collection::{CollectScope, Reference, ShardedReference};
 use herd_core::diff::duplicates_error;
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
-use herd_core::protocol::{check_hello, CollectionError, CoordinatorMessage, Token, WorkerMessage};
+use herd_core::protocol::{
+    check_fingerprint, check_hello, CollectionError, CoordinatorMessage, Token, WorkerMessage,
+};
 use herd_core::restart::RespawnBudget;
 use herd_core::TestId;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
@@ -294,12 +296,21 @@ impl Supervisor {
             protocol,
             token,
             worker: name,
+            fingerprint,
             ..
         } = &hello
         else {
             return;
         };
-        if let Err(why) = check_hello(*protocol, token, &self.token) {
+        let settings = &self.settings.worker;
+        let checked = check_hello(*protocol, token, &self.token).and_then(|()| {
+            check_fingerprint(
+                fingerprint.as_deref(),
+                &settings.fingerprint,
+                settings.fingerprint_required,
+            )
+        });
+        if let Err(why) = checked {
             return self.refuse(identity, format!("hello from {name:?} refused: {why}"));
         }
         let collect = if self.reference.is_some() {
@@ -452,6 +463,12 @@ impl Handler<WorkerDone> for Supervisor {
         self.recollect_orphaned_shard(&msg.worker);
         if msg.retired {
             self.retired.insert(msg.worker);
+        } else if self.end.is_none() {
+            // A slot finished for want of work: slots still waiting for an external worker to
+            // join stop waiting.
+            for worker in self.live.iter().filter_map(|w| self.workers.get(w)) {
+                worker.do_send(NoMoreWork);
+            }
         }
         if self.live.is_empty() {
             self.all_done(ctx);

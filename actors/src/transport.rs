@@ -145,6 +145,24 @@ impl Handler<Outbound> for Transport {
     }
 }
 
+/// The endpoint workers are told to connect to: the bound one, with a wildcard host (`*`,
+/// `0.0.0.0`, `[::]`) replaced by this machine's host name.
+pub fn advertised(bound: &str) -> String {
+    let Some(rest) = bound.strip_prefix("tcp://") else {
+        return bound.to_string();
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return bound.to_string();
+    };
+    if !matches!(host, "*" | "0.0.0.0" | "[::]" | "::") {
+        return bound.to_string();
+    }
+    match nix::unistd::gethostname() {
+        Ok(name) => format!("tcp://{}:{port}", name.to_string_lossy()),
+        Err(_) => bound.to_string(),
+    }
+}
+
 /// The socket thread: polls the ROUTER and the outbox until `stop` is set.
 fn pump(router: zmq::Socket, outbox: zmq::Socket, inbound: Inboxes, stop: Arc<AtomicBool>) {
     let receive_all = || {
@@ -229,6 +247,17 @@ fn decode_frames(mut frames: Vec<Vec<u8>>) -> Vec<Inbound> {
 mod tests {
     use super::*;
     use herd_core::protocol::WorkerMessage;
+
+    #[test]
+    fn wildcard_hosts_are_advertised_by_name() {
+        assert_eq!(advertised("ipc:///tmp/x.sock"), "ipc:///tmp/x.sock");
+        assert_eq!(advertised("tcp://10.1.2.3:5555"), "tcp://10.1.2.3:5555");
+        let name = nix::unistd::gethostname().unwrap();
+        assert_eq!(
+            advertised("tcp://0.0.0.0:5555"),
+            format!("tcp://{}:5555", name.to_string_lossy())
+        );
+    }
 
     #[test]
     fn frames_decode_with_or_without_a_delimiter() {

@@ -31,7 +31,7 @@ use herd_core::TestId;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::launcher::Launcher;
+use crate::launcher::{Launch, Launcher};
 use crate::messages::*;
 use crate::process::{
     describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
@@ -86,8 +86,14 @@ pub struct WorkerSettings {
     pub reference_known: bool,
     /// How long a worker process may stay stopped (SIGSTOP, a debugger) before it is killed.
     pub hang_timeout: Duration,
-    /// How long a worker that promised heartbeats may stay silent before it is taken for hung.
+    /// How long a worker that promised heartbeats may stay silent before it is taken for hung
+    /// (or, on another host, for lost).
     pub heartbeat_timeout: Duration,
+    /// The coordinator's fingerprint (see [`protocol::fingerprint`]): a worker that says another
+    /// is refused.
+    pub fingerprint: String,
+    /// Whether a worker must say a fingerprint (a `--fingerprint` command was given).
+    pub fingerprint_required: bool,
 }
 
 /// The actors a worker talks to.
@@ -123,8 +129,11 @@ enum KillReason {
     Violation(String),
     InternalError(String),
     StartTimeout,
+    JoinTimeout,
+    Unneeded,
     GraceExpired,
     Hung,
+    Lost(Duration),
     Drain,
     Abort,
     Recollect,
@@ -145,8 +154,14 @@ impl KillReason {
             KillReason::StartTimeout => {
                 "it was killed: it did not report its collection in time".into()
             }
+            KillReason::JoinTimeout => "no worker joined in time".into(),
+            KillReason::Unneeded => "no worker is needed any more".into(),
             KillReason::GraceExpired => "it was killed: it did not exit after shutdown".into(),
             KillReason::Hung => "it was killed: it stayed stopped (hung)".into(),
+            KillReason::Lost(silent) => format!(
+                "it was given up for lost: nothing heard for {:.1}s (its host or the network is gone)",
+                silent.as_secs_f64()
+            ),
             KillReason::Drain => "it was stopped before it started working".into(),
             KillReason::Abort => "it was killed: the session ended".into(),
             KillReason::Recollect => {
@@ -159,7 +174,12 @@ impl KillReason {
     fn is_workers_fault(&self) -> bool {
         !matches!(
             self,
-            KillReason::Timeout | KillReason::Drain | KillReason::Abort | KillReason::Recollect
+            KillReason::Timeout
+                | KillReason::Drain
+                | KillReason::Abort
+                | KillReason::JoinTimeout
+                | KillReason::Unneeded
+                | KillReason::Recollect
         )
     }
 }
@@ -215,6 +235,13 @@ pub struct Worker {
     stopped_since: Option<Instant>,
     last_heard: Instant,
     silence_limit: Option<Duration>,
+    /// This incarnation was not started by herd (`--launcher external`): it joins by itself.
+    external: bool,
+    /// An external worker that said hello.
+    joined: bool,
+    /// An external worker herd gave up on (it cannot be killed); its end is handled next tick.
+    disowned: bool,
+    pending_gone: bool,
 }
 
 impl Worker {
@@ -251,6 +278,10 @@ impl Worker {
             stopped_since: None,
             last_heard: Instant::now(),
             silence_limit: None,
+            external: false,
+            joined: false,
+            disowned: false,
+            pending_gone: false,
         }
     }
 
@@ -301,6 +332,8 @@ impl Worker {
         if std::mem::take(&mut self.releasing) {
             self.return_stolen(Vec::new());
         }
+        (self.external, self.joined, self.disowned, self.pending_gone) =
+            (false, false, false, false);
         let incarnation = self.incarnation;
         let mut env = self.hook_env();
         env.push((
@@ -335,10 +368,14 @@ impl Worker {
             let _ = std::fs::remove_file(&path);
             env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
         }
-        let launched = self
+        let launched = match self
             .settings
             .launcher
-            .launch(&self.settings.command, &self.slot, &env);
+            .launch(&self.settings.command, &self.slot, &env)
+        {
+            Launch::Spawn(command) => command,
+            Launch::Await(command) => return self.await_join(ctx, command),
+        };
         let mut child = match spawn_in_group(&launched) {
             Ok(child) => child,
             Err(e) => {
@@ -366,25 +403,54 @@ impl Worker {
                 .into_actor(self)
                 .map(move |status, act, ctx| act.process_gone(ctx, incarnation, status)),
         );
-        ctx.run_later(self.settings.start_timeout, move |act, _| {
-            if act.incarnation == incarnation
-                && matches!(
-                    act.state,
-                    State::Starting | State::Collecting | State::Checking
-                )
-            {
-                act.notice(format!(
-                    "no collection within {}s of starting; killing the worker",
-                    act.settings.start_timeout.as_secs()
-                ));
-                act.kill(KillReason::StartTimeout);
-            }
-        });
+        self.start_timer(ctx);
         self.publish(Event::WorkerSpawned {
             worker: self.id(),
             incarnation,
             pid,
             appliance: self.slot.appliance.clone(),
+        });
+    }
+
+    /// Kills the current incarnation if it has not reported its collection within the start
+    /// timeout (an external slot nobody joined is retired).
+    fn start_timer(&self, ctx: &mut Context<Self>) {
+        let incarnation = self.incarnation;
+        ctx.run_later(self.settings.start_timeout, move |act, _| {
+            if act.incarnation != incarnation
+                || !matches!(
+                    act.state,
+                    State::Starting | State::Collecting | State::Checking
+                )
+            {
+                return;
+            }
+            let secs = act.settings.start_timeout.as_secs_f64();
+            if act.external && !act.joined {
+                act.notice(format!(
+                    "nobody joined as {} within {secs}s",
+                    protocol::identity(&act.slot.id, incarnation)
+                ));
+                act.kill(KillReason::JoinTimeout);
+            } else {
+                act.notice(format!(
+                    "no collection within {secs}s of starting; killing the worker"
+                ));
+                act.kill(KillReason::StartTimeout);
+            }
+        });
+    }
+
+    /// Waits for a worker herd does not start (`--launcher external`): `command` (printed)
+    /// joins it, on any host.
+    fn await_join(&mut self, ctx: &mut Context<Self>, command: String) {
+        self.external = true;
+        self.pid = None;
+        self.start_timer(ctx);
+        self.publish(Event::WorkerAwaited {
+            worker: self.id(),
+            incarnation: self.incarnation,
+            command,
         });
     }
 
@@ -451,6 +517,20 @@ impl Worker {
         }
         if let Some(pid) = self.pid {
             signal_group(pid, Signal::SIGKILL);
+        } else if self.external && !self.disowned {
+            // A worker herd did not start cannot be killed: it is disowned. It is told to exit,
+            // nothing it sends counts any more, and its end is handled as a death.
+            self.disowned = true;
+            self.pending_gone = true;
+            if let Some(identity) = self.identity.take() {
+                let why = self.kill.as_ref().map(KillReason::describe);
+                self.send(
+                    identity,
+                    CoordinatorMessage::Error {
+                        message: format!("herd disowned this worker: {}", why.unwrap_or_default()),
+                    },
+                );
+            }
         }
     }
 
@@ -472,6 +552,19 @@ impl Worker {
             Ok(status) => (status.code(), describe_status(&status)),
             Err(e) => (None, format!("unknown status ({e})")),
         };
+        self.gone(ctx, incarnation, pid, code, status);
+    }
+
+    /// The worker of `incarnation` is gone (its process exited, or an external worker left or
+    /// was disowned): its last messages get to arrive before its end is handled.
+    fn gone(
+        &mut self,
+        ctx: &mut Context<Self>,
+        incarnation: u32,
+        pid: u32,
+        code: Option<i32>,
+        status: String,
+    ) {
         self.exit = Some((pid, code, status));
         ctx.run_later(EXIT_SETTLE, move |act, _| {
             act.peers.transport.do_send(Barrier {
@@ -500,6 +593,19 @@ impl Worker {
             self.state = State::Done;
             return;
         }
+        if self.kill == Some(KillReason::JoinTimeout) {
+            let why = format!(
+                "no worker joined as {} within {}s",
+                protocol::identity(&self.slot.id, incarnation),
+                self.settings.start_timeout.as_secs_f64()
+            );
+            self.state = State::Respawning;
+            return self.retire(why);
+        }
+        if self.kill == Some(KillReason::Unneeded) {
+            self.state = State::Respawning;
+            return self.done(false);
+        }
         let struck_exit0 =
             self.armed.exit0_after.is_some() && code == Some(0) && !self.shutdown_said;
         if struck_exit0 {
@@ -513,12 +619,14 @@ impl Worker {
                 .kill
                 .as_ref()
                 .is_none_or(|k| *k == KillReason::GraceExpired);
-        self.publish(Event::WorkerExited {
-            worker: self.id(),
-            incarnation,
-            status: status.clone(),
-            clean,
-        });
+        if !self.external || self.joined {
+            self.publish(Event::WorkerExited {
+                worker: self.id(),
+                incarnation,
+                status: status.clone(),
+                clean,
+            });
+        }
         let running = self.running.take();
         let mut unstarted: Vec<TestId> = self
             .queue
@@ -606,7 +714,12 @@ impl Worker {
     ) -> Option<(TestId, f64, bool)> {
         let misbehaved = matches!(
             self.kill,
-            Some(KillReason::Garbage(_) | KillReason::Violation(_) | KillReason::InternalError(_))
+            Some(
+                KillReason::Garbage(_)
+                    | KillReason::Violation(_)
+                    | KillReason::InternalError(_)
+                    | KillReason::Lost(_)
+            )
         );
         if misbehaved {
             if let Some(r) = running {
@@ -741,6 +854,7 @@ impl Worker {
         incarnation: u32,
         heartbeat: Option<f64>,
         collect: Option<CollectScope>,
+        pid: Option<u32>,
     ) {
         let expected = protocol::identity(&self.slot.id, self.incarnation);
         if incarnation != self.incarnation
@@ -774,6 +888,15 @@ impl Worker {
             incarnation,
             collect,
         });
+        if self.external {
+            self.joined = true;
+            self.publish(Event::WorkerSpawned {
+                worker: self.id(),
+                incarnation,
+                pid: pid.unwrap_or(0),
+                appliance: self.slot.appliance.clone(),
+            });
+        }
     }
 
     fn on_message(&mut self, ctx: &mut Context<Self>, message: WorkerMessage) {
@@ -863,6 +986,10 @@ impl Worker {
                 self.shutdown_said = true;
                 self.state = State::Stopping;
                 let incarnation = self.incarnation;
+                if self.external {
+                    // It exits now, on its own host: what it sent before is handled first.
+                    return self.gone(ctx, incarnation, 0, Some(0), "left after shutdown".into());
+                }
                 ctx.run_later(self.settings.grace, move |act, _| {
                     if act.incarnation == incarnation && act.pid.is_some() {
                         act.notice(format!(
@@ -1029,22 +1156,32 @@ impl Worker {
 
     /// Hang detection: a process that stays stopped (SIGSTOP, a debugger) is killed, its running
     /// test reported and its work returned, like any other dead worker.
-    fn watch_for_stops(&mut self) {
-        let Some(pid) = self.pid else { return };
+    fn watch_for_stops(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.pending_gone) {
+            let incarnation = self.incarnation;
+            return self.gone(ctx, incarnation, 0, None, "disowned".into());
+        }
         let live = matches!(
             self.state,
             State::Collecting | State::Checking | State::Working
-        );
+        ) && (self.pid.is_some() || self.identity.is_some() && self.external);
         if let Some(limit) = self.silence_limit.filter(|_| live) {
             let silent = self.last_heard.elapsed();
             if silent >= limit && self.kill.is_none() {
+                let secs = silent.as_secs_f64();
+                if self.settings.launcher.remote() {
+                    self.notice(format!(
+                        "sent nothing for {secs:.1}s although it promised heartbeats; giving it up for lost and re-queuing its tests"
+                    ));
+                    return self.kill(KillReason::Lost(silent));
+                }
                 self.notice(format!(
-                    "sent nothing for {:.1}s although it promised heartbeats; taking it for hung and killing it",
-                    silent.as_secs_f64()
+                    "sent nothing for {secs:.1}s although it promised heartbeats; taking it for hung and killing it"
                 ));
                 return self.kill(KillReason::Hung);
             }
         }
+        let Some(pid) = self.pid else { return };
         if !process_is_stopped(pid) {
             self.stopped_since = None;
             return;
@@ -1196,7 +1333,9 @@ impl Actor for Worker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_millis(250), |act, _| act.watch_for_stops());
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| {
+            act.watch_for_stops(ctx)
+        });
         self.spawn(ctx);
     }
 }
@@ -1224,19 +1363,18 @@ impl Handler<FromProcess> for Worker {
         if let WorkerMessage::Hello {
             incarnation,
             heartbeat,
+            pid,
             ..
         } = msg.message
         {
             if self.identity.as_ref() != Some(&msg.identity) {
-                return self.on_hello(msg.identity, incarnation, heartbeat, msg.collect);
+                return self.on_hello(msg.identity, incarnation, heartbeat, msg.collect, pid);
             }
         }
         if self.identity.as_ref() != Some(&msg.identity) {
             let got = String::from_utf8_lossy(&msg.identity).into_owned();
-            return self.refuse(
-                msg.identity,
-                format!("{got} has not said hello (or is not current); say hello first"),
-            );
+            let why = format!("{got} has not said hello (or is not current); say hello first");
+            return self.refuse(msg.identity, why);
         }
         self.last_heard = Instant::now();
         self.on_message(ctx, msg.message);
@@ -1395,6 +1533,20 @@ impl Handler<Revive> for Worker {
                 worker: self.id(),
                 retired: false,
             });
+        }
+    }
+}
+
+impl Handler<NoMoreWork> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: NoMoreWork, _: &mut Self::Context) {
+        if self.external && !self.joined && self.state == State::Starting {
+            self.notice(format!(
+                "stops waiting for {} to join: no work is left",
+                protocol::identity(&self.slot.id, self.incarnation)
+            ));
+            self.kill(KillReason::Unneeded);
         }
     }
 }

@@ -43,6 +43,16 @@ pub enum Event {
         /// The appliance the worker owns.
         appliance: Option<String>,
     },
+    /// herd waits for a worker it does not start itself (`--launcher external`): someone must run
+    /// `command` (on any host that reaches the coordinator) for the slot to join.
+    WorkerAwaited {
+        /// Worker id.
+        worker: String,
+        /// The spawn number the worker must announce.
+        incarnation: u32,
+        /// The exact command line that joins this slot.
+        command: String,
+    },
     /// A worker's collection differs from the reference.
     CollectionMismatch {
         /// Worker id.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   coordinator (ROUTER, binds)                worker (DEALER, connects)
-//!        |  <-- hello {protocol, worker, incarnation, token, pid}
+//!        |  <-- hello {protocol, worker, incarnation, token, pid, heartbeat, fingerprint}
 //!        |  --> welcome {worker, incarnation, collect?}  (or error {message}, then nothing)
 //!        |  <-- collection {tests, files?, scope?} (checked against the reference)
 //!        |  <-- heartbeat                          (every few seconds, if hello promised it)
@@ -64,6 +64,13 @@ pub const ENV_APPLIANCE: &str = "HERD_APPLIANCE";
 /// is blamed on the first unconfirmed test of its queue.
 pub const ENV_STATUS_FILE: &str = "HERD_STATUS_FILE";
 
+/// Environment variable holding a shell command whose output goes into the worker's fingerprint
+/// (`git rev-parse HEAD`); the worker runs it on its own host (see [`fingerprint`]).
+pub const ENV_FINGERPRINT_CMD: &str = "HERD_FINGERPRINT_CMD";
+/// Environment variable holding the version of the herd that set up a worker which cannot know
+/// it otherwise (the pytest plugin), for its fingerprint.
+pub const ENV_VERSION: &str = "HERD_VERSION";
+
 /// A message from a worker to the coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -85,6 +92,11 @@ pub enum WorkerMessage {
         /// a worker that then falls silent is taken for hung. `None`: no heartbeats.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         heartbeat: Option<f64>,
+        /// What code the worker runs, computed on its own host (see [`fingerprint`]); a worker
+        /// whose fingerprint differs from the coordinator's is refused. `None`: not said (older
+        /// workers), accepted unless the session asks for `--fingerprint`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
     },
     /// "Still alive" (see `heartbeat` in `hello`); nothing else.
     Heartbeat,
@@ -343,6 +355,35 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A fingerprint: `herd <version>`, then the output of the `--fingerprint` command (trimmed), if
+/// any, after ` | `. Coordinator and worker each compute their own on their own host.
+pub fn fingerprint(herd_version: &str, command_output: Option<&str>) -> String {
+    match command_output.map(str::trim) {
+        Some(out) => format!("herd {herd_version} | {out}"),
+        None => format!("herd {herd_version}"),
+    }
+}
+
+/// Checks a worker's fingerprint against the coordinator's. A worker that says none passes unless
+/// `required` (the session has a `--fingerprint` command).
+pub fn check_fingerprint(
+    worker: Option<&str>,
+    coordinator: &str,
+    required: bool,
+) -> Result<(), String> {
+    match worker {
+        Some(theirs) if theirs == coordinator => Ok(()),
+        Some(theirs) => Err(format!(
+            "fingerprint mismatch: the worker runs {theirs:?}, the coordinator {coordinator:?} \
+             (same herd version and --fingerprint output needed everywhere)"
+        )),
+        None if required => Err(format!(
+            "the worker sent no fingerprint; the coordinator requires {coordinator:?}"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Checks a `hello` against the session's token and protocol version.
 pub fn check_hello(protocol: u32, token: &str, session_token: &Token) -> Result<(), String> {
     if protocol != PROTOCOL_VERSION {
@@ -369,6 +410,7 @@ mod tests {
             token: "t".into(),
             pid: Some(42),
             heartbeat: Some(1.0),
+            fingerprint: Some("herd 0.1.0 | abc".into()),
         };
         let frame = encode(&hello);
         assert!(String::from_utf8_lossy(&frame).contains(r#""type":"hello""#));
@@ -464,6 +506,29 @@ mod tests {
         assert!(!token.matches(""));
         assert_ne!(Token::generate().as_str(), token.as_str());
         assert!(!format!("{token:?}").contains(token.as_str()));
+    }
+
+    #[test]
+    fn fingerprints_must_match_and_name_both() {
+        let ours = fingerprint("0.1.0", Some("abc\n"));
+        assert_eq!(ours, "herd 0.1.0 | abc");
+        assert_eq!(fingerprint("0.1.0", None), "herd 0.1.0");
+        assert!(check_fingerprint(Some(&ours), &ours, true).is_ok());
+        let why = check_fingerprint(Some("herd 0.1.0 | def"), &ours, false).unwrap_err();
+        assert!(why.contains("abc") && why.contains("def"), "{why}");
+        assert!(check_fingerprint(None, &ours, false).is_ok());
+        assert!(check_fingerprint(None, &ours, true)
+            .unwrap_err()
+            .contains("no fingerprint"));
+        // Older workers' hellos, without the field, still decode.
+        let old = br#"{"type":"hello","protocol":1,"worker":"w1","incarnation":1,"token":"t"}"#;
+        assert!(matches!(
+            decode_worker_message(old),
+            Ok(WorkerMessage::Hello {
+                fingerprint: None,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn message() -> impl Strategy<Value = WorkerMessage> {
                     token,
                     pid: None,
                     heartbeat: None,
+                    fingerprint: None,
                 }
             }
         ),

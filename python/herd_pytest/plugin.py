@@ -173,6 +173,23 @@ def _longrepr_and_message(report):
     return text, message
 
 
+def _fingerprint():
+    """``{"fingerprint": ...}`` for ``hello``: herd's version (``HERD_VERSION``, set by herd) and
+    the output of ``HERD_FINGERPRINT_CMD``, run on this host; empty when the version is unknown."""
+    version = os.environ.get("HERD_VERSION")
+    if not version:
+        return {}
+    cmd = os.environ.get("HERD_FINGERPRINT_CMD", "").strip()
+    if not cmd:
+        return {"fingerprint": f"herd {version}"}
+    import subprocess
+
+    done = subprocess.run(cmd, shell=True, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise pytest.UsageError(f"herd: the fingerprint command `{cmd}` failed: {done.stderr.strip()}")
+    return {"fingerprint": f"herd {version} | {done.stdout.strip()}"}
+
+
 # --------------------------------------------------------------------------------------------
 # The worker: active only under herd.
 # --------------------------------------------------------------------------------------------
@@ -437,6 +454,7 @@ class HerdWorker:
                 "token": self.token,
                 "pid": os.getpid(),
                 "heartbeat": HEARTBEAT_S,
+                **_fingerprint(),
             }
         )
         deadline = time.monotonic() + self.connect_timeout

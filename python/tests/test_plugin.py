@@ -564,3 +564,18 @@ def test_heartbeats_keep_coming_while_a_test_runs(coordinator, write_suite, spaw
         pass
     assert coordinator.heartbeats >= 2
     worker.wait(timeout=10)
+
+
+def test_hello_carries_the_fingerprint_computed_here(coordinator, spawn_worker, suite, fixture_log):
+    worker = spawn_worker(
+        suite,
+        env={
+            "HERD_VERSION": "9.9.9",
+            "HERD_FINGERPRINT_CMD": "echo rev-abc",
+            "HERD_TEST_FIXTURE_LOG": str(fixture_log),
+        },
+    )
+    identity, hello = coordinator.expect("hello")
+    assert hello["fingerprint"] == "herd 9.9.9 | rev-abc"
+    coordinator.send(identity, {"type": "error", "message": "fingerprint mismatch"})
+    assert worker.wait() != 0

@@ -220,19 +220,22 @@ impl Scheduler {
     }
 }
 
-/// How far down the queue a worker looks for a group of a file it has already collected.
-const PREFERENCE_WINDOW: usize = 32;
-
-/// Among the first groups, one of a file the worker has collected that it can take without
-/// switching provider.
+/// The first group of a file the worker has collected that it can take without switching
+/// provider. The queue is walked once; a file's name is looked up only where the file changes.
 fn collected_group(
     queue: &VecDeque<Group>,
     files: &HashSet<String>,
     held: Option<&str>,
 ) -> Option<Pick> {
-    let index = queue.iter().take(PREFERENCE_WINDOW).position(|g| {
-        let provider_fits = g.provider.is_none() || g.provider.as_deref() == held;
-        provider_fits && files.contains(module_of(&g.tests[0]))
+    let mut module = "";
+    let mut collected = false;
+    let index = queue.iter().position(|g| {
+        let first = module_of(&g.tests[0]);
+        if first != module {
+            module = first;
+            collected = files.contains(first);
+        }
+        collected && (g.provider.is_none() || g.provider.as_deref() == held)
     })?;
     Some(Pick {
         index,

@@ -70,10 +70,23 @@ impl History {
                 expected.fold(0.0, f64::max)
             }
         };
-        let mut keyed: Vec<(f64, Group)> = groups.drain(..).map(|g| (cost(&g), g)).collect();
-        keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut keyed: Vec<(i64, Group)> = groups
+            .drain(..)
+            .map(|g| (cost_class(cost(&g)), g))
+            .collect();
+        // Stable: groups of one class keep collection order (a module's tests stay together).
+        keyed.sort_by(|a, b| b.0.cmp(&a.0));
         keyed.into_iter().map(|(_, g)| g).collect()
     }
+}
+
+/// Expected seconds as a class for ordering: classes 25 % wide, and everything under 5 ms in one
+/// class, so that noise in tiny durations does not scatter a module's tests over the queue.
+fn cost_class(secs: f64) -> i64 {
+    if secs.is_nan() || secs < 0.005 {
+        return 0;
+    }
+    1 + ((secs / 0.005).ln() / 1.25f64.ln()).floor() as i64
 }
 
 #[cfg(test)]
@@ -142,6 +155,26 @@ mod tests {
                 group(&["q1", "q2", "q3"])
             ]
         );
+    }
+
+    #[test]
+    fn tiny_differences_do_not_reorder_groups() {
+        let mut history = History::default();
+        history.record([
+            ("a".to_string(), 0.0002),
+            ("b".to_string(), 0.0009),
+            ("c".to_string(), 0.010),
+            ("d".to_string(), 0.011),
+        ]);
+        let ordered = history.longest_first(
+            vec![group(&["a"]), group(&["b"]), group(&["c"]), group(&["d"])],
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            ordered,
+            vec![group(&["c"]), group(&["d"]), group(&["a"]), group(&["b"])]
+        );
+        assert!(cost_class(3.0) > cost_class(2.0) && cost_class(0.004) == 0);
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl History {
             .map(|g| (cost_class(cost(&g)), g))
             .collect();
         // Stable: groups of one class keep collection order (a module's tests stay together).
-        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+        keyed.sort_by_key(|k| std::cmp::Reverse(k.0));
         keyed.into_iter().map(|(_, g)| g).collect()
     }
 }

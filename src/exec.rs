@@ -245,7 +245,9 @@ fn serve(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> Result<(
                 Some(CoordinatorMessage::Error { message }) => {
                     return Err(ClientError::Refused(message))
                 }
-                Some(CoordinatorMessage::Welcome { .. }) => {}
+                Some(
+                    CoordinatorMessage::Welcome { .. } | CoordinatorMessage::FileAccepted { .. },
+                ) => {}
                 None if idle => continue,
                 None => break,
             }

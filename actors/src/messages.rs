@@ -184,6 +184,8 @@ pub struct RequestWork {
     /// The files the worker's process has collected, when it collected only some: groups of
     /// these files are preferred (no collection to pay).
     pub collected: Option<Arc<HashSet<String>>>,
+    /// The tests the worker holds and has not started (its next test, for pytest).
+    pub holding: Vec<TestId>,
 }
 
 /// Scheduler -> Worker: another worker is idle; give back the end of your unstarted queue, as
@@ -193,6 +195,8 @@ pub struct RequestWork {
 pub struct Steal {
     /// What may be taken.
     pub policy: Arc<StealPolicy>,
+    /// The expected seconds of work the idle (or nearly idle) worker holds.
+    pub thief_load: f64,
 }
 
 /// Scheduler -> Worker: the answer to [`RequestWork`].

@@ -105,7 +105,7 @@ impl Scheduler {
             // Nothing queued: tests asked back from a busy worker will come (wait for them), or
             // an idle worker waits for work that may yet return; a worker that still holds
             // tests is told at once that there is no more.
-            if self.steal_for(worker) {
+            if self.steal_for(&request) {
                 return Some(request);
             }
             let own = self.in_flight.get(worker).copied().unwrap_or(0);
@@ -172,7 +172,8 @@ impl Scheduler {
     /// Asks the worker holding the most tests (at least one beyond the one it runs) to give
     /// back the end of its queue, unless it was already asked at its current share or has not
     /// answered the last request yet. Whether an answer is on its way.
-    fn steal_for(&mut self, thief: &str) -> bool {
+    fn steal_for(&mut self, request: &RequestWork) -> bool {
+        let thief = request.worker.as_str();
         let askable = |w: &String, n: &usize| {
             let Some((incarnation, _)) = self.victims.get(w) else {
                 return false;
@@ -196,9 +197,9 @@ impl Scheduler {
         };
         let (incarnation, steal) = &self.victims[&victim];
         tracing::debug!(%victim, %thief, share, "asking for tests back");
-        steal.do_send(Steal {
-            policy: self.steal_policy.clone(),
-        });
+        let policy = self.steal_policy.clone();
+        let thief_load = request.holding.iter().map(|t| policy.expected(t)).sum();
+        steal.do_send(Steal { policy, thief_load });
         self.unanswered.insert(victim.clone(), *incarnation);
         self.asked.insert(victim, share);
         true
@@ -359,7 +360,8 @@ impl Handler<SetReference> for Scheduler {
         self.named = msg.herd_groups;
         self.steal_policy = Arc::new(
             StealPolicy::new(self.named.clone(), self.providers.clone())
-                .keeping_modules_whole(self.grouping.keeps_modules_whole()),
+                .keeping_modules_whole(self.grouping.keeps_modules_whole())
+                .with_history(self.history.clone()),
         );
         let groups = self
             .grouping

@@ -219,6 +219,10 @@ pub struct Worker {
     need_tests_pending: bool,
     /// A `release` was sent and its `released` has not come back.
     releasing: bool,
+    /// Tests were sent and the process has not started one since.
+    unconfirmed: bool,
+    /// A [`Steal`] waiting for the process to confirm it has its tests.
+    deferred_steal: Option<Steal>,
     /// The reference collection, once complete.
     reference: Option<Arc<Reference>>,
     /// The process's collection waits for the reference to be complete (a shard).
@@ -266,6 +270,8 @@ impl Worker {
             awaiting_work: false,
             need_tests_pending: false,
             releasing: false,
+            unconfirmed: false,
+            deferred_steal: None,
             reference: None,
             awaiting_reference: false,
             collected: None,
@@ -329,7 +335,8 @@ impl Worker {
         self.need_tests_pending = false;
         self.awaiting_reference = false;
         self.collected = None;
-        if std::mem::take(&mut self.releasing) {
+        self.unconfirmed = false;
+        if std::mem::take(&mut self.releasing) | self.deferred_steal.take().is_some() {
             self.return_stolen(Vec::new());
         }
         (self.external, self.joined, self.disowned, self.pending_gone) =
@@ -584,7 +591,8 @@ impl Worker {
         };
         self.identity = None;
         self.awaiting_work = false;
-        if std::mem::take(&mut self.releasing) {
+        self.unconfirmed = false;
+        if std::mem::take(&mut self.releasing) | self.deferred_steal.take().is_some() {
             // The process died before answering a `release`: answer the Scheduler for it (its
             // tests come back with the rest of the queue).
             self.return_stolen(Vec::new());
@@ -1052,7 +1060,8 @@ impl Worker {
         }
         match diff {
             None => {
-                Arc::make_mut(collected).insert(file);
+                Arc::make_mut(collected).insert(file.clone());
+                self.send_to_process(CoordinatorMessage::FileAccepted { file });
             }
             Some(diff) => {
                 self.publish(Event::CollectionMismatch {
@@ -1080,6 +1089,7 @@ impl Worker {
                 reply,
                 steal,
                 collected: self.collected.clone(),
+                holding: self.unstarted(),
             });
         }
     }
@@ -1125,6 +1135,10 @@ impl Worker {
             test,
             worker: self.id(),
         });
+        self.unconfirmed = false;
+        if let Some(steal) = self.deferred_steal.take() {
+            self.steal(steal, ctx);
+        }
     }
 
     /// Inflicts a signal fault on the process of `incarnation`, if it still runs: during the
@@ -1260,6 +1274,44 @@ impl Worker {
         self.return_stolen(given);
     }
 
+    /// Answers a [`Steal`]: asks the process for the end of its queue, or says "nothing". Every
+    /// Steal is answered once.
+    fn steal(&mut self, msg: Steal, ctx: &mut Context<Self>) {
+        let tail: Vec<TestId> = if self.state == State::Working && !self.draining && !self.releasing
+        {
+            let running = self.running.as_ref().map(|r| &r.test);
+            let unstarted = self.unstarted();
+            msg.policy
+                .tail(running, &unstarted, msg.thief_load)
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        if tail.is_empty() {
+            return self.return_stolen(tail);
+        }
+        self.releasing = true;
+        self.send_to_process(CoordinatorMessage::Release { tests: tail });
+        // A worker busy in a long test (or one that ignores `release`) must not keep the
+        // Scheduler waiting: it hears "nothing" after a while; a late answer still counts.
+        let incarnation = self.incarnation;
+        ctx.run_later(RELEASE_PATIENCE, move |act, _| {
+            if act.incarnation == incarnation && act.releasing {
+                act.return_stolen(Vec::new());
+            }
+        });
+    }
+
+    /// The tests the process holds and has not started, in order.
+    fn unstarted(&self) -> Vec<TestId> {
+        let running = self.running.as_ref().map(|r| &r.test);
+        self.queue
+            .iter()
+            .filter(|t| Some(*t) != running)
+            .cloned()
+            .collect()
+    }
+
     fn return_stolen(&self, tests: Vec<TestId>) {
         self.peers.scheduler.do_send(ReturnTests {
             worker: self.id(),
@@ -1280,6 +1332,7 @@ impl Worker {
             return;
         }
         self.queue.extend(tests.iter().cloned());
+        self.unconfirmed = true;
         self.send_to_process(CoordinatorMessage::Tests { tests });
     }
 }
@@ -1468,33 +1521,22 @@ impl Handler<Steal> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Steal, ctx: &mut Self::Context) {
-        // Every Steal is answered once: with what the process gives back, or nothing.
-        let tail: Vec<TestId> = if self.state == State::Working && !self.draining && !self.releasing
-        {
-            let running = self.running.as_ref().map(|r| &r.test);
-            let unstarted: Vec<TestId> = self
-                .queue
-                .iter()
-                .filter(|t| Some(*t) != running)
-                .cloned()
-                .collect();
-            msg.policy.tail(running, &unstarted).to_vec()
-        } else {
-            Vec::new()
-        };
-        if tail.is_empty() {
-            return self.return_stolen(tail);
+        if self.unconfirmed && self.state == State::Working && !self.draining {
+            // Tests were just sent: the process may not have read them yet, and could not give
+            // them back. Ask once it starts one (or answer "nothing" after a while).
+            self.deferred_steal = Some(msg);
+            let incarnation = self.incarnation;
+            ctx.run_later(RELEASE_PATIENCE, move |act, ctx| {
+                if act.incarnation == incarnation {
+                    if let Some(steal) = act.deferred_steal.take() {
+                        act.unconfirmed = false;
+                        act.steal(steal, ctx);
+                    }
+                }
+            });
+            return;
         }
-        self.releasing = true;
-        self.send_to_process(CoordinatorMessage::Release { tests: tail });
-        // A worker busy in a long test (or one that ignores `release`) must not keep the
-        // Scheduler waiting: it hears "nothing" after a while; a late answer still counts.
-        let incarnation = self.incarnation;
-        ctx.run_later(RELEASE_PATIENCE, move |act, _| {
-            if act.incarnation == incarnation && act.releasing {
-                act.return_stolen(Vec::new());
-            }
-        });
+        self.steal(msg, ctx);
     }
 }
 

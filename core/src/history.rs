@@ -40,7 +40,8 @@ impl History {
         self.durations.get(test).copied().unwrap_or(mean)
     }
 
-    fn mean(&self) -> f64 {
+    /// The mean known duration (1 s when nothing is known).
+    pub fn mean(&self) -> f64 {
         if self.durations.is_empty() {
             return 1.0;
         }

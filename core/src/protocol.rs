@@ -9,6 +9,7 @@
 //!        |  <-- need_tests
 //!        |  --> tests {tests: [...]}               (an empty list: no more work)
 //!        |  <-- file_collection {file, tests}      (a file collected late; checked first)
+//!        |  --> file_accepted {file}               (its tests may run)
 //!        |  <-- test_started {test}
 //!        |  <-- report {test, when: setup|call|teardown, outcome, ...}   (teardown ends a test)
 //!        |  <-- need_tests                         (sent before the last test of a group runs)
@@ -256,6 +257,12 @@ pub enum CoordinatorMessage {
     Tests {
         /// Test ids to run, in order.
         tests: Vec<TestId>,
+    },
+    /// The answer to `file_collection` when the file matches the reference: its tests may run.
+    /// (When it does not match, the worker is stopped instead.)
+    FileAccepted {
+        /// The file.
+        file: String,
     },
     /// Work stealing: give back those of these tests that have not started (they are at the
     /// end of the worker's queue); the worker answers `released`.

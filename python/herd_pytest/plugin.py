@@ -534,6 +534,18 @@ class HerdWorker:
                 "errors": self.collect_errors[errors_before:],
             }
         )
+        # None of its tests runs before the coordinator has checked the file (a worker whose
+        # file differs from the reference is stopped while it waits here).
+        while True:
+            reply = self.receive(None)
+            kind = reply.get("type")
+            if kind == "file_accepted" and reply.get("file") == nodeid:
+                return
+            if kind == "stop":
+                self.stop_requested = True
+                return
+            if kind == "error":
+                self.refused(reply.get("message", "(no message)"))
 
     def pytest_collectreport(self, report):
         if report.failed:

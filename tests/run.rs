@@ -183,8 +183,10 @@ fn maxfail_stops_dealing_out_tests() {
     }
     let run = suite.run(&["-n", "1", "-x"]);
     assert_eq!(run.code, 1, "{}", run.dump());
+    // Tests already dealt may still run before the stop reaches the worker: at most the first
+    // chunk (20 / 4) and the one it asks for before its last test (15 / 4).
     let failed = run.count("failed");
-    assert!((1..=2).contains(&failed), "{failed} failed\n{}", run.dump());
+    assert!((1..=8).contains(&failed), "{failed} failed\n{}", run.dump());
     assert_eq!(run.count("not_run"), 20 - failed);
     assert!(run.stdout.contains("--maxfail"), "{}", run.dump());
 }

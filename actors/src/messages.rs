@@ -1,6 +1,6 @@
 //! Every message that crosses between actors, in one place (who sends it, who handles it).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -142,12 +142,7 @@ pub struct SessionExitRequested {
 /// Supervisor -> Scheduler: the reference collection is known; build the pool.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetReference {
-    /// The reference collection.
-    pub tests: Arc<Vec<TestId>>,
-    /// `herd_group` names by test id.
-    pub herd_groups: BTreeMap<TestId, String>,
-}
+pub struct SetReference(pub Arc<Reference>);
 
 /// Worker -> Supervisor: may this slot start its process again?
 #[derive(Message)]

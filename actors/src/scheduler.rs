@@ -33,7 +33,7 @@ use crate::reporter::Reporter;
 pub struct Scheduler {
     queue: VecDeque<Group>,
     grouping: Arc<dyn GroupingPolicy>,
-    history: History,
+    history: Arc<History>,
     workers: usize,
     providers: Providers,
     named: BTreeMap<TestId, String>,
@@ -68,7 +68,7 @@ impl Scheduler {
         Scheduler {
             queue: VecDeque::new(),
             grouping,
-            history,
+            history: Arc::new(history),
             workers,
             providers,
             named: BTreeMap::new(),
@@ -356,8 +356,8 @@ impl Handler<WorkerGone> for Scheduler {
 impl Handler<SetReference> for Scheduler {
     type Result = ();
 
-    fn handle(&mut self, msg: SetReference, _: &mut Self::Context) {
-        self.named = msg.herd_groups;
+    fn handle(&mut self, SetReference(reference): SetReference, _: &mut Self::Context) {
+        self.named = reference.herd_groups.clone();
         self.steal_policy = Arc::new(
             StealPolicy::new(self.named.clone(), self.providers.clone())
                 .keeping_modules_whole(self.grouping.keeps_modules_whole())
@@ -365,10 +365,10 @@ impl Handler<SetReference> for Scheduler {
         );
         let groups = self
             .grouping
-            .groups(&msg.tests, &self.providers, &self.named);
+            .groups(&reference.tests, &self.providers, &self.named);
         // Longest first (LPT) when earlier runs tell the durations.
         self.queue = self.history.longest_first(groups, &self.named).into();
-        self.total = msg.tests.len();
+        self.total = reference.tests.len();
         self.serve_parked();
     }
 }

@@ -183,10 +183,7 @@ impl Supervisor {
         self.publish(Event::Collected {
             tests: reference.tests.clone(),
         });
-        self.scheduler.do_send(SetReference {
-            tests: Arc::new(reference.tests.clone()),
-            herd_groups: reference.herd_groups.clone(),
-        });
+        self.scheduler.do_send(SetReference(reference.clone()));
         for worker in self.workers.values() {
             worker.do_send(ReferenceReady(reference.clone()));
         }

@@ -13,6 +13,7 @@
 //! A test belongs to the file named by its id up to the first `::` ([`module_of`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +73,7 @@ impl Part {
 }
 
 /// The reference collection, indexed by file.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Reference {
     /// Every test, in order.
     pub tests: Vec<TestId>,
@@ -80,24 +81,35 @@ pub struct Reference {
     pub herd_groups: BTreeMap<TestId, String>,
     /// The walk's test files, when the reference was assembled from shards.
     pub files: Option<Vec<String>>,
-    by_file: HashMap<String, Vec<TestId>>,
+    /// Positions in `tests` of each file's tests (built when first needed).
+    by_file: OnceLock<HashMap<String, Vec<usize>>>,
+}
+
+impl PartialEq for Reference {
+    fn eq(&self, other: &Reference) -> bool {
+        // The file index is derived from the rest.
+        (&self.tests, &self.herd_groups, &self.files)
+            == (&other.tests, &other.herd_groups, &other.files)
+    }
 }
 
 impl Reference {
     /// A reference from one whole collection.
     pub fn whole(tests: Vec<TestId>, herd_groups: BTreeMap<TestId, String>) -> Reference {
-        let by_file = by_file(&tests);
         Reference {
             tests,
             herd_groups,
             files: None,
-            by_file,
+            by_file: OnceLock::new(),
         }
     }
 
     /// The reference's tests of `file`, in order.
-    pub fn tests_of(&self, file: &str) -> &[TestId] {
-        self.by_file.get(file).map_or(&[], Vec::as_slice)
+    pub fn tests_of(&self, file: &str) -> Vec<TestId> {
+        let by_file = self.by_file.get_or_init(|| by_file_positions(&self.tests));
+        by_file.get(file).map_or_else(Vec::new, |positions| {
+            positions.iter().map(|&i| self.tests[i].clone()).collect()
+        })
     }
 
     /// Checks a worker's collection; a unified diff (and any errors) when it differs.
@@ -114,10 +126,7 @@ impl Reference {
                     .filter(|(i, _)| scope.covers(*i))
                     .map(|(_, f)| f)
                     .collect();
-                let expected: Vec<TestId> = covered
-                    .iter()
-                    .flat_map(|f| self.tests_of(f).iter().cloned())
-                    .collect();
+                let expected: Vec<TestId> = covered.iter().flat_map(|f| self.tests_of(f)).collect();
                 collection_diff(&expected, &part.tests, worker)
             })
         };
@@ -134,7 +143,7 @@ impl Reference {
 
     /// Checks the tests a worker collected from one file.
     pub fn check_file(&self, file: &str, tests: &[TestId], worker: &str) -> Option<String> {
-        collection_diff(self.tests_of(file), tests, &format!("{worker} {file}"))
+        collection_diff(&self.tests_of(file), tests, &format!("{worker} {file}"))
     }
 
     fn check_files(&self, files: &[String], worker: &str) -> Option<String> {
@@ -143,12 +152,15 @@ impl Reference {
     }
 }
 
-fn by_file(tests: &[TestId]) -> HashMap<String, Vec<TestId>> {
-    let mut map: HashMap<String, Vec<TestId>> = HashMap::new();
-    for test in tests {
-        map.entry(module_of(test).to_string())
-            .or_default()
-            .push(test.clone());
+fn by_file_positions(tests: &[TestId]) -> HashMap<String, Vec<usize>> {
+    let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, test) in tests.iter().enumerate() {
+        match map.get_mut(module_of(test)) {
+            Some(positions) => positions.push(i),
+            None => {
+                map.insert(module_of(test).to_string(), vec![i]);
+            }
+        }
     }
     map
 }
@@ -291,10 +303,10 @@ impl ShardedReference {
         elsewhere.sort();
         tests.extend(elsewhere);
         Reference {
+            by_file: OnceLock::new(),
             tests,
             herd_groups,
             files: Some(files),
-            by_file,
         }
     }
 }

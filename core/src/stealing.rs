@@ -7,6 +7,7 @@
 //! its queue; the worker answers with those it has not started, and they are dealt again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::grouping::{module_of, provider_of};
 use crate::history::History;
@@ -20,7 +21,7 @@ pub struct StealPolicy {
     named: BTreeMap<TestId, String>,
     providers: Providers,
     whole_modules: bool,
-    history: History,
+    history: Arc<History>,
     mean: f64,
 }
 
@@ -37,14 +38,14 @@ impl StealPolicy {
             named,
             providers,
             whole_modules: false,
-            history: History::default(),
+            history: Arc::default(),
             mean: 1.0,
         }
     }
 
     /// The same policy, weighing tests by their durations in `history` (unknown tests count as
     /// the mean; without a history every test counts as one).
-    pub fn with_history(mut self, history: History) -> StealPolicy {
+    pub fn with_history(mut self, history: Arc<History>) -> StealPolicy {
         self.mean = history.mean();
         self.history = history;
         self
@@ -136,7 +137,7 @@ mod tests {
         let mut history = History::default();
         history.record((0..10).map(|i| (format!("q{i}"), 0.1)));
         history.record([("slow".to_string(), 1.5)]);
-        let policy = StealPolicy::default().with_history(history);
+        let policy = StealPolicy::default().with_history(Arc::new(history));
         let queue: Vec<TestId> = (0..10).map(|i| format!("q{i}")).collect();
         // A thief about to run a 1.5 s test and a victim holding 1 s of quick tests: no steal.
         assert!(policy.tail(None, &queue, 1.5).is_empty());

@@ -579,3 +579,84 @@ def test_hello_carries_the_fingerprint_computed_here(coordinator, spawn_worker, 
     assert hello["fingerprint"] == "herd 9.9.9 | rev-abc"
     coordinator.send(identity, {"type": "error", "message": "fingerprint mismatch"})
     assert worker.wait() != 0
+
+
+def test_release_during_a_test_gives_back_unstarted_tests(coordinator, spawn_worker, write_suite, tmp_path):
+    suite = write_suite(
+        {
+            "test_r.py": """
+                import os, time
+
+                def _mark(name):
+                    with open(os.environ["HERD_TEST_FIXTURE_LOG"], "a") as f:
+                        f.write(name + "\\n")
+
+                def test_slow():
+                    time.sleep(1.0)
+                    _mark("slow")
+
+                def test_a():
+                    _mark("a")
+
+                def test_b():
+                    _mark("b")
+
+                def test_c():
+                    _mark("c")
+            """
+        }
+    )
+    log = tmp_path / "marks.log"
+    worker = spawn_worker(suite, env={"HERD_TEST_FIXTURE_LOG": str(log)})
+    identity, _ = coordinator.handshake()
+    _, collection = coordinator.expect("collection")
+    coordinator.expect("need_tests")
+    coordinator.send(identity, {"type": "tests", "tests": collection["tests"]})
+    _, started = coordinator.expect("test_started")
+    assert started["test"] == "test_r.py::test_slow"
+    # Asked while test_slow runs: answered at once (from the worker's background thread), and a
+    # test it does not hold is not given back.
+    coordinator.send(identity, {"type": "release", "tests": ["test_r.py::test_b", "test_r.py::test_c", "test_r.py::nope"]})
+    released = coordinator.expect("released", timeout=0.9)[1]
+    assert released["tests"] == ["test_r.py::test_b", "test_r.py::test_c"]
+    messages = coordinator.serve(identity, [])
+    started = [m["test"] for m in messages if m["type"] == "test_started"]
+    assert started == ["test_r.py::test_a"]
+    assert worker.wait() == 0, worker.stderr
+    assert log.read_text() == "slow\na\n"
+
+
+def test_a_shard_collects_only_its_files_and_the_rest_on_demand(coordinator, spawn_worker, write_suite, tmp_path):
+    imports = tmp_path / "imports.log"
+    body = 'import os\nwith open(os.environ["HERD_TEST_FIXTURE_LOG"], "a") as f:\n    f.write(__name__ + "\\n")\n\ndef test_1():\n    pass\n\ndef test_2():\n    pass\n'
+    suite = write_suite({"test_a.py": body, "test_b.py": body, "test_c.py": body})
+    worker = spawn_worker(suite, env={"HERD_TEST_FIXTURE_LOG": str(imports)})
+    identity, hello = coordinator.expect("hello")
+    coordinator.send(
+        identity,
+        {
+            "type": "welcome",
+            "worker": hello["worker"],
+            "incarnation": hello["incarnation"],
+            "collect": {"kind": "shard", "index": 1, "count": 2},
+        },
+    )
+    _, collection = coordinator.expect("collection")
+    # The walk lists every file; shard 1 of 2 imports only the second.
+    assert collection["files"] == ["test_a.py", "test_b.py", "test_c.py"]
+    assert collection["scope"] == {"kind": "shard", "index": 1, "count": 2}
+    assert collection["tests"] == ["test_b.py::test_1", "test_b.py::test_2"]
+    assert imports.read_text().split() == ["test_b"]
+    coordinator.expect("need_tests")
+    coordinator.send(identity, {"type": "tests", "tests": ["test_c.py::test_1"]})
+    # A file it has not collected is collected and reported before any of its tests starts...
+    _, late = coordinator.expect("file_collection")
+    assert late["file"] == "test_c.py"
+    assert late["tests"] == ["test_c.py::test_1", "test_c.py::test_2"]
+    with pytest.raises(AssertionError, match="nothing received"):
+        coordinator.recv(timeout=0.3)  # nothing runs before the file is accepted
+    coordinator.send(identity, {"type": "file_accepted", "file": "test_c.py"})
+    messages = coordinator.serve(identity, [])
+    assert [m["test"] for m in messages if m["type"] == "test_started"] == ["test_c.py::test_1"]
+    assert worker.wait() == 0, worker.stderr
+    assert imports.read_text().split() == ["test_b", "test_c"]

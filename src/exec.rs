@@ -13,7 +13,7 @@
 //! `extra-test=ID` (report a collection with one more test), `wedge-after=N` (hang silently, no
 //! heartbeats, after N tests).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -203,71 +203,43 @@ fn serve(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> Result<(
     client.send(&WorkerMessage::NeedTests)?;
 
     let status = StatusFile::from_env();
-    let mut queue: VecDeque<TestId> = VecDeque::new();
-    let (mut requested, mut no_more, mut stop, mut done) = (true, false, false, 0usize);
-    // A test's reports leave with the next test's start (or the next request): one frame each.
-    let mut outbox: Vec<WorkerMessage> = Vec::new();
+    let mut state = Dealt {
+        requested: true,
+        ..Dealt::default()
+    };
+    let mut done = 0usize;
     loop {
         // Take everything that has arrived; wait only when there is nothing to run.
         loop {
-            let idle = queue.is_empty() && !no_more && !stop;
+            let idle = state.queue.is_empty() && !state.no_more && !state.stop;
             if idle {
-                client.send_batch(&std::mem::take(&mut outbox))?;
+                client.send_batch(&std::mem::take(&mut state.outbox))?;
             }
             let wait = if idle {
-                Some(Duration::from_secs(1))
+                Duration::from_secs(1)
             } else {
-                Some(Duration::ZERO)
+                Duration::ZERO
             };
-            match client.recv(wait)? {
-                Some(CoordinatorMessage::Tests { tests }) => {
-                    requested = false;
-                    if tests.is_empty() {
-                        no_more = true;
-                    }
-                    queue.extend(tests);
-                }
-                Some(CoordinatorMessage::Release { tests }) => {
-                    // Work stealing: give back what has not started.
-                    let held: std::collections::HashSet<&TestId> = queue.iter().collect();
-                    let given: Vec<TestId> =
-                        tests.into_iter().filter(|t| held.contains(t)).collect();
-                    let given_set: std::collections::HashSet<&TestId> = given.iter().collect();
-                    queue.retain(|t| !given_set.contains(t));
-                    outbox.push(WorkerMessage::Released { tests: given });
-                    if queue.is_empty() && !no_more && !requested {
-                        outbox.push(WorkerMessage::NeedTests);
-                        requested = true;
-                    }
-                    client.send_batch(&std::mem::take(&mut outbox))?;
-                }
-                Some(CoordinatorMessage::Stop) => stop = true,
-                Some(CoordinatorMessage::Error { message }) => {
-                    return Err(ClientError::Refused(message))
-                }
-                Some(
-                    CoordinatorMessage::Welcome { .. } | CoordinatorMessage::FileAccepted { .. },
-                ) => {}
+            match client.recv(Some(wait))? {
+                Some(message) => state.take(message, &client)?,
                 None if idle => continue,
                 None => break,
             }
         }
-        if stop || (queue.is_empty() && no_more) {
-            outbox.push(WorkerMessage::Shutdown);
-            client.send_batch(&outbox)?;
+        if state.stop || (state.queue.is_empty() && state.no_more) {
+            state.outbox.push(WorkerMessage::Shutdown);
+            client.send_batch(&state.outbox)?;
             return Ok(());
         }
-        let Some(test) = queue.pop_front() else {
+        let Some(test) = state.queue.pop_front() else {
             continue;
         };
-        if queue.is_empty() && !no_more && !requested {
-            // Ask for the next group before the last test of this one runs.
-            outbox.push(WorkerMessage::NeedTests);
-            requested = true;
-        }
+        state.ask_if_empty();
         status.starting(&test);
-        outbox.push(WorkerMessage::TestStarted { test: test.clone() });
-        client.send_batch(&std::mem::take(&mut outbox))?;
+        state
+            .outbox
+            .push(WorkerMessage::TestStarted { test: test.clone() });
+        client.send_batch(&std::mem::take(&mut state.outbox))?;
         if faults.exit0_after == Some(done) {
             // Close the socket first (its linger delivers what was sent), then vanish mid-test.
             heartbeat.take();
@@ -277,22 +249,109 @@ fn serve(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> Result<(
         let (call, teardown) = if noop {
             noop_test(&test)
         } else {
-            run_test(&test, command)
+            run_test_answering(&test, command, &mut state, &client)?
         };
-        outbox.push(WorkerMessage::Report(call));
-        outbox.push(WorkerMessage::Report(teardown));
+        state.outbox.push(WorkerMessage::Report(call));
+        state.outbox.push(WorkerMessage::Report(teardown));
         done += 1;
         if faults.wedge_after == Some(done) {
             // Hang for good, silently: no heartbeat, no progress (a deadlocked worker).
-            client.send_batch(&std::mem::take(&mut outbox))?;
+            client.send_batch(&std::mem::take(&mut state.outbox))?;
             heartbeat.take();
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
         if faults.garbage_after == Some(done) {
-            client.send_batch(&std::mem::take(&mut outbox))?;
+            client.send_batch(&std::mem::take(&mut state.outbox))?;
             client.send_raw(b"{this is not json")?;
+        }
+    }
+}
+
+/// What the exec worker holds: the tests dealt to it and not started, and where the
+/// conversation stands.
+#[derive(Default)]
+struct Dealt {
+    queue: VecDeque<TestId>,
+    /// A `need_tests` is out and unanswered.
+    requested: bool,
+    /// The coordinator has no more tests.
+    no_more: bool,
+    /// The coordinator said stop.
+    stop: bool,
+    /// Messages that leave with the next frame (a test's reports go with the next start).
+    outbox: Vec<WorkerMessage>,
+}
+
+impl Dealt {
+    /// Takes one message from the coordinator (between tests or while one runs).
+    fn take(
+        &mut self,
+        message: CoordinatorMessage,
+        client: &WorkerClient,
+    ) -> Result<(), ClientError> {
+        match message {
+            CoordinatorMessage::Tests { tests } => {
+                self.requested = false;
+                self.no_more |= tests.is_empty();
+                self.queue.extend(tests);
+            }
+            CoordinatorMessage::Release { tests } => {
+                // Work stealing: give back what has not started.
+                let wanted: HashSet<&TestId> = tests.iter().collect();
+                let (given, kept): (Vec<TestId>, Vec<TestId>) =
+                    self.queue.drain(..).partition(|t| wanted.contains(t));
+                self.queue = kept.into();
+                self.outbox.push(WorkerMessage::Released { tests: given });
+                self.ask_if_empty();
+                client.send_batch(&std::mem::take(&mut self.outbox))?;
+            }
+            CoordinatorMessage::Stop => self.stop = true,
+            CoordinatorMessage::Error { message } => return Err(ClientError::Refused(message)),
+            CoordinatorMessage::Welcome { .. } | CoordinatorMessage::FileAccepted { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Asks for the next group when nothing is left to start (before the running test ends).
+    fn ask_if_empty(&mut self) {
+        if self.queue.is_empty() && !self.no_more && !self.requested {
+            self.outbox.push(WorkerMessage::NeedTests);
+            self.requested = true;
+        }
+    }
+}
+
+/// How often a worker running a test looks for messages (a `release` is answered this fast).
+const ANSWER_TICK: Duration = Duration::from_millis(5);
+
+/// Runs one test on a thread of its own while taking the coordinator's messages, so a
+/// `release` is answered during a long test.
+fn run_test_answering(
+    test: &str,
+    command: &[String],
+    state: &mut Dealt,
+    client: &WorkerClient,
+) -> Result<(PhaseReport, PhaseReport), ClientError> {
+    let (done, result) = std::sync::mpsc::channel();
+    let (id, command) = (test.to_string(), command.to_vec());
+    std::thread::spawn(move || {
+        let _ = done.send(run_test(&id, &command));
+    });
+    loop {
+        match result.recv_timeout(ANSWER_TICK) {
+            Ok(reports) => return Ok(reports),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                while let Some(message) = client.recv(Some(Duration::ZERO))? {
+                    state.take(message, client)?;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(ClientError::Unexpected(format!(
+                    "the runner of {test} panicked"
+                )));
+            }
         }
     }
 }

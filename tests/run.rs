@@ -540,7 +540,15 @@ fn an_idle_worker_takes_unstarted_tests_from_a_busy_one() {
     let run = suite.run(&["-n", "2", "--dist", "modscope"]);
     assert_eq!(run.code, 0, "{}", run.dump());
     assert_eq!(run.outcomes().len(), 21);
-    assert!(!run.of("work_stolen").is_empty(), "{}", run.dump());
+    let stolen = run.of("work_stolen");
+    assert!(!stolen.is_empty(), "{}", run.dump());
+    // Given back while the slow test still ran (the worker answers during a test).
+    let slow_done = run.finished("m::slow")["t"].as_f64().unwrap();
+    assert!(
+        stolen[0]["t"].as_f64().unwrap() < slow_done,
+        "{}",
+        run.dump()
+    );
     let workers: std::collections::HashSet<&str> = run
         .of("test_finished")
         .iter()

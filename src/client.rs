@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use herd_core::protocol::{
-    self, decode_coordinator_message, encode, CoordinatorMessage, WorkerMessage, PROTOCOL_VERSION,
+    self, decode_coordinator_message, encode, CollectScope, CoordinatorMessage, WorkerMessage,
+    PROTOCOL_VERSION,
 };
 
 /// Why a worker could not talk to its coordinator.
@@ -148,6 +149,7 @@ pub struct WorkerClient {
     socket: Mutex<zmq::Socket>,
     link: Mutex<Link>,
     env: WorkerEnv,
+    collect: Option<CollectScope>,
     _context: zmq::Context,
 }
 
@@ -231,6 +233,7 @@ impl WorkerClient {
                 give_up_after: timeout,
             }),
             env,
+            collect: None,
             _context: context,
         };
         client.send(&WorkerMessage::Hello {
@@ -242,8 +245,12 @@ impl WorkerClient {
             heartbeat: heartbeat.map(|h| h.as_secs_f64()),
             fingerprint: Some(client.env.fingerprint()?),
         })?;
+        let mut client = client;
         match client.recv(Some(timeout))? {
-            Some(CoordinatorMessage::Welcome { .. }) => Ok(client),
+            Some(CoordinatorMessage::Welcome { collect, .. }) => {
+                client.collect = collect;
+                Ok(client)
+            }
             Some(CoordinatorMessage::Error { message }) => Err(ClientError::Refused(message)),
             Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
             None => Err(ClientError::NoAnswer(client.env.endpoint.clone(), timeout)),
@@ -254,6 +261,11 @@ impl WorkerClient {
         self.socket
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What the coordinator asked this worker to collect in its `welcome` (`None`: everything).
+    pub fn collect_scope(&self) -> Option<&CollectScope> {
+        self.collect.as_ref()
     }
 
     /// Who this worker is.

@@ -19,8 +19,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herd_core::collection::digest;
 use herd_core::outcome::{Phase, PhaseOutcome};
-use herd_core::protocol::{CoordinatorMessage, PhaseReport, WorkerMessage};
+use herd_core::protocol::{CollectScope, CoordinatorMessage, PhaseReport, WorkerMessage};
 use herd_core::TestId;
 
 use crate::cli::WorkerArgs;
@@ -199,12 +200,25 @@ fn serve(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> Result<(
         }
     };
     tests.extend(faults.extra_test.clone());
-    client.send(&WorkerMessage::collection(tests))?;
+    if client.collect_scope() == Some(&CollectScope::Digest) {
+        // The coordinator has the reference: a digest is enough (the ids if it asks for them).
+        client.send(&WorkerMessage::Collection {
+            tests: Vec::new(),
+            errors: Vec::new(),
+            herd_groups: Default::default(),
+            files: None,
+            scope: Some(CollectScope::Digest),
+            digest: Some(digest(&tests)),
+        })?;
+    } else {
+        client.send(&WorkerMessage::collection(tests.clone()))?;
+    }
     client.send(&WorkerMessage::NeedTests)?;
 
     let status = StatusFile::from_env();
     let mut state = Dealt {
         requested: true,
+        collection: tests,
         ..Dealt::default()
     };
     let mut done = 0usize;
@@ -282,6 +296,8 @@ struct Dealt {
     stop: bool,
     /// Messages that leave with the next frame (a test's reports go with the next start).
     outbox: Vec<WorkerMessage>,
+    /// The collection, sent again as ids if the coordinator asks.
+    collection: Vec<TestId>,
 }
 
 impl Dealt {
@@ -306,6 +322,10 @@ impl Dealt {
                 self.outbox.push(WorkerMessage::Released { tests: given });
                 self.ask_if_empty();
                 client.send_batch(&std::mem::take(&mut self.outbox))?;
+            }
+            CoordinatorMessage::CollectionNeeded => {
+                let tests = std::mem::take(&mut self.collection);
+                client.send(&WorkerMessage::collection(tests))?;
             }
             CoordinatorMessage::Stop => self.stop = true,
             CoordinatorMessage::Error { message } => return Err(ClientError::Refused(message)),

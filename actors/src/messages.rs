@@ -112,6 +112,8 @@ pub enum CollectionVerdict {
     Accepted(Arc<Reference>),
     /// A shard of the reference: [`ReferenceReady`] follows once every shard is in.
     Pending,
+    /// The collection came as a digest that differs: ask the worker for the ids.
+    IdsNeeded,
     /// It differs: the unified diff (and any collection errors).
     Mismatch(String),
     /// The session is ending; the worker will be stopped.

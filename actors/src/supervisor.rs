@@ -311,7 +311,13 @@ impl Supervisor {
             return self.refuse(identity, format!("hello from {name:?} refused: {why}"));
         }
         let collect = if self.reference.is_some() {
-            self.settings.shard_collection.then_some(CollectScope::Lazy)
+            // The reference is known: a digest of the collection is enough (a sharding runner's
+            // workers collect files as they need them instead).
+            Some(if self.settings.shard_collection {
+                CollectScope::Lazy
+            } else {
+                CollectScope::Digest
+            })
         } else {
             self.recollecting.remove(name.as_str());
             self.sharded.as_mut().map(|sharded| sharded.assign(name))
@@ -350,6 +356,13 @@ impl Handler<CheckCollection> for Supervisor {
             return MessageResult(CollectionVerdict::Refused);
         }
         if let Some(reference) = &self.reference {
+            if let Some(matches) = reference.digest_matches(&msg.part) {
+                return MessageResult(if matches {
+                    CollectionVerdict::Accepted(reference.clone())
+                } else {
+                    CollectionVerdict::IdsNeeded
+                });
+            }
             return MessageResult(match reference.check(&msg.part, &msg.identity) {
                 None => CollectionVerdict::Accepted(reference.clone()),
                 Some(diff) => CollectionVerdict::Mismatch(diff),

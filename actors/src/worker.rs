@@ -917,6 +917,7 @@ impl Worker {
                 herd_groups,
                 files,
                 scope,
+                digest,
             } => {
                 if self.state != State::Collecting {
                     return self.violation("a collection at the wrong time".into());
@@ -928,6 +929,7 @@ impl Worker {
                     herd_groups,
                     files,
                     scope,
+                    digest,
                 };
                 self.collected = (!part.is_whole()).then(|| Arc::new(collected_files(&part)));
                 let check = CheckCollection {
@@ -948,7 +950,9 @@ impl Worker {
                 tests,
                 errors,
             } => self.on_file_collection(file, tests, errors),
-            WorkerMessage::NeedTests if self.state == State::Checking => {
+            WorkerMessage::NeedTests
+                if matches!(self.state, State::Checking | State::Collecting) =>
+            {
                 self.need_tests_pending = true
             }
             WorkerMessage::NeedTests => self.need_tests(ctx),
@@ -1019,6 +1023,11 @@ impl Worker {
             }
             CollectionVerdict::Pending if self.reference.is_some() => self.start_working(ctx),
             CollectionVerdict::Pending => self.awaiting_reference = true,
+            CollectionVerdict::IdsNeeded => {
+                // Its digest differs: the ids show how (and are checked as usual).
+                self.state = State::Collecting;
+                self.send_to_process(CoordinatorMessage::CollectionNeeded);
+            }
             CollectionVerdict::Mismatch(diff) => {
                 if self.armed.lie {
                     self.fault(FaultKind::Lie, None);

@@ -37,6 +37,9 @@ pub enum CollectScope {
     },
     /// Nothing yet: files are collected when their tests are dealt.
     Lazy,
+    /// Everything, but report only its [`digest`] (the coordinator already has the reference;
+    /// it asks for the ids with `collection_needed` when the digests differ, to show the diff).
+    Digest,
 }
 
 impl CollectScope {
@@ -46,8 +49,27 @@ impl CollectScope {
             CollectScope::All => true,
             CollectScope::Shard { index, count } => position % count.max(&1) == *index,
             CollectScope::Lazy => false,
+            CollectScope::Digest => true,
         }
     }
+}
+
+/// The digest of a collection: SHA-256 (hex) of its ids, sorted, each followed by a newline.
+/// Order does not matter (as for the diff); a duplicated id does.
+pub fn digest(tests: &[TestId]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut sorted: Vec<&str> = tests.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut hasher = Sha256::new();
+    for id in sorted {
+        hasher.update(id.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A worker's collection as the coordinator checks it.
@@ -63,12 +85,18 @@ pub struct Part {
     pub files: Option<Vec<String>>,
     /// What the worker collected (`None`: everything).
     pub scope: Option<CollectScope>,
+    /// The [`digest`] of the whole collection, sent instead of the ids.
+    pub digest: Option<String>,
 }
 
 impl Part {
-    /// Whether this part is a whole collection.
+    /// Whether this part is a whole collection (possibly as a digest).
     pub fn is_whole(&self) -> bool {
-        self.files.is_none() || matches!(self.scope, None | Some(CollectScope::All))
+        self.files.is_none()
+            || matches!(
+                self.scope,
+                None | Some(CollectScope::All | CollectScope::Digest)
+            )
     }
 }
 
@@ -83,6 +111,8 @@ pub struct Reference {
     pub files: Option<Vec<String>>,
     /// Positions in `tests` of each file's tests (built when first needed).
     by_file: OnceLock<HashMap<String, Vec<usize>>>,
+    /// The [`digest`] of `tests` (computed when first needed).
+    digest: OnceLock<String>,
 }
 
 impl PartialEq for Reference {
@@ -101,6 +131,7 @@ impl Reference {
             herd_groups,
             files: None,
             by_file: OnceLock::new(),
+            digest: OnceLock::new(),
         }
     }
 
@@ -112,7 +143,14 @@ impl Reference {
         })
     }
 
-    /// Checks a worker's collection; a unified diff (and any errors) when it differs.
+    /// Whether a collection sent as a digest matches; `None` when it was sent as ids.
+    pub fn digest_matches(&self, part: &Part) -> Option<bool> {
+        let sent = part.digest.as_ref()?;
+        Some(*sent == *self.digest.get_or_init(|| digest(&self.tests)))
+    }
+
+    /// Checks a worker's collection; a unified diff (and any errors) when it differs. A
+    /// collection sent as a digest is checked with [`Reference::digest_matches`] instead.
     pub fn check(&self, part: &Part, worker: &str) -> Option<String> {
         let mut diff = if part.is_whole() {
             collection_diff(&self.tests, &part.tests, worker)
@@ -304,6 +342,7 @@ impl ShardedReference {
         tests.extend(elsewhere);
         Reference {
             by_file: OnceLock::new(),
+            digest: OnceLock::new(),
             tests,
             herd_groups,
             files: Some(files),
@@ -326,6 +365,24 @@ mod tests {
             scope: Some(CollectScope::Shard { index, count }),
             ..Part::default()
         }
+    }
+
+    #[test]
+    fn a_digest_ignores_order_but_not_content() {
+        let a = digest(&ids(&["x", "y"]));
+        assert_eq!(a, digest(&ids(&["y", "x"])));
+        assert_ne!(a, digest(&ids(&["x", "y", "y"])));
+        assert_ne!(a, digest(&ids(&["xy"])));
+        assert_eq!(a.len(), 64);
+        let reference = Reference::whole(ids(&["x", "y"]), BTreeMap::new());
+        let sent = |d: String| Part {
+            digest: Some(d),
+            scope: Some(CollectScope::Digest),
+            ..Part::default()
+        };
+        assert_eq!(reference.digest_matches(&sent(a)), Some(true));
+        assert_eq!(reference.digest_matches(&sent("0".repeat(64))), Some(false));
+        assert_eq!(reference.digest_matches(&Part::default()), None);
     }
 
     #[test]

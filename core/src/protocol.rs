@@ -119,6 +119,10 @@ pub enum WorkerMessage {
         /// The scope the worker collected (absent: everything).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scope: Option<CollectScope>,
+        /// With the `digest` scope: the [`crate::collection::digest`] of the collection, sent
+        /// instead of its ids (`tests` is then empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
     },
     /// The tests of one more file, collected when tests of it were dealt to a worker that had
     /// not collected it (sent before any of them starts).
@@ -188,6 +192,7 @@ impl WorkerMessage {
             herd_groups: BTreeMap::new(),
             files: None,
             scope: None,
+            digest: None,
         }
     }
 }
@@ -258,6 +263,9 @@ pub enum CoordinatorMessage {
         /// Test ids to run, in order.
         tests: Vec<TestId>,
     },
+    /// The digest in `collection` differs from the reference's: send the collection again with
+    /// its ids, so the difference can be shown.
+    CollectionNeeded,
     /// The answer to `file_collection` when the file matches the reference: its tests may run.
     /// (When it does not match, the worker is stopped instead.)
     FileAccepted {

@@ -134,12 +134,10 @@ fn workers_that_always_lie_spend_the_budget_and_end_the_session() {
         "{}",
         run.dump()
     );
-    assert_eq!(
-        run.of("worker_spawned").len(),
-        5,
-        "2 spawns + 3 respawns\n{}",
-        run.dump()
-    );
+    // 2 spawns + at most 3 respawns (the last one granted may be overtaken by the abort when
+    // both workers die at once).
+    let spawned = run.of("worker_spawned").len();
+    assert!((4..=5).contains(&spawned), "{spawned} spawns\n{}", run.dump());
     assert!(run.of("collection_mismatch").len() >= 4);
 }
 

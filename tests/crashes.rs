@@ -137,7 +137,11 @@ fn workers_that_always_lie_spend_the_budget_and_end_the_session() {
     // 2 spawns + at most 3 respawns (the last one granted may be overtaken by the abort when
     // both workers die at once).
     let spawned = run.of("worker_spawned").len();
-    assert!((4..=5).contains(&spawned), "{spawned} spawns\n{}", run.dump());
+    assert!(
+        (4..=5).contains(&spawned),
+        "{spawned} spawns\n{}",
+        run.dump()
+    );
     assert!(run.of("collection_mismatch").len() >= 4);
 }
 

@@ -4,7 +4,8 @@
 //! processes.
 //!
 //! With `--noop` the workers run nothing (`herd worker --noop` reports each test passed): the
-//! figures are then herd's alone, for runs of 100,000 tests and more.
+//! figures are then herd's alone, for runs of 100,000 tests and more, or of many workers
+//! (`scripts/bench.sh scale`: 200 workers, 20,000 tests).
 //!
 //! Run with `scripts/bench.sh` (builds `herd` in release mode first), or:
 //!   cargo build --release && cargo run --release --example bench_exec -- [TESTS] [WORKERS] [--noop]
@@ -73,6 +74,7 @@ fn main() {
     let config = SessionConfig {
         workers: Some(workers),
         log_dir: None,
+        history: None,
         verbosity: -1,
         handle_signals: false,
         ..SessionConfig::default()
@@ -92,6 +94,16 @@ fn main() {
         "every test passes: {:?}",
         report.tally
     );
+    let used = {
+        let mut ids: Vec<&str> = report
+            .results
+            .iter()
+            .filter_map(|r| r.worker.as_deref())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
     let what = if noop { "no-op workers" } else { "`true`" };
     println!("herd exec benchmark: {tests} tests ({what}), {workers} workers");
     println!(
@@ -99,13 +111,15 @@ fn main() {
         tests as f64 / wall
     );
     println!(
-        "  coordinator CPU    {cpu:.3} s = {:.1} µs per test",
-        cpu * 1e6 / tests as f64
+        "  coordinator CPU    {cpu:.3} s = {:.1} µs per test, {:.1} ms per worker",
+        cpu * 1e6 / tests as f64,
+        cpu * 1e3 / workers as f64
     );
     println!(
         "  coordinator RSS    {:.1} MiB peak",
         rss_kib as f64 / 1024.0
     );
+    println!("  workers that ran tests {used} of {workers}");
     println!(
         "  outcomes           {}",
         report.tally.summary_line(report.duration)

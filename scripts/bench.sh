@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --bins --examples
 if [ "${1:-}" = scale ]; then
     shift
-    target/release/examples/bench_scale "${1:-200}" "${2:-20000}"
+    target/release/examples/bench_exec "${2:-20000}" "${1:-200}" --noop
 else
     target/release/examples/bench_exec "${1:-10000}" "${2:-2}" "${@:3}"
 fi

@@ -90,20 +90,9 @@ impl TemplateLauncher {
         slot: &WorkerSlot,
         env: &[(String, String)],
     ) -> String {
-        let quote = |s: &str| {
-            shlex::try_quote(s)
-                .map(|q| q.into_owned())
-                .unwrap_or_else(|_| s.replace('\0', ""))
-        };
         let mut words: Vec<String> = vec!["env".into()];
-        let pairs = command.env.iter().map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        });
         words.extend(
-            pairs
+            own_env(command)
                 .chain(env.iter().cloned())
                 .map(|(k, v)| quote(&format!("{k}={v}"))),
         );
@@ -178,22 +167,11 @@ impl ExternalLauncher {
         slot: &WorkerSlot,
         env: &[(String, String)],
     ) -> String {
-        let own = command.env.iter().map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        });
-        let vars: Vec<(String, String)> = env.iter().cloned().chain(own).collect();
+        let vars: Vec<(String, String)> = env.iter().cloned().chain(own_env(command)).collect();
         let var = |name: &str| {
             vars.iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
-        };
-        let quote = |s: &str| {
-            shlex::try_quote(s)
-                .map(|q| q.into_owned())
-                .unwrap_or_else(|_| s.replace('\0', ""))
         };
         let mut words = vec![
             quote(&self.herd),
@@ -231,6 +209,24 @@ impl Launcher for ExternalLauncher {
     fn remote(&self) -> bool {
         true
     }
+}
+
+/// A word for a POSIX shell, quoted where needed (NUL bytes, which no shell word can hold, are
+/// dropped).
+fn quote(s: &str) -> String {
+    shlex::try_quote(s)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| s.replace('\0', ""))
+}
+
+/// The command's own environment, as text.
+fn own_env(command: &WorkerCommand) -> impl Iterator<Item = (String, String)> + '_ {
+    command.env.iter().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -67,17 +67,9 @@ fn work() -> Result<(), Box<dyn std::error::Error>> {
                 .parse()?;
             let prime = is_prime(n);
             let report = |when, outcome, message: Option<String>| PhaseReport {
-                test: test.clone(),
-                when,
-                outcome,
-                duration: started.elapsed().as_secs_f64(),
                 longrepr: message.clone(),
                 message,
-                sections: Vec::new(),
-                wasxfail: None,
-                category: None,
-                user_properties: Vec::new(),
-                subtest: None,
+                ..PhaseReport::new(test.clone(), when, outcome, started.elapsed().as_secs_f64())
             };
             let call = if prime {
                 report(Phase::Call, PhaseOutcome::Passed, None)

@@ -16,19 +16,7 @@ use rand::{Rng, SeedableRng};
 pub const TESTS: [&str; 6] = ["a::t1", "a::t2", "b::t1", "b::t2", "c::t1", "c::t2"];
 
 fn report(test: &str, when: Phase, outcome: PhaseOutcome) -> WorkerMessage {
-    WorkerMessage::Report(PhaseReport {
-        test: test.into(),
-        when,
-        outcome,
-        duration: 0.0,
-        longrepr: None,
-        message: None,
-        sections: vec![],
-        wasxfail: None,
-        category: None,
-        user_properties: vec![],
-        subtest: None,
-    })
+    WorkerMessage::Report(PhaseReport::new(test, when, outcome, 0.0))
 }
 
 fn collection(tests: Vec<String>) -> WorkerMessage {

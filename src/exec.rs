@@ -411,28 +411,11 @@ pub fn test_command(command: &[String], test: &str) -> Vec<String> {
     args
 }
 
-/// A blank report of one phase.
-fn report(test: &str, when: Phase, outcome: PhaseOutcome, duration: f64) -> PhaseReport {
-    PhaseReport {
-        test: test.to_string(),
-        when,
-        outcome,
-        duration,
-        longrepr: None,
-        message: None,
-        sections: Vec::new(),
-        wasxfail: None,
-        category: None,
-        user_properties: Vec::new(),
-        subtest: None,
-    }
-}
-
 /// `--noop`: the reports of a test that passed without running anything.
 fn noop_test(test: &str) -> (PhaseReport, PhaseReport) {
     (
-        report(test, Phase::Call, PhaseOutcome::Passed, 0.0),
-        report(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
+        PhaseReport::new(test, Phase::Call, PhaseOutcome::Passed, 0.0),
+        PhaseReport::new(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
     )
 }
 
@@ -461,7 +444,7 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
         ),
     };
     let last_line = output.lines().rev().map(str::trim).find(|l| !l.is_empty());
-    let mut call = report(test, Phase::Call, outcome, started.elapsed().as_secs_f64());
+    let mut call = PhaseReport::new(test, Phase::Call, outcome, started.elapsed().as_secs_f64());
     if outcome == PhaseOutcome::Passed {
         if !output.is_empty() {
             call.sections.push(("Captured output".to_string(), output));
@@ -480,7 +463,7 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
     }
     (
         call,
-        report(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
+        PhaseReport::new(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
     )
 }
 

@@ -450,17 +450,8 @@ mod tests {
 
     fn phase(when: Phase, outcome: PhaseOutcome) -> PhaseReport {
         PhaseReport {
-            test: "t".into(),
-            when,
-            outcome,
-            duration: 0.25,
             longrepr: (outcome == PhaseOutcome::Failed).then(|| format!("{when:?} broke")),
-            message: None,
-            sections: vec![],
-            wasxfail: None,
-            category: None,
-            user_properties: vec![],
-            subtest: None,
+            ..PhaseReport::new("t", when, outcome, 0.25)
         }
     }
 

@@ -234,6 +234,30 @@ pub struct PhaseReport {
     pub subtest: Option<String>,
 }
 
+impl PhaseReport {
+    /// The report of a phase with nothing more to say than how it ended and how long it took.
+    pub fn new(
+        test: impl Into<TestId>,
+        when: Phase,
+        outcome: PhaseOutcome,
+        duration: f64,
+    ) -> PhaseReport {
+        PhaseReport {
+            test: test.into(),
+            when,
+            outcome,
+            duration,
+            longrepr: None,
+            message: None,
+            sections: Vec::new(),
+            wasxfail: None,
+            category: None,
+            user_properties: Vec::new(),
+            subtest: None,
+        }
+    }
+}
+
 /// A collector that failed, as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionError {
@@ -431,19 +455,12 @@ mod tests {
         assert!(String::from_utf8_lossy(&frame).contains(r#""type":"hello""#));
         assert_eq!(decode_worker_message(&frame).unwrap(), hello);
 
-        let report = WorkerMessage::Report(PhaseReport {
-            test: "a::b".into(),
-            when: Phase::Teardown,
-            outcome: PhaseOutcome::Passed,
-            duration: 0.5,
-            longrepr: None,
-            message: None,
-            sections: vec![],
-            wasxfail: None,
-            category: None,
-            user_properties: vec![],
-            subtest: None,
-        });
+        let report = WorkerMessage::Report(PhaseReport::new(
+            "a::b",
+            Phase::Teardown,
+            PhaseOutcome::Passed,
+            0.5,
+        ));
         assert_eq!(decode_worker_message(&encode(&report)).unwrap(), report);
         let tests = CoordinatorMessage::Tests {
             tests: vec!["x".into()],

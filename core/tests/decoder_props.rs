@@ -50,17 +50,8 @@ fn message() -> impl Strategy<Value = WorkerMessage> {
         )
             .prop_map(|(test, when, outcome, duration, longrepr)| {
                 WorkerMessage::Report(PhaseReport {
-                    test,
-                    when,
-                    outcome,
-                    duration,
                     longrepr,
-                    message: None,
-                    sections: vec![],
-                    wasxfail: None,
-                    category: None,
-                    user_properties: vec![],
-                    subtest: None,
+                    ..PhaseReport::new(test, when, outcome, duration)
                 })
             }),
         ".{0,80}".prop_map(|text| WorkerMessage::Message { text }),

@@ -335,10 +335,7 @@ impl Worker {
         self.need_tests_pending = false;
         self.awaiting_reference = false;
         self.collected = None;
-        self.unconfirmed = false;
-        if std::mem::take(&mut self.releasing) | self.deferred_steal.take().is_some() {
-            self.return_stolen(Vec::new());
-        }
+        self.forget_steal();
         (self.external, self.joined, self.disowned, self.pending_gone) =
             (false, false, false, false);
         let incarnation = self.incarnation;
@@ -591,12 +588,7 @@ impl Worker {
         };
         self.identity = None;
         self.awaiting_work = false;
-        self.unconfirmed = false;
-        if std::mem::take(&mut self.releasing) | self.deferred_steal.take().is_some() {
-            // The process died before answering a `release`: answer the Scheduler for it (its
-            // tests come back with the rest of the queue).
-            self.return_stolen(Vec::new());
-        }
+        self.forget_steal();
         if self.aborted {
             self.state = State::Done;
             return;
@@ -1309,6 +1301,15 @@ impl Worker {
                 act.return_stolen(Vec::new());
             }
         });
+    }
+
+    /// The process is gone: a steal it was asked for (or was to be asked for) is answered
+    /// "nothing" for it; its tests come back with the rest of its queue.
+    fn forget_steal(&mut self) {
+        self.unconfirmed = false;
+        if std::mem::take(&mut self.releasing) | self.deferred_steal.take().is_some() {
+            self.return_stolen(Vec::new());
+        }
     }
 
     /// The tests the process holds and has not started, in order.

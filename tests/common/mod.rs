@@ -189,6 +189,13 @@ impl Run {
         outcomes
     }
 
+    /// Whether some worker slot started a second process (a respawn).
+    pub fn respawned(&self) -> bool {
+        self.of("worker_spawned")
+            .iter()
+            .any(|e| e["incarnation"] == 2)
+    }
+
     /// How many tests ended with `outcome`.
     pub fn count(&self, outcome: &str) -> usize {
         self.outcomes().values().filter(|o| *o == outcome).count()

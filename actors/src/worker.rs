@@ -24,6 +24,7 @@ use herd_core::collection::{CollectScope, Part, Reference};
 use herd_core::events::Event;
 use herd_core::faults::{FaultDice, FaultKind, FaultPlan, SelfFaults};
 use herd_core::grouping::module_of;
+use herd_core::liveness::{Liveness, Watch};
 use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
 use herd_core::protocol::{self, CollectionError, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RetirePolicy;
@@ -170,6 +171,18 @@ impl KillReason {
         }
     }
 
+    /// Whether the process broke the protocol: nothing it sends afterwards counts (a later
+    /// frame must not complete a test whose own report was refused).
+    fn condemns(&self) -> bool {
+        matches!(
+            self,
+            KillReason::Garbage(_)
+                | KillReason::Violation(_)
+                | KillReason::InternalError(_)
+                | KillReason::Lost(_)
+        )
+    }
+
     /// Whether a respawn after this kill counts against the budget and the crash streak.
     fn is_workers_fault(&self) -> bool {
         !matches!(
@@ -237,8 +250,8 @@ pub struct Worker {
     dice: Option<FaultDice>,
     armed: SelfFaults,
     stopped_since: Option<Instant>,
-    last_heard: Instant,
-    silence_limit: Option<Duration>,
+    /// Busy or hung: for an incarnation that promised heartbeats.
+    liveness: Option<Watch>,
     /// This incarnation was not started by herd (`--launcher external`): it joins by itself.
     external: bool,
     /// An external worker that said hello.
@@ -282,8 +295,7 @@ impl Worker {
             dice: None,
             armed: SelfFaults::default(),
             stopped_since: None,
-            last_heard: Instant::now(),
-            silence_limit: None,
+            liveness: None,
             external: false,
             joined: false,
             disowned: false,
@@ -367,7 +379,7 @@ impl Worker {
             env.push(("HERD_WORKER_FAULT".into(), value));
         }
         self.stopped_since = None;
-        self.silence_limit = None;
+        self.liveness = None;
         if let Some(path) = self.status_path() {
             let _ = std::fs::remove_file(&path);
             env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
@@ -387,7 +399,7 @@ impl Worker {
                 self.notice(format!(
                     "could not start the worker process `{program}`: {e}"
                 ));
-                self.after_death(ctx, format!("could not start `{program}`: {e}"), true);
+                self.after_death(ctx, format!("could not start `{program}`: {e}"), true, true);
                 return;
             }
         };
@@ -674,6 +686,11 @@ impl Worker {
                     ),
                 }
             });
+        // A death during a test is charged to that test (reported crashed, retried at most
+        // --crash-retries times), not to the session's respawn budget: a healthy session with a
+        // few crashing tests finishes. Deaths no test answers for (start-up, collection, between
+        // tests) take from the budget, and the crash streak retires a slot that keeps dying.
+        let charged_to_test = crashed.is_some();
         if self.draining {
             // A graceful stop: the running test is reported, nothing else is dealt out again.
             if crashed.is_some() {
@@ -696,7 +713,7 @@ impl Worker {
             });
         }
         let workers_fault = self.kill.as_ref().is_none_or(KillReason::is_workers_fault);
-        self.after_death(ctx, why, workers_fault);
+        self.after_death(ctx, why, workers_fault, workers_fault && !charged_to_test);
     }
 
     /// The test to report crashed after an unclean exit: `(test, seconds, confirmed started)`.
@@ -712,16 +729,7 @@ impl Worker {
         running: Option<Running>,
         unstarted: &mut Vec<TestId>,
     ) -> Option<(TestId, f64, bool)> {
-        let misbehaved = matches!(
-            self.kill,
-            Some(
-                KillReason::Garbage(_)
-                    | KillReason::Violation(_)
-                    | KillReason::InternalError(_)
-                    | KillReason::Lost(_)
-            )
-        );
-        if misbehaved {
+        if self.kill.as_ref().is_some_and(KillReason::condemns) {
             if let Some(r) = running {
                 unstarted.insert(0, r.test);
             }
@@ -754,7 +762,15 @@ impl Worker {
     }
 
     /// Decides what happens to the slot after its process died (or could not start).
-    fn after_death(&mut self, ctx: &mut Context<Self>, why: String, workers_fault: bool) {
+    /// `workers_fault` counts the death in the slot's crash streak; `counted` takes a respawn
+    /// from the session's budget.
+    fn after_death(
+        &mut self,
+        ctx: &mut Context<Self>,
+        why: String,
+        workers_fault: bool,
+        counted: bool,
+    ) {
         self.state = State::Respawning;
         if self.draining || self.aborted {
             self.done(false);
@@ -772,7 +788,7 @@ impl Worker {
             }
         }
         let Some(check) = self.settings.appliance_check.clone() else {
-            self.request_respawn(ctx, workers_fault);
+            self.request_respawn(ctx, counted);
             return;
         };
         let hook = run_hook(check, self.hook_env(), self.settings.hook_timeout);
@@ -781,7 +797,7 @@ impl Worker {
                 return;
             }
             if result.ok {
-                act.request_respawn(ctx, workers_fault);
+                act.request_respawn(ctx, counted);
             } else {
                 act.retire(format!("the appliance check failed: {}", result.summary));
             }
@@ -875,13 +891,14 @@ impl Worker {
         }
         self.identity = Some(identity);
         self.state = State::Collecting;
-        self.last_heard = Instant::now();
-        // A worker that promised heartbeats is hung when silent for three of them (and at
-        // least --heartbeat-timeout).
-        self.silence_limit = heartbeat.filter(|s| s.is_finite() && *s > 0.0).map(|s| {
-            self.settings
+        // A worker that promised heartbeats is hung when silent (and idle) for three of them
+        // (and at least --heartbeat-timeout).
+        self.liveness = heartbeat.filter(|s| s.is_finite() && *s > 0.0).map(|s| {
+            let limit = self
+                .settings
                 .heartbeat_timeout
-                .max(Duration::from_secs_f64(3.0 * s))
+                .max(Duration::from_secs_f64((3.0 * s).min(1e6)));
+            Watch::new(limit, Instant::now())
         });
         self.send_to_process(CoordinatorMessage::Welcome {
             worker: self.id(),
@@ -971,7 +988,7 @@ impl Worker {
                         report.test
                     ));
                 };
-                let teardown = report.when == Phase::Teardown;
+                let teardown = report.when == Phase::Teardown && !report.intermediate;
                 running.record.add(report);
                 if teardown {
                     self.finish_running();
@@ -1180,9 +1197,15 @@ impl Worker {
             self.state,
             State::Collecting | State::Checking | State::Working
         ) && (self.pid.is_some() || self.identity.is_some() && self.external);
-        if let Some(limit) = self.silence_limit.filter(|_| live) {
-            let silent = self.last_heard.elapsed();
-            if silent >= limit && self.kill.is_none() {
+        if let Some(watch) = self.liveness.as_mut().filter(|_| live) {
+            let now = Instant::now();
+            // A local process that computes is busy, not hung (a test holding the interpreter
+            // lock keeps the heartbeat thread from running); on another host silence decides.
+            let cpu = self
+                .pid
+                .filter(|_| watch.wants_cpu(now))
+                .and_then(process_cpu_ticks);
+            if let (Liveness::Silent(silent), None) = (watch.check(now, cpu), &self.kill) {
                 let secs = silent.as_secs_f64();
                 if self.settings.launcher.remote() {
                     self.notice(format!(
@@ -1191,7 +1214,7 @@ impl Worker {
                     return self.kill(KillReason::Lost(silent));
                 }
                 self.notice(format!(
-                    "sent nothing for {secs:.1}s although it promised heartbeats; taking it for hung and killing it"
+                    "sent nothing for {secs:.1}s although it promised heartbeats, and its process used no CPU; taking it for hung and killing it"
                 ));
                 return self.kill(KillReason::Hung);
             }
@@ -1370,6 +1393,18 @@ fn process_is_stopped(pid: u32) -> bool {
         == Some("T")
 }
 
+/// The CPU time (user + system, in clock ticks) the process has used, from `/proc/PID/stat`
+/// (Linux); `None` where it cannot be read.
+fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state is the 1st, utime the 12th, stime the 13th.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Copies a child's output stream to its Worker actor until EOF.
 async fn forward_output(mut stream: impl AsyncRead + Unpin, to: Addr<Worker>, incarnation: u32) {
     let mut buf = vec![0u8; 8192];
@@ -1439,7 +1474,13 @@ impl Handler<FromProcess> for Worker {
             let why = format!("{got} has not said hello (or is not current); say hello first");
             return self.refuse(msg.identity, why);
         }
-        self.last_heard = Instant::now();
+        if self.kill.as_ref().is_some_and(KillReason::condemns) {
+            tracing::debug!(worker = %self.slot.id, "ignoring a message of a condemned process");
+            return;
+        }
+        if let Some(watch) = &mut self.liveness {
+            watch.heard(Instant::now());
+        }
         self.on_message(ctx, msg.message);
     }
 }
@@ -1451,6 +1492,9 @@ impl Handler<Garbage> for Worker {
         if self.identity.as_ref() != Some(&msg.identity) {
             let reason = format!("malformed frame: {}", msg.reason);
             return self.refuse(msg.identity, reason);
+        }
+        if self.kill.as_ref().is_some_and(KillReason::condemns) {
+            return;
         }
         if self.armed.garble_after.is_some() {
             self.fault(

@@ -10,8 +10,10 @@
 //! | [`history`] | test durations from earlier runs; groups dealt longest first |
 //! | [`providers`] | which provider a test names and which group a worker gets next |
 //! | [`stealing`] | which unstarted tests an idle worker may take from a busy one |
+//! | [`text`] | text that cannot travel as it is: undecodable strings, oversized output |
 //! | [`diff`] | comparing a worker's collection with the reference |
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
+//! | [`liveness`] | telling a busy worker from a hung one (silence and CPU time) |
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
 //! | [`events`] | the typed events of a session (`--events` JSON lines) |
 //! | [`faults`] | seeded fault injection (`--chaos`, `FaultPlan`) |
@@ -24,11 +26,13 @@ pub mod events;
 pub mod faults;
 pub mod grouping;
 pub mod history;
+pub mod liveness;
 pub mod outcome;
 pub mod protocol;
 pub mod providers;
 pub mod restart;
 pub mod stealing;
+pub mod text;
 
 /// A test's id, as its runner names it (for pytest, the node id).
 pub type TestId = String;

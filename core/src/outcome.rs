@@ -45,6 +45,11 @@ pub enum PhaseOutcome {
     Failed,
     /// The phase was skipped (or, with `wasxfail`, failed as expected).
     Skipped,
+    /// The phase failed and the test is run again (pytest-rerunfailures): not a final outcome.
+    Rerun,
+    /// An outcome word a runner's plugin added that herd does not know: never a pass.
+    #[serde(other)]
+    Other,
 }
 
 /// The one final outcome of a test.
@@ -209,32 +214,51 @@ impl TestRecord {
     /// Setup failing is an error; a skip anywhere before the call is a skip; the call decides
     /// passed, failed, skipped, xfailed or xpassed; a failing teardown turns a pass into an error.
     pub fn verdict(&self) -> Verdict {
+        // Only the last round counts: a test run again (pytest-rerunfailures) ends each earlier
+        // round with a `rerun` report (or an intermediate teardown after one).
+        let round_start = self
+            .phases
+            .iter()
+            .rposition(|p| p.intermediate || p.outcome == PhaseOutcome::Rerun)
+            .map_or(0, |i| i + 1);
+        let round = &self.phases[round_start..];
         let phase = |when: Phase| {
             let main = |p: &&PhaseReport| p.when == when && p.subtest.is_none();
-            self.phases.iter().rev().find(main)
+            round.iter().rev().find(main)
         };
         let mut outcome = Outcome::Passed;
+        let mut unproven = None;
         if let Some(setup) = phase(Phase::Setup) {
             outcome = match setup.outcome {
-                PhaseOutcome::Failed => Outcome::Error,
+                PhaseOutcome::Failed | PhaseOutcome::Rerun | PhaseOutcome::Other => Outcome::Error,
                 PhaseOutcome::Skipped if setup.wasxfail.is_some() => Outcome::Xfailed,
                 PhaseOutcome::Skipped => Outcome::Skipped,
                 PhaseOutcome::Passed => Outcome::Passed,
             };
         }
         if outcome == Outcome::Passed {
-            if let Some(call) = phase(Phase::Call) {
-                outcome = match (call.outcome, call.wasxfail.is_some()) {
-                    (PhaseOutcome::Passed, false) => Outcome::Passed,
-                    (PhaseOutcome::Passed, true) => Outcome::Xpassed,
-                    (PhaseOutcome::Failed, _) => Outcome::Failed,
-                    (PhaseOutcome::Skipped, true) => Outcome::Xfailed,
-                    (PhaseOutcome::Skipped, false) => Outcome::Skipped,
-                };
+            match phase(Phase::Call) {
+                Some(call) => {
+                    outcome = match (call.outcome, call.wasxfail.is_some()) {
+                        (PhaseOutcome::Passed, false) => Outcome::Passed,
+                        (PhaseOutcome::Passed, true) => Outcome::Xpassed,
+                        (PhaseOutcome::Failed, _) => Outcome::Failed,
+                        (PhaseOutcome::Skipped, true) => Outcome::Xfailed,
+                        (PhaseOutcome::Skipped, false) => Outcome::Skipped,
+                        (PhaseOutcome::Rerun | PhaseOutcome::Other, _) => {
+                            unproven = Some("its last call report has no final outcome");
+                            Outcome::Error
+                        }
+                    }
+                }
+                // A pass needs a report that says so: a setup and a teardown are not enough.
+                None => {
+                    unproven = Some("no report of its call phase arrived");
+                    outcome = Outcome::Error;
+                }
             }
         }
-        let subtest_failed = self
-            .phases
+        let subtest_failed = round
             .iter()
             .any(|p| p.subtest.is_some() && p.outcome == PhaseOutcome::Failed);
         if subtest_failed && outcome == Outcome::Passed {
@@ -245,11 +269,14 @@ impl TestRecord {
         if teardown_failed && !matches!(outcome, Outcome::Failed | Outcome::Error) {
             outcome = Outcome::Error;
         }
-        let message = self
-            .phases
-            .iter()
-            .filter(|p| p.outcome != PhaseOutcome::Passed)
-            .find_map(|p| p.message.clone())
+        let message = unproven
+            .map(|why| format!("herd: not counted as passed: {why}"))
+            .or_else(|| {
+                round
+                    .iter()
+                    .filter(|p| p.outcome != PhaseOutcome::Passed)
+                    .find_map(|p| p.message.clone())
+            })
             .or_else(|| {
                 let first = self.details(outcome)?;
                 first
@@ -465,6 +492,67 @@ mod tests {
 
     use Phase::*;
     use PhaseOutcome as P;
+
+    #[test]
+    fn a_pass_needs_a_call_report_that_says_so() {
+        // The call's report was lost (a rejected frame): setup and teardown passing is no pass.
+        let v = verdict(&[(Setup, P::Passed), (Teardown, P::Passed)]);
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(v.message.unwrap().contains("no report of its call phase"));
+        // An outcome word herd does not know, or a rerun that was never followed, is no pass.
+        for word in [P::Other, P::Rerun] {
+            let v = verdict(&[(Setup, P::Passed), (Call, word), (Teardown, P::Passed)]);
+            assert_eq!(v.outcome, Outcome::Error, "{word:?}");
+        }
+        // A test skipped in setup has no call, and is still a skip.
+        assert_eq!(
+            verdict(&[(Setup, P::Skipped), (Teardown, P::Passed)]).outcome,
+            Outcome::Skipped
+        );
+    }
+
+    #[test]
+    fn only_the_last_round_of_a_rerun_test_decides() {
+        let round = |call: PhaseOutcome, last: bool| {
+            vec![
+                phase(Setup, P::Passed),
+                phase(Call, call),
+                PhaseReport {
+                    intermediate: !last,
+                    ..phase(Teardown, P::Passed)
+                },
+            ]
+        };
+        let record = |rounds: Vec<Vec<PhaseReport>>| {
+            let mut r = TestRecord::default();
+            rounds.into_iter().flatten().for_each(|p| r.add(p));
+            r.verdict().outcome
+        };
+        assert_eq!(
+            record(vec![round(P::Rerun, false), round(P::Failed, true)]),
+            Outcome::Failed
+        );
+        // pytest-rerunfailures logs no teardown for a round it reruns.
+        let rerun_round = vec![phase(Setup, P::Passed), phase(Call, P::Rerun)];
+        assert_eq!(
+            record(vec![rerun_round.clone(), rerun_round, round(P::Failed, true)]),
+            Outcome::Failed
+        );
+        let setup_rerun = vec![phase(Setup, P::Rerun)];
+        assert_eq!(
+            record(vec![setup_rerun, round(P::Passed, true)]),
+            Outcome::Passed
+        );
+        assert_eq!(
+            record(vec![round(P::Rerun, false), round(P::Passed, true)]),
+            Outcome::Passed
+        );
+        // A failing round is never outvoted by an earlier passing one.
+        assert_eq!(
+            record(vec![round(P::Passed, false), round(P::Failed, true)]),
+            Outcome::Failed
+        );
+    }
 
     #[test]
     fn outcome_follows_the_phases() {

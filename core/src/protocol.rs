@@ -232,6 +232,10 @@ pub struct PhaseReport {
     /// Set on the report of a subtest (its description); a test may report several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtest: Option<String>,
+    /// Set on the teardown that ends a round which is run again (pytest-rerunfailures): the
+    /// test goes on, and only its last round decides its outcome.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intermediate: bool,
 }
 
 impl PhaseReport {
@@ -254,6 +258,7 @@ impl PhaseReport {
             category: None,
             user_properties: Vec::new(),
             subtest: None,
+            intermediate: false,
         }
     }
 }
@@ -345,7 +350,13 @@ fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, DecodeError> 
     if frame.len() > MAX_FRAME_BYTES {
         return Err(DecodeError::TooLarge(frame.len()));
     }
-    serde_json::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))
+    serde_json::from_slice(frame).or_else(|e| {
+        // Strings JSON cannot carry (a lone surrogate, bytes that are not UTF-8) are made
+        // visible text: a report is never dropped for its text.
+        let repaired = crate::text::repair_frame(frame).ok_or(e)?;
+        serde_json::from_slice(&repaired)
+    })
+    .map_err(|e| DecodeError::Malformed(e.to_string()))
 }
 
 /// Encodes a message as one frame.

@@ -18,7 +18,8 @@ fn phase_outcome() -> impl Strategy<Value = PhaseOutcome> {
     prop_oneof![
         Just(PhaseOutcome::Passed),
         Just(PhaseOutcome::Failed),
-        Just(PhaseOutcome::Skipped)
+        Just(PhaseOutcome::Skipped),
+        Just(PhaseOutcome::Rerun)
     ]
 }
 
@@ -95,6 +96,63 @@ proptest! {
         }
         let _ = decode_worker_frame(&frame);
     }
+}
+
+/// Text a report may carry that strict JSON cannot: lone surrogate escapes (what Python's `json`
+/// writes for a `surrogateescape`d byte), bytes that are not UTF-8, NUL and other control
+/// characters written raw.
+fn odd_text() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        "[a-z \\n]{0,6}".prop_map(String::into_bytes),
+        (0xd800u32..0xe000).prop_map(|u| format!("\\u{u:04x}").into_bytes()),
+        Just(b"\\ud83d\\ude00".to_vec()),
+        (0x80u8..=0xff).prop_map(|b| vec![b]),
+        (0u8..0x20).prop_map(|b| vec![b]),
+        Just("é✓".as_bytes().to_vec()),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A report is never dropped for its text: whatever its failure text holds, the frame
+    /// decodes, and the report keeps its test, phase and outcome (a failure stays a failure).
+    #[test]
+    fn a_report_with_odd_text_is_never_dropped(text in odd_text(), outcome in phase_outcome()) {
+        let word = match outcome {
+            PhaseOutcome::Passed => "passed",
+            PhaseOutcome::Failed => "failed",
+            PhaseOutcome::Skipped => "skipped",
+            _ => "rerun",
+        };
+        let mut frame = format!(
+            r#"[{{"type":"report","test":"t.py::x","when":"call","outcome":"{word}","longrepr":""#
+        )
+        .into_bytes();
+        frame.extend_from_slice(&text);
+        frame.extend_from_slice(br#""},{"type":"test_started","test":"t.py::y"}]"#);
+        let decoded = decode_worker_frame(&frame);
+        prop_assert!(decoded.is_ok(), "{:?} for {:?}", decoded, String::from_utf8_lossy(&frame));
+        let decoded = decoded.unwrap();
+        match &decoded[0] {
+            WorkerMessage::Report(r) => {
+                prop_assert_eq!(&r.test, "t.py::x");
+                prop_assert_eq!(r.outcome, outcome);
+            }
+            other => prop_assert!(false, "not a report: {:?}", other),
+        }
+        prop_assert_eq!(decoded.len(), 2);
+    }
+}
+
+#[test]
+fn an_unknown_outcome_word_decodes_and_is_never_a_pass() {
+    let frame = br#"{"type":"report","test":"t","when":"call","outcome":"flaky"}"#;
+    let WorkerMessage::Report(report) = decode_worker_message(frame).unwrap() else {
+        panic!("not a report");
+    };
+    assert_eq!(report.outcome, PhaseOutcome::Other);
 }
 
 #[test]

@@ -33,7 +33,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Exit code that marks a test as skipped (as automake's).
 pub const SKIP_EXIT_CODE: i32 = 77;
-/// The most output kept per test for its report.
+/// The most output kept per test for its report (its head and tail, with a note saying what was
+/// cut between them).
 const MAX_OUTPUT: usize = 64 * 1024;
 
 /// Fault hooks that apply to this spawn.
@@ -485,10 +486,10 @@ fn spawn_test(args: &[String], test: &str) -> std::io::Result<(Option<i32>, Stri
     let out = reader.join().unwrap_or_default();
     let status = child.wait()?;
     output.splice(0..0, out);
-    if output.len() > MAX_OUTPUT {
-        output.drain(..output.len() - MAX_OUTPUT);
-    }
-    Ok((status.code(), String::from_utf8_lossy(&output).into_owned()))
+    let text = String::from_utf8_lossy(&output);
+    // Head and tail are kept, and the report says what was cut between them.
+    let kept = herd_core::text::cut_middle(&text, MAX_OUTPUT).into_owned();
+    Ok((status.code(), kept))
 }
 
 fn tee(stream: &mut impl Read) -> Vec<u8> {

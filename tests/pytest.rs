@@ -5,97 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::pysuite::*;
 use common::*;
-
-fn venv_pytest() -> PathBuf {
-    let pytest = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/pytest");
-    assert!(
-        pytest.exists(),
-        "{} is missing: run scripts/python-env (scripts/test does) to install pytest and pyzmq",
-        pytest.display()
-    );
-    pytest
-}
-
-/// A pytest suite in a temporary directory.
-struct PySuite {
-    dir: tempfile::TempDir,
-}
-
-impl PySuite {
-    fn new(files: &[(&str, &str)]) -> PySuite {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
-        PySuite { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn events(&self) -> PathBuf {
-        self.path().join("events.jsonl")
-    }
-
-    fn herd_command(&self, herd_args: &[&str], pytest_args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-        cmd.current_dir(self.path())
-            .arg("run")
-            .args(herd_args)
-            .arg("--events")
-            .arg(self.events())
-            .arg("--")
-            .arg(venv_pytest())
-            .args(["-p", "no:cacheprovider"])
-            .args(pytest_args)
-            .env_remove("PYTEST_ADDOPTS")
-            .env_remove("RUST_LOG");
-        cmd
-    }
-
-    fn herd(&self, herd_args: &[&str], pytest_args: &[&str]) -> Run {
-        let out = self.herd_command(herd_args, pytest_args).output().unwrap();
-        Run::from_output(out, &self.events())
-    }
-
-    /// Plain pytest on the same suite: (exit code, counts of its summary line).
-    fn plain(&self, pytest_args: &[&str]) -> (i32, BTreeMap<String, usize>, String) {
-        let out = Command::new(venv_pytest())
-            .current_dir(self.path())
-            .args(["-p", "no:cacheprovider"])
-            .args(pytest_args)
-            .env_remove("PYTEST_ADDOPTS")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.code().unwrap(), summary_counts(&stdout), stdout)
-    }
-}
-
-/// The counts of the last summary line (`== 1 failed, 2 passed, 1 error in 0.1s ==`).
-fn summary_counts(output: &str) -> BTreeMap<String, usize> {
-    let line = output
-        .lines()
-        .rev()
-        .find(|l| {
-            l.contains(" in ") && l.trim_end().trim_end_matches('=').trim_end().ends_with('s')
-        })
-        .unwrap_or_else(|| panic!("no summary line in:\n{output}"));
-    let body = line.trim().trim_matches('=').trim();
-    let body = &body[..body.rfind(" in ").unwrap()];
-    body.split(", ")
-        .filter_map(|part| {
-            let (n, what) = part.split_once(' ')?;
-            let what = if what == "errors" { "error" } else { what };
-            Some((what.to_string(), n.parse().ok()?))
-        })
-        .collect()
-}
 
 const EVERY_OUTCOME: &str = r#"
 import pytest, unittest

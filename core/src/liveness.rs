@@ -123,7 +123,11 @@ mod tests {
         let mut ticks = 100;
         for ms in (2_500..60_000).step_by(250) {
             ticks += 25;
-            let expected = if ms < 5_000 { Liveness::Alive } else { Liveness::Busy };
+            let expected = if ms < 5_000 {
+                Liveness::Alive
+            } else {
+                Liveness::Busy
+            };
             assert_eq!(w.check(at(t0, ms), Some(ticks)), expected, "at {ms} ms");
         }
         // It stops computing (blocked with the lock held, or stopped): hung after the limit.
@@ -162,6 +166,9 @@ mod tests {
         let mut w = Watch::new(LIMIT, t0);
         assert_eq!(w.check(at(t0, 4_900), Some(1)), Liveness::Alive);
         assert_eq!(w.check(at(t0, 5_000), Some(2)), Liveness::Busy);
-        assert_eq!(w.check(at(t0, 5_250), None), Liveness::Silent(Duration::from_millis(5_250)));
+        assert_eq!(
+            w.check(at(t0, 5_250), None),
+            Liveness::Silent(Duration::from_millis(5_250))
+        );
     }
 }

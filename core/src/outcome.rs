@@ -535,7 +535,11 @@ mod tests {
         // pytest-rerunfailures logs no teardown for a round it reruns.
         let rerun_round = vec![phase(Setup, P::Passed), phase(Call, P::Rerun)];
         assert_eq!(
-            record(vec![rerun_round.clone(), rerun_round, round(P::Failed, true)]),
+            record(vec![
+                rerun_round.clone(),
+                rerun_round,
+                round(P::Failed, true)
+            ]),
             Outcome::Failed
         );
         let setup_rerun = vec![phase(Setup, P::Rerun)];

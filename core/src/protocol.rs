@@ -350,13 +350,14 @@ fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, DecodeError> 
     if frame.len() > MAX_FRAME_BYTES {
         return Err(DecodeError::TooLarge(frame.len()));
     }
-    serde_json::from_slice(frame).or_else(|e| {
-        // Strings JSON cannot carry (a lone surrogate, bytes that are not UTF-8) are made
-        // visible text: a report is never dropped for its text.
-        let repaired = crate::text::repair_frame(frame).ok_or(e)?;
-        serde_json::from_slice(&repaired)
-    })
-    .map_err(|e| DecodeError::Malformed(e.to_string()))
+    serde_json::from_slice(frame)
+        .or_else(|e| {
+            // Strings JSON cannot carry (a lone surrogate, bytes that are not UTF-8) are made
+            // visible text: a report is never dropped for its text.
+            let repaired = crate::text::repair_frame(frame).ok_or(e)?;
+            serde_json::from_slice(&repaired)
+        })
+        .map_err(|e| DecodeError::Malformed(e.to_string()))
 }
 
 /// Encodes a message as one frame.

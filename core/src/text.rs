@@ -172,14 +172,17 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&fixed).unwrap();
         assert_eq!(v["m"], r"x \udcff y");
         // A lone high surrogate, also at the end of a string.
-        let v: serde_json::Value = serde_json::from_str(&repaired(r#"["\ud83d","\ud83dz"]"#))
-            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&repaired(r#"["\ud83d","\ud83dz"]"#)).unwrap();
         assert_eq!(v, serde_json::json!([r"\ud83d", r"\ud83dz"]));
     }
 
     #[test]
     fn a_valid_pair_and_ordinary_escapes_are_left_alone() {
-        assert_eq!(repair_frame(br#"{"m":"\ud83d\ude00 \n \" \\udcff \u00e9"}"#), None);
+        assert_eq!(
+            repair_frame(br#"{"m":"\ud83d\ude00 \n \" \\udcff \u00e9"}"#),
+            None
+        );
         assert_eq!(repair_frame("{\"m\":\"é ✓ 😀\"}".as_bytes()), None);
     }
 
@@ -206,11 +209,19 @@ mod tests {
 
     #[test]
     fn cut_middle_keeps_head_and_tail_and_says_so() {
-        let text = format!("{}{}{}", "H".repeat(100), "m".repeat(10_000), "T".repeat(300));
+        let text = format!(
+            "{}{}{}",
+            "H".repeat(100),
+            "m".repeat(10_000),
+            "T".repeat(300)
+        );
         let cut = cut_middle(&text, 1000);
         assert!(cut.starts_with(&"H".repeat(100)));
         assert!(cut.ends_with(&"T".repeat(300)));
-        assert!(cut.contains("cut here; the output was 10.2 KiB in all"), "{cut}");
+        assert!(
+            cut.contains("cut here; the output was 10.2 KiB in all"),
+            "{cut}"
+        );
         assert!(cut.len() < 1200);
         assert_eq!(cut_middle("short", 10), "short");
     }

@@ -61,6 +61,10 @@ HEARTBEAT_S = 1.0
 POLL_SLICE_MS = 500
 #: How often the background thread looks for a ``release`` while a test runs (seconds).
 IO_TICK_S = 0.05
+#: The largest frame the coordinator accepts (protocol ``MAX_FRAME_BYTES``); a larger one is
+#: dropped by the socket. A message is kept below it with room to spare.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+MESSAGE_LIMIT = MAX_FRAME_BYTES - 64 * 1024
 
 _MARKER_HELP = (
     "herd_group(name): tests carrying the same group name run together, in order, on one herd "
@@ -106,6 +110,97 @@ def _jsonable(value):
     except (TypeError, ValueError):
         return repr(value)
     return value
+
+
+def _safe_text(text):
+    """``text`` with what UTF-8 cannot carry (lone surrogates, as ``surrogateescape`` makes for
+    bytes that are not UTF-8) written as visible escapes: ``\\udcff``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # Valid pairs join up; what is left alone is shown as its escape.
+        joined = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+        return joined.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe(value):
+    """``value`` with every string in it made safe for the wire (see ``_safe_text``)."""
+    if isinstance(value, str):
+        return _safe_text(value)
+    if isinstance(value, dict):
+        return {_safe(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value]
+    return value
+
+
+def _human_bytes(n):
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _cut_middle(text, limit):
+    """``text`` cut to about ``limit`` characters: its first quarter and last three quarters,
+    with a note between them saying how much was cut (as the coordinator's ``cut_middle``)."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit // 4], text[len(text) - (limit - limit // 4) :]
+    size = len(text.encode("utf-8", "backslashreplace"))
+    cut = len(text) - len(head) - len(tail)
+    return (
+        f"{head}\n[herd: {cut} characters cut here so the report fits in a frame (limit "
+        f"{_human_bytes(MAX_FRAME_BYTES)}); the output was {_human_bytes(size)} in all, of which "
+        f"the first {len(head)} and the last {len(tail)} characters are kept]\n{tail}"
+    )
+
+
+def _shrink_report(message, size):
+    """Cuts a report's largest texts (failure text, captured output) until it fits below
+    ``MESSAGE_LIMIT`` bytes; head and tail of each are kept, with a note saying what was cut."""
+    for _ in range(8):
+        fields = [("longrepr", None), ("message", None)]
+        fields += [("sections", i) for i in range(len(message.get("sections") or []))]
+
+        def text_of(field):
+            key, i = field
+            return message.get(key) if i is None else message[key][i][1]
+
+        field = max(fields, key=lambda f: len(text_of(f) or ""))
+        text = text_of(field) or ""
+        if not text:
+            break
+        over = size - MESSAGE_LIMIT
+        # Characters may take several bytes (and escapes): aim low.
+        ratio = len(text) / max(1, len(text.encode("utf-8", "backslashreplace")))
+        keep = max(4096, int((len(text) - over * ratio) * 0.9))
+        cut = _cut_middle(text, keep)
+        key, i = field
+        if i is None:
+            message[key] = cut
+        else:
+            message[key][i] = [message[key][i][0], cut]
+        data = json.dumps(message, ensure_ascii=False).encode("utf-8")
+        size = len(data)
+        if size <= MESSAGE_LIMIT:
+            return data
+    return json.dumps(message, ensure_ascii=False).encode("utf-8")
+
+
+def _encode(message):
+    """One message as the bytes of a frame: UTF-8 JSON, its text made safe for the wire, a
+    report too big for a frame cut to fit (never dropped, never turned into a crash)."""
+    try:
+        data = json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        message = _safe(message)
+        data = json.dumps(message, ensure_ascii=False).encode("utf-8")
+    if len(data) > MESSAGE_LIMIT and message.get("type") == "report":
+        data = _shrink_report(message, len(data))
+    return data
 
 
 def _subtest_description(report):
@@ -233,6 +328,9 @@ class HerdWorker:
         self.poller = None
         self.collect_errors = []
         self.queued = []  # encoded reports not sent yet
+        self.queued_bytes = 0  # their size, so a batch never outgrows a frame
+        self.round_rerun = False  # the running test's current round is to be run again
+        self.rerun_of = None  # the test whose round just ended with an intermediate teardown
         self.pending = deque()  # items dealt to this worker and not started, in order
         self.pending_lock = threading.Lock()
         self.inbox = deque()  # messages the background thread read for the main thread
@@ -305,10 +403,12 @@ class HerdWorker:
         says which (the caller holds the io lock)."""
         wanted = set(ids)
         with self.pending_lock:
-            given = [item.nodeid for item in self.pending if item.nodeid in wanted]
+            given = [_safe_text(item.nodeid) for item in self.pending if _safe_text(item.nodeid) in wanted]
             if given:
-                self.pending = deque(item for item in self.pending if item.nodeid not in wanted)
-        self.socket.send(json.dumps({"type": "released", "tests": given}).encode())
+                self.pending = deque(
+                    item for item in self.pending if _safe_text(item.nodeid) not in wanted
+                )
+        self.socket.send(_encode({"type": "released", "tests": given}))
 
     def close(self, linger=None):
         stop = getattr(self, "heartbeat_stop", None)
@@ -345,11 +445,16 @@ class HerdWorker:
             with self.io_lock:
                 if self.queued:
                     self.flush()
-                sock.send(json.dumps(message).encode())
+                sock.send(_encode(message))
 
     def queue(self, message):
-        """Encodes a message now and sends it with the next flush (or the next send)."""
-        self.queued.append(json.dumps(message).encode())
+        """Encodes a message now and sends it with the next flush (or the next send); a batch
+        that would outgrow a frame is sent first."""
+        data = _encode(message)
+        if self.queued and self.queued_bytes + len(data) > MESSAGE_LIMIT:
+            self.flush()
+        self.queued.append(data)
+        self.queued_bytes += len(data) + 1
 
     def flush(self):
         # Queued messages go out as one frame holding a JSON array (protocol v1 batches): one
@@ -357,6 +462,7 @@ class HerdWorker:
         # message, which is most of the cost of a message on a busy machine.
         sock = self.socket
         queued, self.queued = self.queued, []
+        self.queued_bytes = 0
         if sock is not None and queued:
             with self.io_lock:
                 sock.send(queued[0] if len(queued) == 1 else b"[" + b",".join(queued) + b"]")
@@ -511,13 +617,13 @@ class HerdWorker:
         self.files.append(nodeid)
         if self._in_scope(position):
             return None
-        self.deferred[nodeid] = collector
+        self.deferred[_safe_text(nodeid)] = collector
         return pytest.CollectReport(nodeid, "passed", None, [])
 
     def _collect_file(self, nodeid, by_id):
         """Collects a deferred file now, as pytest would have, and reports it."""
         collector = self.deferred.pop(nodeid)
-        self.allowed.add(nodeid)
+        self.allowed.add(collector.nodeid)
         session = self.session
         errors_before = len(self.collect_errors)
         items = list(session.genitems(collector))
@@ -525,7 +631,7 @@ class HerdWorker:
             session=session, config=session.config, items=items
         )
         for item in items:
-            by_id[item.nodeid] = item
+            by_id[_safe_text(item.nodeid)] = item
         self.send(
             {
                 "type": "file_collection",
@@ -539,7 +645,7 @@ class HerdWorker:
         while True:
             reply = self.receive(None)
             kind = reply.get("type")
-            if kind == "file_accepted" and reply.get("file") == nodeid:
+            if kind == "file_accepted" and reply.get("file") == _safe_text(nodeid):
                 return
             if kind == "stop":
                 self.stop_requested = True
@@ -678,7 +784,8 @@ class HerdWorker:
         config = session.config
         if config.option.collectonly:
             return
-        by_id = {item.nodeid: item for item in session.items}
+        # Keyed as the coordinator names them: ids are sent made safe for the wire.
+        by_id = {_safe_text(item.nodeid): item for item in session.items}
         more = not self.stop_requested
         promised = None  # the nextitem the last test was torn down for
         while True:
@@ -780,9 +887,16 @@ class HerdWorker:
         if fd is not None:
             # herd reads the first line: no truncate needed (one syscall per test).
             try:
-                os.pwrite(fd, nodeid.encode() + b"\n", 0)
+                os.pwrite(fd, _safe_text(nodeid).encode() + b"\n", 0)
             except OSError:
                 pass
+        self.round_rerun = False
+        if self.rerun_of == nodeid:
+            # Another round of the same test (pytest-rerunfailures): it is still running.
+            self.rerun_of = None
+            self.flush()
+            return
+        self.rerun_of = None
         # The previous test's reports (queued at its teardown) go out in the same frame.
         self.queue({"type": "test_started", "test": nodeid})
         self.flush()
@@ -830,6 +944,17 @@ class HerdWorker:
         subtest = _subtest_description(report)
         if subtest is not None:
             msg["subtest"] = subtest
+        if report.when == "setup" and subtest is None:
+            self.round_rerun = False  # a new round starts
+        if report.outcome not in ("passed", "failed", "skipped"):
+            # A round that is run again (pytest-rerunfailures' "rerun"): the test goes on.
+            self.round_rerun = True
+        elif report.when == "teardown" and self.round_rerun:
+            # A teardown that ends such a round does not end the test: the next round's start
+            # is not a new test.
+            msg["intermediate"] = True
+            self.round_rerun = False
+            self.rerun_of = report.nodeid
         try:
             self.queue(msg)
         except (TypeError, ValueError):

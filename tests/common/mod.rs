@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pysuite;
+
 /// A suite of shell tests. Test ids are `module::name`; test `name` runs `name.sh`.
 pub struct Suite {
     pub dir: tempfile::TempDir,

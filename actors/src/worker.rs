@@ -1214,7 +1214,7 @@ impl Worker {
                     return self.kill(KillReason::Lost(silent));
                 }
                 self.notice(format!(
-                    "sent nothing for {secs:.1}s although it promised heartbeats, and its process used no CPU; taking it for hung and killing it"
+                    "sent nothing for {secs:.1}s although it promised heartbeats; taking it for hung and killing it (its process used no CPU either)"
                 ));
                 return self.kill(KillReason::Hung);
             }

@@ -793,6 +793,35 @@ mod tests {
     }
 
     #[test]
+    fn an_output_path_says_what_is_wrong_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("afile");
+        std::fs::write(&file, "").unwrap();
+        let err = open_output("--junit-xml", &file.join("x.xml")).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{} is a file, not a directory", file.display())),
+            "{text}"
+        );
+        let err = check_output_dir("--log-dir", &file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cannot write in --log-dir"), "{err}");
+        assert!(err.contains("is a file, not a directory"), "{err}");
+        let err = open_output("--events", dir.path()).unwrap_err().to_string();
+        assert!(err.contains("it is a directory"), "{err}");
+        let nested = dir.path().join("a/b/e.jsonl");
+        assert!(open_output("--events", &nested).is_ok());
+        assert!(check_output_dir("--log-dir", &dir.path().join("logs")).is_ok());
+        // The writability probe leaves nothing behind.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("logs")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
     fn private_dir_is_0700() {
         use std::os::unix::fs::PermissionsExt;
         let dir = private_dir().unwrap();

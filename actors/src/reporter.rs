@@ -691,6 +691,7 @@ impl Handler<Finish> for Reporter {
 mod tests {
     use super::*;
     use herd_core::outcome::Outcome;
+    use std::fs::File;
 
     fn finished(test: &str, outcome: Outcome) -> Publish {
         let verdict = Verdict::decided(outcome, 0.1, None, None);
@@ -740,6 +741,109 @@ mod tests {
         // The first outcome stands; the test nobody ran is settled as not run.
         let outcomes: Vec<Outcome> = report.results.iter().map(|r| r.verdict.outcome).collect();
         assert_eq!(outcomes, [Outcome::Passed, Outcome::NotRun]);
+    }
+
+    /// Output shared with the test.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn report_file(what: &str, fails_session: bool) -> ReportFile {
+        ReportFile {
+            what: what.into(),
+            path: format!("/out/{what}").into(),
+            fails_session,
+            consequence: "it is gone".into(),
+            write: Box::new(|_| Err(std::io::Error::from_raw_os_error(28))),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_output_file_is_said_before_the_summary_and_exits_3() {
+        let out = Shared::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let events = LineFile::new("--events", path.clone(), File::create(&path).unwrap());
+        let reporter = Reporter::new(ReporterOptions {
+            out: Box::new(out.clone()),
+            events: Some(events),
+            report_files: vec![
+                report_file("--junit-xml", true),
+                report_file("history", false),
+            ],
+            verbosity: 0,
+            maxfail: None,
+            dots: false,
+            durations: None,
+            progress_bar: false,
+            color: false,
+            subscribers: Vec::new(),
+        })
+        .start();
+        reporter.do_send(Publish(Event::Collected {
+            tests: vec!["a".into()],
+        }));
+        reporter.do_send(finished("a", Outcome::Failed));
+        let log = std::io::Error::from_raw_os_error(28);
+        let failure = OutputFailure::new("the worker log", "/logs/w1.log".as_ref(), &log, "cut");
+        reporter.do_send(failure.clone());
+        let end = SessionEnd::Completed;
+        let report = reporter.send(Finish { end }).await.unwrap();
+        // Tests failed (1), but a result file is incomplete: internal error.
+        assert_eq!(report.exit_code, exit_code::INTERNAL_ERROR);
+        assert_eq!(report.output_failures.len(), 3);
+        assert_eq!(report.output_failures[0], failure);
+        assert!(!report.output_failures[2].fails_session);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().rev().take(4).collect();
+        assert!(lines[0].contains("1 failed in"), "{text}");
+        assert!(lines[1].starts_with("herd: warning: could not write history /out/history: No space left on device (os error 28); it is gone"), "{text}");
+        assert!(
+            lines[2].starts_with("herd: could not write --junit-xml /out/--junit-xml: No space"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("herd: could not write the worker log /logs/w1.log: No space"),
+            "{text}"
+        );
+        // The events file is whole and says the exit code.
+        let last = std::fs::read_to_string(&path).unwrap();
+        let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        assert_eq!(last["exit_code"], 3);
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_warning_file_keeps_the_exit_code() {
+        let reporter = Reporter::new(ReporterOptions {
+            out: Box::new(std::io::sink()),
+            events: None,
+            report_files: vec![report_file("history", false)],
+            verbosity: 0,
+            maxfail: None,
+            dots: false,
+            durations: None,
+            progress_bar: false,
+            color: false,
+            subscribers: Vec::new(),
+        })
+        .start();
+        reporter.do_send(Publish(Event::Collected {
+            tests: vec!["a".into()],
+        }));
+        reporter.do_send(finished("a", Outcome::Passed));
+        let end = SessionEnd::Completed;
+        let report = reporter.send(Finish { end }).await.unwrap();
+        assert_eq!(report.exit_code, exit_code::OK);
+        assert_eq!(report.output_failures.len(), 1);
     }
 
     #[actix_rt::test]

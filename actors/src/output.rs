@@ -75,8 +75,11 @@ pub struct ReportFile {
     /// What a failure means (`no report was written`).
     pub consequence: String,
     /// Writes the file; the error is reported as an [`OutputFailure`].
-    pub write: Box<dyn FnOnce(&SessionReport) -> io::Result<()> + Send>,
+    pub write: WriteReport,
 }
+
+/// Writes one file from the finished report.
+pub type WriteReport = Box<dyn FnOnce(&SessionReport) -> io::Result<()> + Send>;
 
 impl ReportFile {
     /// Writes the file, returning the failure if it could not be written.

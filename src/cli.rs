@@ -31,6 +31,12 @@ pub enum Command {
     ///   herd run -n 4 -- pytest tests/ -k smoke
     /// exec runner (one process per test, exit 0 passes, 77 skips):
     ///   herd run -n 4 --list 'ls tests/*.sh' -- sh {}
+    ///
+    /// Exit codes (pytest's): 0 all passed, 1 tests failed, 2 interrupted or collection failed,
+    /// 3 internal error (respawn budget spent, every slot retired, or an output file such as
+    /// --events, --junit-xml or a worker log that could not be written whole, e.g. on a full
+    /// disk; the file and the OS error are named), 4 usage error (including an output path that
+    /// cannot be created), 5 no tests collected.
     Run(Box<RunArgs>),
     /// Print a shell completion script. Example: herd completions bash > /etc/bash_completion.d/herd
     Completions {

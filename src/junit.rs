@@ -5,6 +5,7 @@
 //! and whose `name` is the rest. herd's own outcomes map onto JUnit's: crashed is an error,
 //! timed out a failure, not run a skip.
 
+use std::io::Write;
 use std::time::Duration;
 
 use herd_actors::{SessionReport, TestResult};
@@ -23,6 +24,16 @@ pub fn junit_report(report: &SessionReport) -> Report {
     junit.set_time(Duration::from_secs_f64(report.duration.max(0.0)));
     junit.add_test_suite(suite);
     junit
+}
+
+/// Writes the JUnit report of `report` into `file`, whole, and makes sure it is on the disk:
+/// every error (a full disk, say) is returned, including one from the final flush.
+pub fn write_junit(report: &SessionReport, mut file: std::fs::File) -> std::io::Result<()> {
+    let xml = junit_report(report)
+        .to_string()
+        .map_err(std::io::Error::other)?;
+    file.write_all(xml.as_bytes())?;
+    file.sync_all()
 }
 
 fn test_case(result: &TestResult) -> TestCase {
@@ -136,6 +147,7 @@ mod tests {
             violations: vec![],
             workers: vec![],
             faults: vec![],
+            output_failures: vec![],
         };
         let xml = junit_report(&report).to_string().unwrap();
         let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");

@@ -2,13 +2,14 @@
 //! actor tree, return the report.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use herd_actors::output::LineFile;
 use herd_actors::{
-    run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReporterOptions,
-    SessionPlan, SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
+    run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReportFile,
+    ReporterOptions, SessionPlan, SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
 };
 use herd_core::diff::duplicates_error;
 use herd_core::events::Stamped;
@@ -368,18 +369,23 @@ impl Session {
         if let Some(reference) = &reference {
             check_reference(reference)?;
         }
+        // Every output path is checked before any worker starts: a wrong one is a usage error.
         let events = match &config.events {
-            Some(path) => Some(create_file(path).map_err(|e| {
-                SessionError::Usage(format!("cannot write --events {}: {e}", path.display()))
-            })?),
+            Some(path) => Some(LineFile::new(
+                "--events",
+                path.clone(),
+                open_output("--events", path)?,
+            )),
             None => None,
         };
-        let junit = match &config.junit_xml {
-            Some(path) => Some(create_file(path).map_err(|e| {
-                SessionError::Usage(format!("cannot write --junit-xml {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
+        let mut report_files = Vec::new();
+        if let Some(path) = &config.junit_xml {
+            report_files.push(junit_file(path.clone(), open_output("--junit-xml", path)?));
+        }
+        if let Some(dir) = &config.log_dir {
+            check_output_dir("--log-dir", dir)?;
+        }
+        report_files.extend(config.history.clone().map(history_file));
         // The session's private directory: the ipc socket and the workers' status files.
         let private = private_dir()?;
         let endpoint = match &config.endpoint {
@@ -434,6 +440,7 @@ impl Session {
         let output = ReporterOptions {
             out,
             events,
+            report_files,
             verbosity: config.verbosity,
             maxfail: config.maxfail,
             dots: config.dots.unwrap_or(runner.prefers_dots()),
@@ -442,23 +449,41 @@ impl Session {
             progress_bar,
             color,
         };
-        let report = run_session(plan, output)
+        run_session(plan, output)
             .await
-            .map_err(|e| SessionError::Internal(e.to_string()))?;
-        if let Some(file) = junit {
-            crate::junit::junit_report(&report)
-                .serialize(std::io::BufWriter::new(file))
-                .map_err(|e| SessionError::Internal(format!("cannot write --junit-xml: {e}")))?;
-        }
-        if let Some(path) = &config.history {
-            if let Err(e) = save_history(path, &report) {
-                tracing::warn!(
-                    "could not save the duration history {}: {e}",
-                    path.display()
-                );
-            }
-        }
-        Ok(report)
+            .map_err(|e| SessionError::Internal(e.to_string()))
+    }
+}
+
+/// `--junit-xml`, written from the finished report into `file`; a file that could not be
+/// written whole is removed, so CI never reads half a report.
+fn junit_file(path: PathBuf, file: std::fs::File) -> ReportFile {
+    let at = path.clone();
+    ReportFile {
+        what: "--junit-xml".into(),
+        path,
+        fails_session: true,
+        consequence: "the partial file was removed; the summary above has every outcome".into(),
+        write: Box::new(move |report| {
+            crate::junit::write_junit(report, file).inspect_err(|_| {
+                let _ = std::fs::remove_file(&at);
+            })
+        }),
+    }
+}
+
+/// The duration history, saved from the finished report. Not a result: a failed save is a
+/// warning (the old history stays whole, as saves are atomic), not a failed session.
+fn history_file(path: PathBuf) -> ReportFile {
+    let at = path.clone();
+    ReportFile {
+        what: "the duration history".into(),
+        path,
+        fails_session: false,
+        consequence: "the previous history is kept; the next run orders tests without this \
+                      run's durations"
+            .into(),
+        write: Box::new(move |report| save_history(&at, report)),
     }
 }
 
@@ -495,8 +520,15 @@ fn save_history(path: &std::path::Path, report: &SessionReport) -> std::io::Resu
         std::fs::create_dir_all(parent)?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, history.to_json())?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(history.to_json().as_bytes())?;
+        file.sync_all()
+    });
+    let saved = written.and_then(|()| std::fs::rename(&tmp, path));
+    if saved.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    saved
 }
 
 /// Checks the options for workers on other hosts and returns the session token: the token file's
@@ -585,12 +617,52 @@ fn check_reference(reference: &[herd_core::TestId]) -> Result<(), SessionError> 
     }
 }
 
-/// Creates (truncates) a file, and its parent directories.
-fn create_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+/// Creates (truncates) the output file `path` of `flag`, and its parent directories, or says
+/// what is wrong with the path (a usage error).
+fn open_output(flag: &str, path: &Path) -> Result<std::fs::File, SessionError> {
+    let usage = |what: String| {
+        SessionError::Usage(format!(
+            "cannot write {flag} {}: {what}; give a file path herd can write",
+            path.display()
+        ))
+    };
+    if path.is_dir() {
+        return Err(usage("it is a directory".into()));
     }
-    std::fs::File::create(path)
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        make_dir(parent).map_err(usage)?;
+    }
+    std::fs::File::create(path).map_err(|e| usage(e.to_string()))
+}
+
+/// Creates the output directory `dir` of `flag` (if need be) and checks that files can be
+/// created in it (a usage error if not).
+fn check_output_dir(flag: &str, dir: &Path) -> Result<(), SessionError> {
+    let usage = |what: String| {
+        SessionError::Usage(format!(
+            "cannot write in {flag} {}: {what}; give a directory herd can write",
+            dir.display()
+        ))
+    };
+    make_dir(dir).map_err(usage)?;
+    tempfile::Builder::new()
+        .prefix(".herd-probe")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| usage(e.to_string()))
+}
+
+/// Creates `dir` and its parents; the error names an ancestor that is a file (where the OS
+/// would only say "File exists" or "Not a directory").
+fn make_dir(dir: &Path) -> Result<(), String> {
+    for ancestor in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        match std::fs::metadata(ancestor) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => return Err(format!("{} is a file, not a directory", ancestor.display())),
+            Err(_) => continue,
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())
 }
 
 /// A fresh directory only this user can enter, removed when dropped.
@@ -718,6 +790,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("{host}"));
+    }
+
+    #[test]
+    fn an_output_path_says_what_is_wrong_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("afile");
+        std::fs::write(&file, "").unwrap();
+        let err = open_output("--junit-xml", &file.join("x.xml")).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{} is a file, not a directory", file.display())),
+            "{text}"
+        );
+        let err = check_output_dir("--log-dir", &file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cannot write in --log-dir"), "{err}");
+        assert!(err.contains("is a file, not a directory"), "{err}");
+        let err = open_output("--events", dir.path()).unwrap_err().to_string();
+        assert!(err.contains("it is a directory"), "{err}");
+        let nested = dir.path().join("a/b/e.jsonl");
+        assert!(open_output("--events", &nested).is_ok());
+        assert!(check_output_dir("--log-dir", &dir.path().join("logs")).is_ok());
+        // The writability probe leaves nothing behind.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("logs")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

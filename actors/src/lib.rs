@@ -23,6 +23,7 @@
 
 pub mod launcher;
 pub mod messages;
+pub mod output;
 pub mod process;
 pub mod progress;
 pub mod report;
@@ -41,6 +42,7 @@ use herd_core::restart::RespawnBudget;
 use tokio::sync::oneshot;
 
 pub use launcher::{ExternalLauncher, Launch, Launcher, LocalLauncher, TemplateLauncher};
+pub use output::{OutputFailure, ReportFile};
 pub use process::WorkerCommand;
 pub use report::{InjectedFault, SessionReport, TestResult, WorkerLife};
 pub use reporter::{EventSubscriber, ReporterOptions};

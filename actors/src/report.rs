@@ -6,6 +6,8 @@ use herd_core::outcome::{SessionEnd, Tally, Verdict};
 use herd_core::TestId;
 use serde::{Deserialize, Serialize};
 
+use crate::output::OutputFailure;
+
 /// One test's final result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestResult {
@@ -84,4 +86,7 @@ pub struct SessionReport {
     pub workers: Vec<WorkerLife>,
     /// Every fault injected (`--chaos`), in order.
     pub faults: Vec<InjectedFault>,
+    /// Output files that could not be written completely (`--events`, `--junit-xml`, logs,
+    /// history); one that is a result makes the exit code 3.
+    pub output_failures: Vec<OutputFailure>,
 }

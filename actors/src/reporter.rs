@@ -6,8 +6,7 @@
 //! short summary are printed, and the final line gives the counts like pytest's.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use herd_core::outcome::{exit_code, Outcome, SessionEnd, Tally, Verdict};
 use herd_core::TestId;
 
 use crate::messages::{Finish, MaxfailReached, Publish};
+use crate::output::{LineFile, OutputFailure, ReportFile};
 use crate::progress::Progress;
 use crate::report::{InjectedFault, SessionReport, TestResult, WorkerLife};
 
@@ -24,8 +24,11 @@ use crate::report::{InjectedFault, SessionReport, TestResult, WorkerLife};
 pub struct ReporterOptions {
     /// User-facing output (stdout for the CLI).
     pub out: Box<dyn Write + Send>,
-    /// `--events FILE`.
-    pub events: Option<File>,
+    /// `--events FILE`: every event as a JSON line.
+    pub events: Option<LineFile>,
+    /// Files written from the finished report (`--junit-xml`, the duration history), before
+    /// the summary line; a failure is printed there.
+    pub report_files: Vec<ReportFile>,
     /// 0 normal, 1 `-v` (progress, spawns), 2 `-vv` (test starts); negative is quieter.
     pub verbosity: i8,
     /// `--maxfail`: failures after which dispatching stops.
@@ -48,7 +51,9 @@ pub type EventSubscriber = Box<dyn FnMut(&Stamped) + Send>;
 /// The actor that prints and records everything.
 pub struct Reporter {
     out: Box<dyn Write + Send>,
-    events: Option<BufWriter<File>>,
+    events: Option<LineFile>,
+    report_files: Vec<ReportFile>,
+    output_failures: Vec<OutputFailure>,
     verbosity: i8,
     maxfail: Option<usize>,
     maxfail_sent: bool,
@@ -76,7 +81,9 @@ impl Reporter {
     pub fn new(options: ReporterOptions) -> Reporter {
         Reporter {
             out: options.out,
-            events: options.events.map(BufWriter::new),
+            events: options.events,
+            report_files: options.report_files,
+            output_failures: Vec::new(),
             verbosity: options.verbosity,
             maxfail: options.maxfail.filter(|n| *n > 0),
             maxfail_sent: false,
@@ -147,7 +154,8 @@ impl Reporter {
     }
 
     fn record(&mut self, event: &Event) {
-        if self.events.is_none() && self.subscribers.is_empty() {
+        let writing = self.events.as_ref().is_some_and(LineFile::is_open);
+        if !writing && self.subscribers.is_empty() {
             return;
         }
         let stamped = Stamped {
@@ -157,11 +165,12 @@ impl Reporter {
         for subscriber in &mut self.subscribers {
             subscriber(&stamped);
         }
-        if let Some(events) = &mut self.events {
-            let _ = serde_json::to_writer(&mut *events, &stamped);
-            // One line per event, flushed, so tools can follow the file live.
-            let _ = events.write_all(b"\n");
-            let _ = events.flush();
+        if let Some(events) = self.events.as_mut().filter(|e| e.is_open()) {
+            // One line per event, written at once, so tools can follow the file live.
+            match serde_json::to_vec(&stamped) {
+                Ok(line) => events.write_line(line),
+                Err(e) => tracing::error!("an event does not serialize: {e}"),
+            }
         }
     }
 
@@ -335,11 +344,52 @@ impl Reporter {
         }
     }
 
-    fn finish(&mut self, mut end: SessionEnd) -> SessionReport {
+    fn finish(&mut self, end: SessionEnd) -> SessionReport {
         self.finished = true;
         if let Some(progress) = self.progress.take() {
             progress.finish();
         }
+        let end = self.settle_the_rest(end);
+        self.print_warnings();
+        self.print_failures();
+        self.print_durations();
+        let duration = self.start.elapsed().as_secs_f64();
+        let code = exit_code(&end, &self.tally);
+        match &end {
+            SessionEnd::Completed => {}
+            SessionEnd::MaxfailReached => self.line("herd: stopping after --maxfail failures"),
+            SessionEnd::Interrupted(why) => self.line(format!("herd: interrupted: {why}")),
+            SessionEnd::Aborted(why) => self.line(format!("herd: session aborted: {why}")),
+        }
+        if !self.faults.is_empty() {
+            let line = faults_line(&self.faults);
+            self.line(line);
+        }
+        for life in self.workers.iter_mut().filter(|w| w.ended.is_none()) {
+            life.ended = Some(duration);
+            life.status = Some("killed as the session ended".into());
+        }
+        let mut report = SessionReport {
+            workers: std::mem::take(&mut self.workers),
+            faults: std::mem::take(&mut self.faults),
+            end,
+            tally: self.tally.clone(),
+            results: self.results.iter().flatten().cloned().collect(),
+            exit_code: code,
+            duration,
+            violations: self.violations.clone(),
+            output_failures: Vec::new(),
+        };
+        self.write_outputs(&mut report);
+        let summary = format!(" {} ", self.tally.summary_line(duration));
+        self.line(format!("{summary:=^78}"));
+        let _ = self.out.flush();
+        report
+    }
+
+    /// Settles every test still without an outcome as not run, and checks that every collected
+    /// test has exactly one outcome (a violation aborts the session).
+    fn settle_the_rest(&mut self, end: SessionEnd) -> SessionEnd {
         for i in 0..self.results.len() {
             if self.results[i].is_none() {
                 let test = self.collection[i].clone();
@@ -360,54 +410,40 @@ impl Reporter {
                 self.collection.len()
             ));
         }
-        if !self.violations.is_empty() {
-            end = end.max(SessionEnd::Aborted(format!(
-                "internal error: the exactly-once check failed ({})",
-                self.violations.join("; ")
-            )));
+        if self.violations.is_empty() {
+            return end;
         }
-        self.print_warnings();
-        self.print_failures();
-        self.print_durations();
-        let duration = self.start.elapsed().as_secs_f64();
-        let code = exit_code(&end, &self.tally);
-        match &end {
-            SessionEnd::Completed => {}
-            SessionEnd::MaxfailReached => self.line("herd: stopping after --maxfail failures"),
-            SessionEnd::Interrupted(why) => self.line(format!("herd: interrupted: {why}")),
-            SessionEnd::Aborted(why) => self.line(format!("herd: session aborted: {why}")),
+        end.max(SessionEnd::Aborted(format!(
+            "internal error: the exactly-once check failed ({})",
+            self.violations.join("; ")
+        )))
+    }
+
+    /// Writes the report files and the last event, closes `--events`, and prints every output
+    /// file that could not be written: a result file among them makes the exit code 3.
+    fn write_outputs(&mut self, report: &mut SessionReport) {
+        for file in std::mem::take(&mut self.report_files) {
+            self.output_failures.extend(file.write(report));
         }
-        if !self.faults.is_empty() {
-            let line = faults_line(&self.faults);
-            self.line(line);
+        let events_failed = self.events.as_ref().is_some_and(|e| !e.is_open());
+        if events_failed || self.output_failures.iter().any(|f| f.fails_session) {
+            report.exit_code = exit_code::INTERNAL_ERROR;
         }
-        let summary = format!(" {} ", self.tally.summary_line(duration));
-        self.line(format!("{summary:=^78}"));
         let finished = Event::SessionFinished {
-            end: end.clone(),
+            end: report.end.clone(),
             counts: self.tally.clone(),
-            exit_code: code,
-            duration,
+            exit_code: report.exit_code,
+            duration: report.duration,
         };
         self.record(&finished);
-        if let Some(events) = &mut self.events {
-            let _ = events.flush();
+        if let Some(failure) = self.events.as_mut().and_then(LineFile::close) {
+            report.exit_code = exit_code::INTERNAL_ERROR;
+            self.output_failures.insert(0, failure);
         }
-        let _ = self.out.flush();
-        for life in self.workers.iter_mut().filter(|w| w.ended.is_none()) {
-            life.ended = Some(duration);
-            life.status = Some("killed as the session ended".into());
+        for failure in self.output_failures.clone() {
+            self.line(failure.to_string());
         }
-        SessionReport {
-            workers: std::mem::take(&mut self.workers),
-            faults: std::mem::take(&mut self.faults),
-            end,
-            tally: self.tally.clone(),
-            results: self.results.iter().flatten().cloned().collect(),
-            exit_code: code,
-            duration,
-            violations: self.violations.clone(),
-        }
+        report.output_failures = std::mem::take(&mut self.output_failures);
     }
 
     /// pytest's "warnings summary": each distinct warning once, with the tests that raised it.
@@ -631,6 +667,18 @@ impl Handler<Publish> for Reporter {
     }
 }
 
+impl Handler<OutputFailure> for Reporter {
+    type Result = ();
+
+    fn handle(&mut self, failure: OutputFailure, _: &mut Self::Context) {
+        if self.finished {
+            tracing::warn!("after the session finished: {failure}");
+        } else if !self.output_failures.contains(&failure) {
+            self.output_failures.push(failure);
+        }
+    }
+}
+
 impl Handler<Finish> for Reporter {
     type Result = MessageResult<Finish>;
 
@@ -643,6 +691,7 @@ impl Handler<Finish> for Reporter {
 mod tests {
     use super::*;
     use herd_core::outcome::Outcome;
+    use std::fs::File;
 
     fn finished(test: &str, outcome: Outcome) -> Publish {
         let verdict = Verdict::decided(outcome, 0.1, None, None);
@@ -657,6 +706,7 @@ mod tests {
         Reporter::new(ReporterOptions {
             out: Box::new(std::io::sink()),
             events: None,
+            report_files: Vec::new(),
             verbosity: 0,
             maxfail: None,
             dots: false,
@@ -691,6 +741,109 @@ mod tests {
         // The first outcome stands; the test nobody ran is settled as not run.
         let outcomes: Vec<Outcome> = report.results.iter().map(|r| r.verdict.outcome).collect();
         assert_eq!(outcomes, [Outcome::Passed, Outcome::NotRun]);
+    }
+
+    /// Output shared with the test.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn report_file(what: &str, fails_session: bool) -> ReportFile {
+        ReportFile {
+            what: what.into(),
+            path: format!("/out/{what}").into(),
+            fails_session,
+            consequence: "it is gone".into(),
+            write: Box::new(|_| Err(std::io::Error::from_raw_os_error(28))),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_output_file_is_said_before_the_summary_and_exits_3() {
+        let out = Shared::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let events = LineFile::new("--events", path.clone(), File::create(&path).unwrap());
+        let reporter = Reporter::new(ReporterOptions {
+            out: Box::new(out.clone()),
+            events: Some(events),
+            report_files: vec![
+                report_file("--junit-xml", true),
+                report_file("history", false),
+            ],
+            verbosity: 0,
+            maxfail: None,
+            dots: false,
+            durations: None,
+            progress_bar: false,
+            color: false,
+            subscribers: Vec::new(),
+        })
+        .start();
+        reporter.do_send(Publish(Event::Collected {
+            tests: vec!["a".into()],
+        }));
+        reporter.do_send(finished("a", Outcome::Failed));
+        let log = std::io::Error::from_raw_os_error(28);
+        let failure = OutputFailure::new("the worker log", "/logs/w1.log".as_ref(), &log, "cut");
+        reporter.do_send(failure.clone());
+        let end = SessionEnd::Completed;
+        let report = reporter.send(Finish { end }).await.unwrap();
+        // Tests failed (1), but a result file is incomplete: internal error.
+        assert_eq!(report.exit_code, exit_code::INTERNAL_ERROR);
+        assert_eq!(report.output_failures.len(), 3);
+        assert_eq!(report.output_failures[0], failure);
+        assert!(!report.output_failures[2].fails_session);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().rev().take(4).collect();
+        assert!(lines[0].contains("1 failed in"), "{text}");
+        assert!(lines[1].starts_with("herd: warning: could not write history /out/history: No space left on device (os error 28); it is gone"), "{text}");
+        assert!(
+            lines[2].starts_with("herd: could not write --junit-xml /out/--junit-xml: No space"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("herd: could not write the worker log /logs/w1.log: No space"),
+            "{text}"
+        );
+        // The events file is whole and says the exit code.
+        let last = std::fs::read_to_string(&path).unwrap();
+        let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        assert_eq!(last["exit_code"], 3);
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_warning_file_keeps_the_exit_code() {
+        let reporter = Reporter::new(ReporterOptions {
+            out: Box::new(std::io::sink()),
+            events: None,
+            report_files: vec![report_file("history", false)],
+            verbosity: 0,
+            maxfail: None,
+            dots: false,
+            durations: None,
+            progress_bar: false,
+            color: false,
+            subscribers: Vec::new(),
+        })
+        .start();
+        reporter.do_send(Publish(Event::Collected {
+            tests: vec!["a".into()],
+        }));
+        reporter.do_send(finished("a", Outcome::Passed));
+        let end = SessionEnd::Completed;
+        let report = reporter.send(Finish { end }).await.unwrap();
+        assert_eq!(report.exit_code, exit_code::OK);
+        assert_eq!(report.output_failures.len(), 1);
     }
 
     #[actix_rt::test]

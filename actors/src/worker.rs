@@ -34,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::launcher::{Launch, Launcher};
 use crate::messages::*;
+use crate::output::WorkerLog;
 use crate::process::{
     describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
 };
@@ -244,7 +245,7 @@ pub struct Worker {
     collected: Option<Arc<HashSet<String>>>,
     crash_streak: u32,
     tail: Vec<u8>,
-    log: Option<File>,
+    log: Option<WorkerLog>,
     /// The exited process: (pid, exit code if it exited normally, status as text).
     exit: Option<(u32, Option<i32>, String)>,
     dice: Option<FaultDice>,
@@ -476,10 +477,9 @@ impl Worker {
         };
         if self.log.is_none() {
             let path = dir.join(format!("{}.log", self.slot.id));
-            match std::fs::create_dir_all(dir).and_then(|_| File::create(&path)) {
-                Ok(file) => self.log = Some(file),
-                Err(e) => tracing::warn!("cannot write worker log {}: {e}", path.display()),
-            }
+            let file = std::fs::create_dir_all(dir).and_then(|_| File::create(&path));
+            let reporter = self.peers.reporter.clone().recipient();
+            self.log = Some(WorkerLog::new(path, file, reporter));
         }
         if let Some(log) = &mut self.log {
             let _ = writeln!(

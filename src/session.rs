@@ -21,6 +21,7 @@ use herd_core::providers::Providers;
 use herd_core::restart::{RespawnBudget, RetirePolicy};
 
 use crate::runner::{Runner, RunnerError};
+use crate::values;
 
 /// Everything a session can be told, with the CLI's defaults.
 #[derive(Debug, Clone)]
@@ -154,6 +155,63 @@ impl Default for SessionConfig {
     }
 }
 
+impl SessionConfig {
+    /// Checks every value against the range its flag has (see [`crate::values`]): a value out
+    /// of range, or an empty name or command, is a usage error instead of a panic later.
+    pub fn check(&self) -> Result<(), SessionError> {
+        self.check_values()
+            .map_err(|e| SessionError::Usage(e.to_string()))
+    }
+
+    fn check_values(&self) -> Result<(), values::BadValue> {
+        if let Some(n) = self.workers {
+            values::WORKERS.check_flag(n)?;
+        }
+        if let Some(n) = self.max_respawns {
+            values::MAX_RESPAWNS.check_flag(n)?;
+        }
+        values::RETIRE_AFTER.check_flag(self.retire_after)?;
+        values::CRASH_RETRIES.check_flag(self.crash_retries)?;
+        self.maxfail
+            .map(|n| values::MAXFAIL.check_flag(n))
+            .transpose()?;
+        self.durations
+            .map(|n| values::DURATIONS.check_flag(n))
+            .transpose()?;
+        let durations = [
+            (values::TIMEOUT, self.timeout),
+            (values::RESPAWN_WINDOW, self.respawn_window),
+            (values::GRACE, Some(self.grace)),
+            (values::WORKER_START_TIMEOUT, Some(self.start_timeout)),
+            (values::HOOK_TIMEOUT, Some(self.hook_timeout)),
+            (values::HANG_TIMEOUT, Some(self.hang_timeout)),
+            (values::HEARTBEAT_TIMEOUT, Some(self.heartbeat_timeout)),
+        ];
+        for (spec, value) in durations {
+            value.map(|d| spec.check(d)).transpose()?;
+        }
+        let lists = [
+            (values::APPLIANCE, &self.appliances),
+            (values::PROVIDERS, &self.providers),
+            (values::HOSTS, &self.hosts),
+        ];
+        for (spec, list) in lists {
+            list.iter().try_for_each(|v| spec.check_flag(v))?;
+        }
+        let texts = [
+            (values::CLEANSE, &self.cleanse),
+            (values::APPLIANCE_CHECK, &self.appliance_check),
+            (values::LAUNCHER, &self.launcher),
+            (values::FINGERPRINT, &self.fingerprint),
+            (values::ENDPOINT, &self.endpoint),
+        ];
+        for (spec, text) in texts {
+            text.as_deref().map(|t| spec.check_flag(t)).transpose()?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a session could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -247,6 +305,12 @@ impl Session {
     /// The worker slots the config asks for.
     pub fn slots(config: &SessionConfig) -> Result<Vec<WorkerSlot>, SessionError> {
         if !config.appliances.is_empty() {
+            values::WORKERS
+                .check(
+                    || format!("{} --appliance values", config.appliances.len()),
+                    config.appliances.len() as u64,
+                )
+                .map_err(|e| SessionError::Usage(e.to_string()))?;
             if let Some(n) = config.workers.filter(|n| *n != config.appliances.len()) {
                 return Err(SessionError::Usage(format!(
                     "-n {n} conflicts with {} --appliance values (one worker per appliance)",
@@ -276,9 +340,9 @@ impl Session {
                 config.hosts.len()
             }
         });
-        if n == 0 {
-            return Err(SessionError::Usage("-n must be at least 1".into()));
-        }
+        values::WORKERS
+            .check_flag(n)
+            .map_err(|e| SessionError::Usage(e.to_string()))?;
         Ok((1..=n)
             .map(|i| WorkerSlot {
                 id: format!("w{i}"),
@@ -306,6 +370,7 @@ impl Session {
             launcher,
             grouping,
         } = self;
+        config.check()?;
         let grouping =
             grouping.unwrap_or_else(|| config.dist.unwrap_or(runner.default_dist()).policy());
         let token = check_remote_options(&config)?;

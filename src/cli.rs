@@ -56,7 +56,7 @@ pub enum Command {
 /// Options of `herd run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Number of workers (default: the number of CPUs). Example: -n 4
+    /// Number of workers, 1 to 1024 (default: the number of CPUs). Example: -n 4
     #[arg(short = 'n', long = "workers", value_name = "N", allow_negative_numbers = true,
           value_parser = values::WORKERS.parser::<usize>())]
     pub workers: Option<usize>,
@@ -90,42 +90,48 @@ pub struct RunArgs {
     /// retired instead. Example: --appliance-check 'pg_isready -h "$HERD_APPLIANCE"'
     #[arg(long, value_name = "CMD", value_parser = values::APPLIANCE_CHECK.parser())]
     pub appliance_check: Option<String>,
-    /// Respawns allowed before the session stops (default: 3 x workers). Example: --max-respawns 20
+    /// Respawns allowed before the session stops, 0 to 100000 (default: 3 x workers).
+    /// Example: --max-respawns 20
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::MAX_RESPAWNS.parser::<u32>())]
     pub max_respawns: Option<u32>,
-    /// Count respawns only within this many seconds (like OTP's intensity period).
+    /// Count respawns only within this many seconds, 0.001 to 604800 (like OTP's intensity period).
     /// Example: --max-respawns 5 --respawn-window 60
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
           value_parser = values::RESPAWN_WINDOW.parser())]
     pub respawn_window: Option<f64>,
-    /// Retire a worker slot whose process died this many times in a row (0: never; default 3).
+    /// Retire a worker slot whose process died this many times in a row, 0 to 10000 (0: never;
+    /// default 3).
     /// Example: --retire-after 5
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::RETIRE_AFTER.parser::<u32>())]
     pub retire_after: Option<u32>,
-    /// Re-run a test that crashed its worker up to N times on a fresh worker before reporting it
-    /// (default 0). Example: --crash-retries 1
+    /// Re-run a test that crashed its worker up to N times (0 to 100) on a fresh worker before
+    /// reporting it (default 0). Example: --crash-retries 1
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::CRASH_RETRIES.parser::<u32>())]
     pub crash_retries: Option<u32>,
-    /// Stop dealing out tests after N failures; running tests finish. Example: --maxfail 5
+    /// Stop dealing out tests after N failures (0: no limit; at most 10000000); running tests
+    /// finish. Example: --maxfail 5
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::MAXFAIL.parser::<usize>())]
     pub maxfail: Option<usize>,
     /// Stop after the first failure (--maxfail 1). Example: herd run -x -- pytest
     #[arg(short = 'x', long, conflicts_with = "maxfail")]
     pub exitfirst: bool,
-    /// Fail a test that runs longer than this (its worker is killed and respawned). Example: --timeout 300
+    /// Fail a test that runs longer than this many seconds, 0.001 to 604800 (its worker is killed
+    /// and respawned). Example: --timeout 300
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
           value_parser = values::TIMEOUT.parser())]
     pub timeout: Option<f64>,
-    /// Seconds a worker may take to exit after it shut down before it is killed (default 10).
+    /// Seconds a worker may take to exit after it shut down before it is killed, 0.001 to 604800
+    /// (default 10).
     /// Example: --grace 30
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
           value_parser = values::GRACE.parser())]
     pub grace: Option<f64>,
-    /// Seconds a new worker may take to report its collection before it is killed (default 120).
+    /// Seconds a new worker may take to report its collection before it is killed, 0.001 to
+    /// 604800 (default 120).
     /// Example: --worker-start-timeout 600
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
           value_parser = values::WORKER_START_TIMEOUT.parser())]
@@ -133,7 +139,8 @@ pub struct RunArgs {
     /// Write the results as JUnit XML (for CI). Example: --junit-xml reports/herd.xml
     #[arg(long, value_name = "PATH")]
     pub junit_xml: Option<PathBuf>,
-    /// List the N slowest tests at the end (0: all), like pytest. Example: --durations 10
+    /// List the N slowest tests at the end (0: all; at most 10000000), like pytest.
+    /// Example: --durations 10
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = values::DURATIONS.parser::<usize>())]
     pub durations: Option<usize>,
@@ -170,12 +177,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "PLAN", value_parser = values::CHAOS.parser())]
     pub chaos: Option<String>,
     /// Seconds a worker process may stay stopped (SIGSTOP, a debugger) before it is killed and
-    /// its work re-queued (default 2). Example: --hang-timeout 10
+    /// its work re-queued, 0.001 to 604800 (default 2). Example: --hang-timeout 10
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
           value_parser = values::HANG_TIMEOUT.parser())]
     pub hang_timeout: Option<f64>,
     /// Seconds a worker that promised heartbeats (herd's own workers do, every second) may stay
-    /// silent before it is taken for hung, killed and its work re-queued (default 5).
+    /// silent before it is taken for hung, killed and its work re-queued, 0.001 to 604800
+    /// (default 5).
     /// Example: --heartbeat-timeout 30
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
           value_parser = values::HEARTBEAT_TIMEOUT.parser())]
@@ -220,7 +228,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "ID", requires = "connect", value_parser = values::WORKER_ID.parser())]
     pub worker: Option<String>,
     /// With --connect: the spawn number (a worker restarted after its predecessor died needs a
-    /// higher one; herd prints it). Example: --incarnation 2
+    /// higher one, up to 1000000; herd prints it). Example: --incarnation 2
     #[arg(long, value_name = "N", default_value_t = 1, requires = "connect",
           allow_negative_numbers = true, value_parser = values::INCARNATION.parser::<u32>())]
     pub incarnation: u32,

@@ -724,6 +724,52 @@ mod tests {
     }
 
     #[test]
+    fn values_an_embedder_gives_are_checked_not_panicked_on() {
+        let usage = |config: SessionConfig| match config.check() {
+            Err(SessionError::Usage(msg)) => msg,
+            other => panic!("a usage error expected, got {other:?}"),
+        };
+        let msg = usage(SessionConfig {
+            timeout: Some(Duration::MAX),
+            ..SessionConfig::default()
+        });
+        assert!(
+            msg.starts_with("--timeout 1.8446744073709552e19 is out of range"),
+            "{msg}"
+        );
+        let msg = usage(SessionConfig {
+            workers: Some(99_999_999_999),
+            ..SessionConfig::default()
+        });
+        assert!(
+            msg.contains("give a number of workers from 1 to 1024"),
+            "{msg}"
+        );
+        let msg = usage(SessionConfig {
+            appliances: vec!["db1".into(), " ".into()],
+            ..SessionConfig::default()
+        });
+        assert!(msg.starts_with("--appliance ' ' is empty"), "{msg}");
+        let msg = usage(SessionConfig {
+            heartbeat_timeout: Duration::ZERO,
+            ..SessionConfig::default()
+        });
+        assert!(
+            msg.contains("--heartbeat-timeout 0 is out of range"),
+            "{msg}"
+        );
+        assert!(SessionConfig::default().check().is_ok());
+        let many = SessionConfig {
+            appliances: (0..2000).map(|i| format!("a{i}")).collect(),
+            ..SessionConfig::default()
+        };
+        assert!(Session::slots(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("2000 --appliance values is out of range"));
+    }
+
+    #[test]
     fn only_loopback_and_ipc_endpoints_are_local() {
         for local in [
             "ipc:///tmp/herd.sock",

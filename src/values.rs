@@ -434,10 +434,10 @@ impl Text {
     }
 }
 
-/// `text` as the user would type it: quoted when empty, control characters escaped.
+/// `text` as the user would type it: quoted when blank, control characters escaped.
 fn shown(text: &str) -> String {
-    if text.is_empty() {
-        "''".into()
+    if text.trim().is_empty() {
+        format!("'{}'", text.escape_debug())
     } else {
         text.escape_debug().to_string()
     }

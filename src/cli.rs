@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::profile::{find_config, ConfigFile, Profile};
+use crate::values;
 
 /// herd: run one test suite across many supervised worker processes, and never lose a test.
 #[derive(Debug, Parser)]
@@ -61,12 +62,13 @@ pub enum Command {
 /// Options of `herd run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Number of workers (default: the number of CPUs). Example: -n 4
-    #[arg(short = 'n', long = "workers", value_name = "N")]
+    /// Number of workers, 1 to 1024 (default: the number of CPUs). Example: -n 4
+    #[arg(short = 'n', long = "workers", value_name = "N", allow_negative_numbers = true,
+          value_parser = values::WORKERS.parser::<usize>())]
     pub workers: Option<usize>,
     /// A resource one worker owns exclusively (server URL, database, device); one worker per value,
     /// given to it as HERD_APPLIANCE. Example: --appliance db1 --appliance db2
-    #[arg(long = "appliance", value_name = "VALUE")]
+    #[arg(long = "appliance", value_name = "VALUE", value_parser = values::APPLIANCE.parser())]
     pub appliances: Vec<String>,
     /// How tests are dealt out: modscope (module, then parametrize id; pytest's default), load
     /// (chunks sized from the remaining work; the exec runner's default), file, group (only
@@ -84,53 +86,69 @@ pub struct RunArgs {
     pub collect_all: bool,
     /// Provider names matched in parametrize ids; a provider's tests stick to the worker holding it.
     /// Example: --providers rhv,vsphere,ec2
-    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',', value_parser = values::PROVIDERS.parser())]
     pub providers: Vec<String>,
     /// Shell command run before a worker switches provider (gets HERD_APPLIANCE,
     /// HERD_PROVIDER_FROM, HERD_PROVIDER_TO). Example: --cleanse './cleanup.sh'
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = values::CLEANSE.parser())]
     pub cleanse: Option<String>,
     /// Shell command run before each respawn with HERD_APPLIANCE set; if it fails, the slot is
     /// retired instead. Example: --appliance-check 'pg_isready -h "$HERD_APPLIANCE"'
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = values::APPLIANCE_CHECK.parser())]
     pub appliance_check: Option<String>,
-    /// Respawns allowed before the session stops (default: 3 x workers). Example: --max-respawns 20
-    #[arg(long, value_name = "N")]
+    /// Respawns allowed before the session stops, 0 to 100000 (default: 3 x workers).
+    /// Example: --max-respawns 20
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = values::MAX_RESPAWNS.parser::<u32>())]
     pub max_respawns: Option<u32>,
-    /// Count respawns only within this many seconds (like OTP's intensity period).
+    /// Count respawns only within this many seconds, 0.001 to 604800 (like OTP's intensity period).
     /// Example: --max-respawns 5 --respawn-window 60
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
+          value_parser = values::RESPAWN_WINDOW.parser())]
     pub respawn_window: Option<f64>,
-    /// Retire a worker slot whose process died this many times in a row (0: never; default 3).
+    /// Retire a worker slot whose process died this many times in a row, 0 to 10000 (0: never;
+    /// default 3).
     /// Example: --retire-after 5
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = values::RETIRE_AFTER.parser::<u32>())]
     pub retire_after: Option<u32>,
-    /// Re-run a test that crashed its worker up to N times on a fresh worker before reporting it
-    /// (default 0). Example: --crash-retries 1
-    #[arg(long, value_name = "N")]
+    /// Re-run a test that crashed its worker up to N times (0 to 100) on a fresh worker before
+    /// reporting it (default 0). Example: --crash-retries 1
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = values::CRASH_RETRIES.parser::<u32>())]
     pub crash_retries: Option<u32>,
-    /// Stop dealing out tests after N failures; running tests finish. Example: --maxfail 5
-    #[arg(long, value_name = "N")]
+    /// Stop dealing out tests after N failures (0: no limit; at most 10000000); running tests
+    /// finish. Example: --maxfail 5
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = values::MAXFAIL.parser::<usize>())]
     pub maxfail: Option<usize>,
     /// Stop after the first failure (--maxfail 1). Example: herd run -x -- pytest
     #[arg(short = 'x', long, conflicts_with = "maxfail")]
     pub exitfirst: bool,
-    /// Fail a test that runs longer than this (its worker is killed and respawned). Example: --timeout 300
-    #[arg(long, value_name = "SECONDS")]
+    /// Fail a test that runs longer than this many seconds, 0.001 to 604800 (its worker is killed
+    /// and respawned). Example: --timeout 300
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
+          value_parser = values::TIMEOUT.parser())]
     pub timeout: Option<f64>,
-    /// Seconds a worker may take to exit after it shut down before it is killed (default 10).
+    /// Seconds a worker may take to exit after it shut down before it is killed, 0.001 to 604800
+    /// (default 10).
     /// Example: --grace 30
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
+          value_parser = values::GRACE.parser())]
     pub grace: Option<f64>,
-    /// Seconds a new worker may take to report its collection before it is killed (default 120).
+    /// Seconds a new worker may take to report its collection before it is killed, 0.001 to
+    /// 604800 (default 120).
     /// Example: --worker-start-timeout 600
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
+          value_parser = values::WORKER_START_TIMEOUT.parser())]
     pub worker_start_timeout: Option<f64>,
     /// Write the results as JUnit XML (for CI). Example: --junit-xml reports/herd.xml
     #[arg(long, value_name = "PATH")]
     pub junit_xml: Option<PathBuf>,
-    /// List the N slowest tests at the end (0: all), like pytest. Example: --durations 10
-    #[arg(long, value_name = "N")]
+    /// List the N slowest tests at the end (0: all; at most 10000000), like pytest.
+    /// Example: --durations 10
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = values::DURATIONS.parser::<usize>())]
     pub durations: Option<usize>,
     /// Write every event as a JSON line to FILE. Example: --events events.jsonl
     #[arg(long, value_name = "FILE")]
@@ -144,11 +162,11 @@ pub struct RunArgs {
     /// --token-file); or a shell command template: {cmd} is the worker command (with its HERD_*
     /// environment), {host} a host of --hosts, {worker} the worker id, {appliance} its appliance.
     /// Example: --launcher 'ssh {host} {cmd}' --hosts node1,node2
-    #[arg(long, value_name = "TEMPLATE")]
+    #[arg(long, value_name = "TEMPLATE", value_parser = values::LAUNCHER.parser())]
     pub launcher: Option<String>,
     /// Hosts for {host} in the --launcher template, dealt to the workers in turn (default -n: one
     /// worker per host). Example: --hosts node1,node2,node3
-    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',', value_parser = values::HOSTS.parser())]
     pub hosts: Vec<String>,
     /// A file holding the session token (its content, trimmed) that every worker must present;
     /// needed to listen beyond this machine. Example: --token-file ~/.herd-token
@@ -157,21 +175,24 @@ pub struct RunArgs {
     /// A shell command whose output, with herd's version, must be the same on every worker's host
     /// (workers run it themselves); a worker that differs is refused.
     /// Example: --fingerprint 'git rev-parse HEAD'
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = values::FINGERPRINT.parser())]
     pub fingerprint: Option<String>,
     /// Inject faults into the workers, replayable from the seed: each rate is the chance per test
     /// started (kill, stop, term: signals; exit0, garble: the worker exits 0 or sends garbage;
     /// lie: per spawn, a wrong collection). Example: --chaos 'seed=7,kill=0.05,stop=0.02'
-    #[arg(long, value_name = "PLAN")]
+    #[arg(long, value_name = "PLAN", value_parser = values::CHAOS.parser())]
     pub chaos: Option<String>,
     /// Seconds a worker process may stay stopped (SIGSTOP, a debugger) before it is killed and
-    /// its work re-queued (default 2). Example: --hang-timeout 10
-    #[arg(long, value_name = "SECONDS")]
+    /// its work re-queued, 0.001 to 604800 (default 2). Example: --hang-timeout 10
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
+          value_parser = values::HANG_TIMEOUT.parser())]
     pub hang_timeout: Option<f64>,
     /// Seconds a worker that promised heartbeats (herd's own workers do, every second) may stay
-    /// silent before it is taken for hung, killed and its work re-queued (default 5).
+    /// silent before it is taken for hung, killed and its work re-queued, 0.001 to 604800
+    /// (default 5).
     /// Example: --heartbeat-timeout 30
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
+          value_parser = values::HEARTBEAT_TIMEOUT.parser())]
     pub heartbeat_timeout: Option<f64>,
     /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
     /// Example: --color never
@@ -182,15 +203,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// The profile of the config file to use; every profile inherits `default`. Example: --profile ci
-    #[arg(long, value_name = "NAME", env = "HERD_PROFILE")]
+    #[arg(long, value_name = "NAME", env = "HERD_PROFILE", value_parser = values::PROFILE.parser())]
     pub profile: Option<String>,
     /// ZeroMQ endpoint to bind (default: a private ipc socket); TCP lets workers on other hosts
     /// join (port 0: any free port). A non-loopback address needs --token-file.
     /// Example: --listen tcp://0.0.0.0:5555 --token-file token
-    #[arg(long, visible_alias = "listen", value_name = "URL")]
+    #[arg(long, visible_alias = "listen", value_name = "URL", value_parser = values::ENDPOINT.parser())]
     pub endpoint: Option<String>,
     /// Exec runner: shell command that prints one test id per line. Example: --list 'ls tests/*.sh'
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = values::LIST.parser())]
     pub list: Option<String>,
     /// The pytest command (`pytest ARGS`, `python -m pytest ARGS`), or with --list the command
     /// that runs one test (`{}` is replaced by the test id, or the id is appended).
@@ -203,27 +224,29 @@ pub struct RunArgs {
 pub struct WorkerArgs {
     /// Join the coordinator at this endpoint (instead of reading HERD_ENDPOINT and the other
     /// HERD_* variables). Example: --connect tcp://ci-1.example:5555
-    #[arg(long, value_name = "ENDPOINT", requires_all = ["token_file", "worker"])]
+    #[arg(long, value_name = "ENDPOINT", requires_all = ["token_file", "worker"],
+          value_parser = values::ENDPOINT.parser())]
     pub connect: Option<String>,
     /// With --connect: the file holding the session token. Example: --token-file ~/.herd-token
     #[arg(long, value_name = "FILE", requires = "connect")]
     pub token_file: Option<PathBuf>,
     /// With --connect: the worker slot to fill (herd prints it). Example: --worker w3
-    #[arg(long, value_name = "ID", requires = "connect")]
+    #[arg(long, value_name = "ID", requires = "connect", value_parser = values::WORKER_ID.parser())]
     pub worker: Option<String>,
     /// With --connect: the spawn number (a worker restarted after its predecessor died needs a
-    /// higher one; herd prints it). Example: --incarnation 2
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "connect")]
+    /// higher one, up to 1000000; herd prints it). Example: --incarnation 2
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "connect",
+          allow_negative_numbers = true, value_parser = values::INCARNATION.parser::<u32>())]
     pub incarnation: u32,
     /// With --connect: the appliance this worker owns (HERD_APPLIANCE). Example: --appliance db1
-    #[arg(long, value_name = "VALUE", requires = "connect")]
+    #[arg(long, value_name = "VALUE", requires = "connect", value_parser = values::APPLIANCE.parser())]
     pub appliance: Option<String>,
     /// With --connect: the fingerprint command the coordinator was given (run here).
     /// Example: --fingerprint 'git rev-parse HEAD'
-    #[arg(long, value_name = "CMD", requires = "connect")]
+    #[arg(long, value_name = "CMD", requires = "connect", value_parser = values::FINGERPRINT.parser())]
     pub fingerprint: Option<String>,
     /// Exec runner: shell command that prints one test id per line. Example: --list 'ls tests/*.sh'
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = values::LIST.parser())]
     pub list: Option<String>,
     /// Exec runner: report every test passed without running anything (benchmarks of herd).
     #[arg(long, hide = true, requires = "list")]
@@ -338,11 +361,24 @@ mod tests {
     fn nonsense_is_refused_clearly() {
         assert!(parse(&["run", "-n", "many"]).is_err());
         assert!(parse(&["run", "--maxfail", "2", "-x"]).is_err());
-        let cli = parse(&["run", "--timeout=-1", "--list", "ls", "--", "x"]).unwrap();
-        let Command::Run(args) = cli.command else {
-            panic!("run expected")
+        let bad = |args: &[&str]| {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            std::error::Error::source(&err)
+                .and_then(|s| s.downcast_ref::<values::BadValue>())
+                .expect("herd's message")
+                .to_string()
         };
-        let err = args.as_profile().session_config(0).unwrap_err();
-        assert!(err.contains("--timeout must be a positive number"));
+        assert_eq!(
+            bad(&["run", "--timeout=-1"]),
+            "--timeout -1 is out of range: give seconds from 0.001 to 604800"
+        );
+        assert_eq!(
+            bad(&["run", "-n", "-1"]),
+            "-n -1 is out of range: give a number of workers from 1 to 1024"
+        );
+        assert!(bad(&["run", "--appliance", ""]).contains("--appliance '' is empty"));
+        assert!(bad(&["run", "--providers", "a,,b"]).contains("--providers has an empty entry"));
+        assert!(bad(&["worker", "--incarnation", "0"]).contains("--incarnation 0 is out of range"));
     }
 }

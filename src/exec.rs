@@ -400,7 +400,8 @@ fn connect_timeout() -> Duration {
     let secs = std::env::var("HERD_CONNECT_TIMEOUT")
         .ok()
         .and_then(|s| s.parse::<f64>().ok());
-    Duration::from_secs_f64(secs.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(30.0))
+    let in_range = |s: &f64| (crate::values::MIN_SECONDS..=crate::values::MAX_SECONDS).contains(s);
+    Duration::from_secs_f64(secs.filter(in_range).unwrap_or(30.0))
 }
 
 /// The command line for one test: `{}` replaced by the id, or the id appended.

@@ -24,6 +24,7 @@ pub mod profile;
 pub mod pytest;
 pub mod runner;
 pub mod session;
+pub mod values;
 
 pub use herd_actors as actors;
 pub use herd_actors::{SessionReport, TestResult, WorkerCommand};

@@ -10,14 +10,7 @@ use herd::{ExecRunner, PytestRunner, Session};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit_code::USAGE_ERROR as u8
-            } else {
-                0
-            });
-        }
+        Err(e) => return ExitCode::from(clap_error(&e)),
     };
     init_logging(cli.verbose);
     let code = match cli.command {
@@ -79,6 +72,30 @@ fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
             eprintln!("herd: error: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// Prints a command-line error and returns the exit code: 4 (usage error), or 0 for `--help`
+/// and `--version`. A value out of its range gets herd's own message, which says what to give.
+fn clap_error(e: &clap::Error) -> u8 {
+    let bad = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<herd::values::BadValue>())
+        .cloned()
+        .or_else(|| {
+            (e.kind() == clap::error::ErrorKind::UnknownArgument)
+                .then(|| herd::values::hyphen_value_error(&std::env::args_os().collect::<Vec<_>>()))
+                .flatten()
+        });
+    match bad {
+        Some(bad) => eprintln!("herd: error: {bad}"),
+        None => {
+            let _ = e.print();
+        }
+    }
+    if e.use_stderr() {
+        exit_code::USAGE_ERROR as u8
+    } else {
+        0
     }
 }
 

@@ -17,15 +17,14 @@
 //! that has one. Keys are the long option names; an unknown key or profile is an error that names
 //! it. Command-line flags override the profile; the profile overrides herd's defaults.
 
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use serde::Deserialize;
 
 use herd_core::faults::FaultPlan;
 
 use crate::session::{ColorChoice, SessionConfig};
+use crate::values::{self, BadValue, Seconds};
 
 /// The name of the config file looked for in the project.
 pub const CONFIG_FILE: &str = "herd.toml";
@@ -157,10 +156,66 @@ impl Profile {
         )
     }
 
+    /// Checks every value against its option's range (the same ranges as the flags'); the error
+    /// names the key (`timeout = 1e300 is out of range: give seconds from 0.001 to 604800`).
+    pub fn check(&self) -> Result<(), BadValue> {
+        let counts = [
+            (values::WORKERS, self.workers.map(|n| n as u64)),
+            (values::MAX_RESPAWNS, self.max_respawns.map(u64::from)),
+            (values::RETIRE_AFTER, self.retire_after.map(u64::from)),
+            (values::CRASH_RETRIES, self.crash_retries.map(u64::from)),
+            (values::MAXFAIL, self.maxfail.map(|n| n as u64)),
+            (values::DURATIONS, self.durations.map(|n| n as u64)),
+        ];
+        for (spec, value) in counts {
+            value.map(|v| spec.check_key(v)).transpose()?;
+        }
+        for (spec, value) in self.seconds() {
+            value.map(|v| spec.key_duration(v)).transpose()?;
+        }
+        let lists = [
+            (values::APPLIANCE, &self.appliances),
+            (values::PROVIDERS, &self.providers),
+            (values::HOSTS, &self.hosts),
+        ];
+        for (spec, list) in lists {
+            list.iter().flatten().try_for_each(|v| spec.check_key(v))?;
+        }
+        let texts = [
+            (values::LIST, &self.list),
+            (values::CLEANSE, &self.cleanse),
+            (values::APPLIANCE_CHECK, &self.appliance_check),
+            (values::LAUNCHER, &self.launcher),
+            (values::FINGERPRINT, &self.fingerprint),
+            (values::CHAOS, &self.chaos),
+            (values::ENDPOINT, &self.endpoint),
+        ];
+        for (spec, text) in texts {
+            text.as_deref().map(|t| spec.check_key(t)).transpose()?;
+        }
+        Ok(())
+    }
+
+    /// The options given in seconds, with their specs.
+    fn seconds(&self) -> [(Seconds, Option<f64>); 6] {
+        [
+            (values::RESPAWN_WINDOW, self.respawn_window),
+            (values::TIMEOUT, self.timeout),
+            (values::GRACE, self.grace),
+            (values::WORKER_START_TIMEOUT, self.worker_start_timeout),
+            (values::HANG_TIMEOUT, self.hang_timeout),
+            (values::HEARTBEAT_TIMEOUT, self.heartbeat_timeout),
+        ]
+    }
+
     /// The session configuration, with herd's defaults for what is not given.
     pub fn session_config(&self, verbosity: i8) -> Result<SessionConfig, String> {
         let defaults = SessionConfig::default();
-        let secs = |flag: &str, value: Option<f64>| value.map(|v| seconds(flag, v)).transpose();
+        let secs = |spec: Seconds, value: Option<f64>| {
+            value
+                .map(|v| spec.flag_duration(v).map_err(|e| e.to_string()))
+                .transpose()
+        };
         if self.exitfirst == Some(true) && self.maxfail.is_some() {
             return Err("-x (exitfirst) and --maxfail exclude each other".into());
         }
@@ -177,7 +232,7 @@ impl Profile {
             cleanse: self.cleanse.clone(),
             appliance_check: self.appliance_check.clone(),
             max_respawns: self.max_respawns,
-            respawn_window: secs("--respawn-window", self.respawn_window)?,
+            respawn_window: secs(values::RESPAWN_WINDOW, self.respawn_window)?,
             retire_after: self.retire_after.unwrap_or(defaults.retire_after),
             crash_retries: self.crash_retries.unwrap_or(defaults.crash_retries),
             maxfail: if self.exitfirst == Some(true) {
@@ -185,9 +240,9 @@ impl Profile {
             } else {
                 self.maxfail.filter(|n| *n > 0)
             },
-            timeout: secs("--timeout", self.timeout)?,
-            grace: secs("--grace", self.grace)?.unwrap_or(defaults.grace),
-            start_timeout: secs("--worker-start-timeout", self.worker_start_timeout)?
+            timeout: secs(values::TIMEOUT, self.timeout)?,
+            grace: secs(values::GRACE, self.grace)?.unwrap_or(defaults.grace),
+            start_timeout: secs(values::WORKER_START_TIMEOUT, self.worker_start_timeout)?
                 .unwrap_or(defaults.start_timeout),
             hook_timeout: defaults.hook_timeout,
             endpoint: self.endpoint.clone(),
@@ -215,9 +270,9 @@ impl Profile {
             token_file: self.token_file.clone(),
             fingerprint: self.fingerprint.clone(),
             faults: self.chaos.as_deref().map(FaultPlan::parse).transpose()?,
-            hang_timeout: secs("--hang-timeout", self.hang_timeout)?
+            hang_timeout: secs(values::HANG_TIMEOUT, self.hang_timeout)?
                 .unwrap_or(defaults.hang_timeout),
-            heartbeat_timeout: secs("--heartbeat-timeout", self.heartbeat_timeout)?
+            heartbeat_timeout: secs(values::HEARTBEAT_TIMEOUT, self.heartbeat_timeout)?
                 .unwrap_or(defaults.heartbeat_timeout),
             dist: self.dist.as_deref().map(str::parse).transpose()?,
             history: Some(
@@ -230,22 +285,19 @@ impl Profile {
     }
 }
 
-/// Seconds given as an option, as a duration (clear errors for nonsense).
-pub fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!(
-            "{flag} must be a positive number of seconds, not {value}"
-        ))
-    }
-}
-
 impl ConfigFile {
     /// Parses a config file's text; `origin` names it in errors.
+    /// Every value is checked against its option's range; an error names the file, the profile
+    /// and the key.
     pub fn parse(text: &str, origin: &Path) -> Result<ConfigFile, String> {
-        toml::from_str(text)
-            .map_err(|e| format!("{}: {}", origin.display(), e.to_string().trim_end()))
+        let file: ConfigFile = toml::from_str(text)
+            .map_err(|e| format!("{}: {}", origin.display(), e.to_string().trim_end()))?;
+        for (name, profile) in &file.profile {
+            profile
+                .check()
+                .map_err(|e| format!("{} [profile.{name}]: {e}", origin.display()))?;
+        }
+        Ok(file)
     }
 
     /// Reads `path`.
@@ -284,6 +336,7 @@ pub fn find_config(dir: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const FILE: &str = r#"
 [profile.default]
@@ -352,7 +405,28 @@ junit-xml = "reports/herd.xml"
         assert!(bad
             .session_config(0)
             .unwrap_err()
-            .contains("--timeout must be a positive number"));
+            .contains("--timeout -1 is out of range: give seconds from 0.001 to 604800"));
+    }
+
+    #[test]
+    fn values_out_of_range_name_the_file_profile_and_key() {
+        let err = |text: &str| ConfigFile::parse(text, Path::new("herd.toml")).unwrap_err();
+        assert_eq!(
+            err("[profile.ci]\ntimeout = 1e300\n"),
+            "herd.toml [profile.ci]: timeout = 1e300 is out of range: give seconds from 0.001 \
+             to 604800"
+        );
+        assert_eq!(
+            err("[profile.default]\nworkers = 99999999999\n"),
+            "herd.toml [profile.default]: workers = 99999999999 is out of range: give a number \
+             of workers from 1 to 1024"
+        );
+        assert!(err("[profile.x]\ngrace = nan\n").contains("grace = NaN is not a number"));
+        assert!(err("[profile.x]\nappliances = [\"a\", \"\"]\n")
+            .contains("[profile.x]: appliances has an empty entry"));
+        assert!(err("[profile.x]\nlist = \"\"\n").contains("list = \"\" is empty"));
+        // A negative count is refused by its type, naming the key and the line.
+        assert!(err("[profile.x]\nworkers = -1\n").contains("workers"));
     }
 
     #[test]

@@ -133,12 +133,34 @@ pub fn list_tests(list: &str) -> Result<Vec<TestId>, RunnerError> {
             }
         )));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
+    test_ids(list, &out.stdout)
+}
+
+/// The test ids in a list command's output: its lines, trimmed and non-empty. A line that is not
+/// UTF-8 or holds a NUL byte is refused (ids travel as text and become arguments): rewriting it
+/// would run the test with a different argument.
+fn test_ids(list: &str, stdout: &[u8]) -> Result<Vec<TestId>, RunnerError> {
+    let mut ids = Vec::new();
+    for (n, line) in stdout.split(|b| *b == b'\n').enumerate() {
+        let bad = |what: &str| {
+            RunnerError::Collection(format!(
+                "`{list}` printed a test id that {what} on line {}: \"{}\"; herd passes ids \
+                 unchanged as UTF-8 text, so rename the test or make the list command print \
+                 UTF-8 names",
+                n + 1,
+                line.escape_ascii()
+            ))
+        };
+        let line = std::str::from_utf8(line).map_err(|_| bad("is not valid UTF-8"))?;
+        if line.contains('\0') {
+            return Err(bad("holds a NUL byte"));
+        }
+        let id = line.trim();
+        if !id.is_empty() {
+            ids.push(id.to_string());
+        }
+    }
+    Ok(ids)
 }
 
 impl Runner for ExecRunner {

@@ -22,6 +22,7 @@ use herd_core::providers::Providers;
 use herd_core::restart::{RespawnBudget, RetirePolicy};
 
 use crate::runner::{Runner, RunnerError};
+use crate::values;
 
 /// Everything a session can be told, with the CLI's defaults.
 #[derive(Debug, Clone)]
@@ -155,6 +156,63 @@ impl Default for SessionConfig {
     }
 }
 
+impl SessionConfig {
+    /// Checks every value against the range its flag has (see [`crate::values`]): a value out
+    /// of range, or an empty name or command, is a usage error instead of a panic later.
+    pub fn check(&self) -> Result<(), SessionError> {
+        self.check_values()
+            .map_err(|e| SessionError::Usage(e.to_string()))
+    }
+
+    fn check_values(&self) -> Result<(), values::BadValue> {
+        if let Some(n) = self.workers {
+            values::WORKERS.check_flag(n)?;
+        }
+        if let Some(n) = self.max_respawns {
+            values::MAX_RESPAWNS.check_flag(n)?;
+        }
+        values::RETIRE_AFTER.check_flag(self.retire_after)?;
+        values::CRASH_RETRIES.check_flag(self.crash_retries)?;
+        self.maxfail
+            .map(|n| values::MAXFAIL.check_flag(n))
+            .transpose()?;
+        self.durations
+            .map(|n| values::DURATIONS.check_flag(n))
+            .transpose()?;
+        let durations = [
+            (values::TIMEOUT, self.timeout),
+            (values::RESPAWN_WINDOW, self.respawn_window),
+            (values::GRACE, Some(self.grace)),
+            (values::WORKER_START_TIMEOUT, Some(self.start_timeout)),
+            (values::HOOK_TIMEOUT, Some(self.hook_timeout)),
+            (values::HANG_TIMEOUT, Some(self.hang_timeout)),
+            (values::HEARTBEAT_TIMEOUT, Some(self.heartbeat_timeout)),
+        ];
+        for (spec, value) in durations {
+            value.map(|d| spec.check(d)).transpose()?;
+        }
+        let lists = [
+            (values::APPLIANCE, &self.appliances),
+            (values::PROVIDERS, &self.providers),
+            (values::HOSTS, &self.hosts),
+        ];
+        for (spec, list) in lists {
+            list.iter().try_for_each(|v| spec.check_flag(v))?;
+        }
+        let texts = [
+            (values::CLEANSE, &self.cleanse),
+            (values::APPLIANCE_CHECK, &self.appliance_check),
+            (values::LAUNCHER, &self.launcher),
+            (values::FINGERPRINT, &self.fingerprint),
+            (values::ENDPOINT, &self.endpoint),
+        ];
+        for (spec, text) in texts {
+            text.as_deref().map(|t| spec.check_flag(t)).transpose()?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a session could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -248,6 +306,12 @@ impl Session {
     /// The worker slots the config asks for.
     pub fn slots(config: &SessionConfig) -> Result<Vec<WorkerSlot>, SessionError> {
         if !config.appliances.is_empty() {
+            values::WORKERS
+                .check(
+                    || format!("{} --appliance values", config.appliances.len()),
+                    config.appliances.len() as u64,
+                )
+                .map_err(|e| SessionError::Usage(e.to_string()))?;
             if let Some(n) = config.workers.filter(|n| *n != config.appliances.len()) {
                 return Err(SessionError::Usage(format!(
                     "-n {n} conflicts with {} --appliance values (one worker per appliance)",
@@ -277,9 +341,9 @@ impl Session {
                 config.hosts.len()
             }
         });
-        if n == 0 {
-            return Err(SessionError::Usage("-n must be at least 1".into()));
-        }
+        values::WORKERS
+            .check_flag(n)
+            .map_err(|e| SessionError::Usage(e.to_string()))?;
         Ok((1..=n)
             .map(|i| WorkerSlot {
                 id: format!("w{i}"),
@@ -307,6 +371,7 @@ impl Session {
             launcher,
             grouping,
         } = self;
+        config.check()?;
         let grouping =
             grouping.unwrap_or_else(|| config.dist.unwrap_or(runner.default_dist()).policy());
         let token = check_remote_options(&config)?;
@@ -728,6 +793,52 @@ mod tests {
             ..SessionConfig::default()
         };
         assert_eq!(Session::slots(&config).unwrap_err().exit_code(), 4);
+    }
+
+    #[test]
+    fn values_an_embedder_gives_are_checked_not_panicked_on() {
+        let usage = |config: SessionConfig| match config.check() {
+            Err(SessionError::Usage(msg)) => msg,
+            other => panic!("a usage error expected, got {other:?}"),
+        };
+        let msg = usage(SessionConfig {
+            timeout: Some(Duration::MAX),
+            ..SessionConfig::default()
+        });
+        assert!(
+            msg.starts_with("--timeout 1.8446744073709552e19 is out of range"),
+            "{msg}"
+        );
+        let msg = usage(SessionConfig {
+            workers: Some(99_999_999_999),
+            ..SessionConfig::default()
+        });
+        assert!(
+            msg.contains("give a number of workers from 1 to 1024"),
+            "{msg}"
+        );
+        let msg = usage(SessionConfig {
+            appliances: vec!["db1".into(), " ".into()],
+            ..SessionConfig::default()
+        });
+        assert!(msg.starts_with("--appliance ' ' is empty"), "{msg}");
+        let msg = usage(SessionConfig {
+            heartbeat_timeout: Duration::ZERO,
+            ..SessionConfig::default()
+        });
+        assert!(
+            msg.contains("--heartbeat-timeout 0 is out of range"),
+            "{msg}"
+        );
+        assert!(SessionConfig::default().check().is_ok());
+        let many = SessionConfig {
+            appliances: (0..2000).map(|i| format!("a{i}")).collect(),
+            ..SessionConfig::default()
+        };
+        assert!(Session::slots(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("2000 --appliance values is out of range"));
     }
 
     #[test]

@@ -13,15 +13,21 @@ use herd_core::grouping::module_of;
 use herd_core::outcome::Outcome;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
+/// A duration in seconds as reported; a value no clock could give (negative, NaN, infinite,
+/// beyond `Duration`) is written as zero rather than taking the report down.
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
+}
+
 /// The JUnit report of a finished session.
 pub fn junit_report(report: &SessionReport) -> Report {
     let mut suite = TestSuite::new("herd");
-    suite.set_time(Duration::from_secs_f64(report.duration.max(0.0)));
+    suite.set_time(seconds(report.duration));
     for result in &report.results {
         suite.add_test_case(test_case(result));
     }
     let mut junit = Report::new("herd");
-    junit.set_time(Duration::from_secs_f64(report.duration.max(0.0)));
+    junit.set_time(seconds(report.duration));
     junit.add_test_suite(suite);
     junit
 }
@@ -78,7 +84,7 @@ fn test_case(result: &TestResult) -> TestCase {
     if name != result.test {
         case.set_classname(module.trim_end_matches(".py").replace('/', "."));
     }
-    case.set_time(Duration::from_secs_f64(verdict.duration.max(0.0)));
+    case.set_time(seconds(verdict.duration));
     if let Some(worker) = &result.worker {
         case.add_property(Property::new("herd.worker", worker.as_str()));
     }

@@ -35,6 +35,9 @@ impl Phase {
     }
 }
 
+/// The longest duration a phase may report, in seconds.
+const YEAR_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 /// How one phase ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -199,8 +202,12 @@ impl Verdict {
 }
 
 impl TestRecord {
-    /// Adds one phase report.
-    pub fn add(&mut self, report: PhaseReport) {
+    /// Adds one phase report. A duration no clock could give (negative, NaN, infinite, more than
+    /// a year) counts as zero: a worker's figure cannot break the summary, history or JUnit.
+    pub fn add(&mut self, mut report: PhaseReport) {
+        if !(0.0..=YEAR_SECONDS).contains(&report.duration) {
+            report.duration = 0.0;
+        }
         self.phases.push(report);
     }
 

@@ -15,6 +15,7 @@
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
 //! | [`events`] | the typed events of a session (`--events` JSON lines) |
 //! | [`faults`] | seeded fault injection (`--chaos`, `FaultPlan`) |
+//! | [`untrusted`] | peers not yet authenticated: their text escaped, their refusals rate-limited |
 
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod protocol;
 pub mod providers;
 pub mod restart;
 pub mod stealing;
+pub mod untrusted;
 
 /// A test's id, as its runner names it (for pytest, the node id).
 pub type TestId = String;

@@ -132,7 +132,9 @@ impl WorkerEnv {
         ))
     }
 
-    /// This spawn's ZeroMQ identity.
+    /// This spawn's name, `<worker>.<incarnation>`: the key of its fault requests and the fixed
+    /// start of the ZeroMQ identity it connects with, which [`WorkerClient`] completes with a
+    /// random nonce of its own (see [`protocol::socket_identity`]).
     pub fn identity(&self) -> String {
         protocol::identity(&self.worker, self.incarnation)
     }
@@ -187,8 +189,8 @@ impl Link {
 }
 
 impl WorkerClient {
-    /// Connects with the identity herd expects, says hello and waits up to `timeout` for the
-    /// welcome.
+    /// Connects with a fresh identity of this spawn (its name and a random nonce), says hello
+    /// and waits up to `timeout` for the welcome.
     pub fn connect(env: WorkerEnv, timeout: Duration) -> Result<WorkerClient, ClientError> {
         WorkerClient::connect_with_heartbeat(env, timeout, None)
     }
@@ -207,7 +209,7 @@ impl WorkerClient {
         let context = zmq::Context::new();
         let socket = context.socket(zmq::DEALER).map_err(err)?;
         socket
-            .set_identity(env.identity().as_bytes())
+            .set_identity(protocol::socket_identity(&env.worker, env.incarnation).as_bytes())
             .map_err(err)?;
         socket.set_linger(2000).map_err(err)?;
         socket.set_sndhwm(0).map_err(err)?;

@@ -2,6 +2,11 @@
 //! (token, version, identity), owns the respawn budget, turns signals into a graceful drain or an
 //! immediate end, and decides when the session is over.
 //!
+//! The gate binds a ZeroMQ identity to a worker slot only once a `hello` from it has passed the
+//! token, version, fingerprint and identity checks; anything else from an identity that never
+//! authenticated is refused here, its text escaped and its notices rate-limited
+//! ([`herd_core::untrusted`]), and never reaches a worker actor.
+//!
 //! How a session ends is a [`SessionEnd`], an ordered value: a more severe reason replaces a
 //! milder one (a second SIGINT beats `--maxfail`; a spent budget beats both), never the reverse.
 //!
@@ -23,9 +28,11 @@ use herd_core::diff::duplicates_error;
 use herd_core::events::Event;
 use herd_core::outcome::SessionEnd;
 use herd_core::protocol::{
-    check_fingerprint, check_hello, CollectionError, CoordinatorMessage, Token, WorkerMessage,
+    check_fingerprint, check_hello, check_identity, CollectionError, CoordinatorMessage, Token,
+    WorkerMessage,
 };
 use herd_core::restart::RespawnBudget;
+use herd_core::untrusted::{self, RefusalLimit};
 use herd_core::TestId;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use tokio::sync::oneshot;
@@ -70,6 +77,10 @@ pub struct Supervisor {
     reporter: Addr<Reporter>,
     transport: Addr<Transport>,
     workers: HashMap<String, Addr<Worker>>,
+    /// Identities whose `hello` passed every check, and the worker slot each belongs to.
+    authenticated: HashMap<Vec<u8>, String>,
+    /// How many refusals of unauthenticated peers are shown.
+    refusals: RefusalLimit,
     live: HashSet<String>,
     retired: HashSet<String>,
     end: Option<SessionEnd>,
@@ -101,6 +112,8 @@ impl Supervisor {
             reporter,
             transport,
             workers: HashMap::new(),
+            authenticated: HashMap::new(),
+            refusals: RefusalLimit::default(),
             live: HashSet::new(),
             retired: HashSet::new(),
             end: None,
@@ -154,6 +167,9 @@ impl Supervisor {
         }
         self.finishing = true;
         self.signals = None;
+        if let Some(suppressed) = self.refusals.drain(Instant::now()) {
+            self.notice(suppressed.line());
+        }
         let end = self.end.clone().unwrap_or(SessionEnd::Completed);
         tracing::debug!(?end, elapsed = ?self.started.elapsed(), "session finishing");
         let kills = join_all(self.workers.values().map(|w| w.send(KillNow)));
@@ -190,24 +206,40 @@ impl Supervisor {
         reference
     }
 
-    fn refuse(&self, identity: Vec<u8>, reason: String) {
-        let shown = String::from_utf8_lossy(&identity).into_owned();
-        tracing::warn!(identity = %shown, "refused: {reason}");
-        self.publish(Event::MessageRefused {
-            identity: shown,
-            reason: reason.clone(),
-        });
+    /// Answers a peer with an error. The identity is escaped here; `reason` must be safe to
+    /// print already (any peer-supplied text in it escaped). The first few refusals per second
+    /// are shown, the rest counted.
+    fn refuse(&mut self, identity: Vec<u8>, reason: String) {
+        let admission = self.refusals.admit(Instant::now());
+        if let Some(suppressed) = admission.summary {
+            self.notice(suppressed.line());
+        }
+        if admission.show {
+            let shown = untrusted::escape(&identity, untrusted::MAX_SHOWN_CHARS);
+            tracing::debug!(identity = %shown, "refused: {reason}");
+            self.publish(Event::MessageRefused {
+                identity: shown,
+                reason: reason.clone(),
+            });
+        }
         self.transport.do_send(Outbound {
             identity,
             message: CoordinatorMessage::Error { message: reason },
         });
     }
 
-    /// The worker an identity claims to be: `w3.2` claims `w3`.
-    fn claimed_worker(&self, identity: &[u8]) -> Option<&Addr<Worker>> {
-        let text = std::str::from_utf8(identity).ok()?;
-        let (worker, _) = text.rsplit_once('.')?;
-        self.workers.get(worker)
+    /// The worker an authenticated identity belongs to; `None` for any other identity.
+    fn authenticated_worker(&self, identity: &[u8]) -> Option<&Addr<Worker>> {
+        self.workers.get(self.authenticated.get(identity)?)
+    }
+
+    /// Shows how many refusals the rate limit left out, once a second.
+    fn watch_refusals(&self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.refusals.window(), |act, _| {
+            if let Some(suppressed) = act.refusals.tick(Instant::now()) {
+                act.notice(suppressed.line());
+            }
+        });
     }
 }
 
@@ -223,6 +255,7 @@ impl Actor for Supervisor {
         if let Some(tests) = self.settings.reference.take() {
             self.adopt_reference(Reference::whole(tests, BTreeMap::new()));
         }
+        self.watch_refusals(ctx);
         if self.settings.handle_signals {
             match SignalWatch::start(ctx.address().recipient()) {
                 Ok(watch) => self.signals = Some(watch),
@@ -266,16 +299,17 @@ impl Supervisor {
         if self.finishing {
             return;
         }
-        let worker = self.claimed_worker(&msg.identity).cloned();
+        let worker = self.authenticated_worker(&msg.identity).cloned();
         match (msg.message, worker) {
             (Err(e), Some(worker)) => worker.do_send(Garbage {
                 identity: msg.identity,
                 reason: e.to_string(),
             }),
-            (Err(e), None) => self.refuse(msg.identity, e.to_string()),
-            (Ok(hello @ WorkerMessage::Hello { .. }), worker) => {
-                self.hello(msg.identity, hello, worker)
+            (Err(e), None) => {
+                let why = untrusted::escape_str(&e.to_string(), 2 * untrusted::MAX_SHOWN_CHARS);
+                self.refuse(msg.identity, why)
             }
+            (Ok(hello @ WorkerMessage::Hello { .. }), _) => self.hello(msg.identity, hello),
             (Ok(message), Some(worker)) => worker.do_send(FromProcess {
                 identity: msg.identity,
                 message,
@@ -287,12 +321,14 @@ impl Supervisor {
 }
 
 impl Supervisor {
-    /// A `hello` passes on to the worker it names once its token and version are right.
-    fn hello(&mut self, identity: Vec<u8>, hello: WorkerMessage, worker: Option<Addr<Worker>>) {
+    /// A `hello` passes on to the worker it names once its token, version, fingerprint and
+    /// identity are right; only then is its identity bound to that worker.
+    fn hello(&mut self, identity: Vec<u8>, hello: WorkerMessage) {
         let WorkerMessage::Hello {
             protocol,
             token,
             worker: name,
+            incarnation,
             fingerprint,
             ..
         } = &hello
@@ -307,10 +343,32 @@ impl Supervisor {
                 settings.fingerprint_required,
             )
         });
+        let shown = || untrusted::escape_str(name, untrusted::MAX_SHOWN_CHARS / 4);
         if let Err(why) = checked {
-            return self.refuse(identity, format!("hello from {name:?} refused: {why}"));
+            return self.refuse(
+                identity,
+                format!("hello from \"{}\" refused: {why}", shown()),
+            );
         }
-        let collect = if self.reference.is_some() {
+        let Some(worker) = self.workers.get(name).cloned() else {
+            let why = format!("hello from unknown worker \"{}\"", shown());
+            return self.refuse(identity, why);
+        };
+        if let Err(why) = check_identity(&identity, name, *incarnation) {
+            return self.refuse(identity, format!("hello from \"{name}\" refused: {why}"));
+        }
+        self.authenticated.insert(identity.clone(), name.clone());
+        let collect = self.collect_scope(name);
+        worker.do_send(FromProcess {
+            identity,
+            message: hello,
+            collect,
+        });
+    }
+
+    /// What a worker saying hello is asked to collect.
+    fn collect_scope(&mut self, name: &str) -> Option<CollectScope> {
+        if self.reference.is_some() {
             // The reference is known: a digest of the collection is enough (a sharding runner's
             // workers collect files as they need them instead).
             Some(if self.settings.shard_collection {
@@ -319,21 +377,8 @@ impl Supervisor {
                 CollectScope::Digest
             })
         } else {
-            self.recollecting.remove(name.as_str());
+            self.recollecting.remove(name);
             self.sharded.as_mut().map(|sharded| sharded.assign(name))
-        };
-        match worker {
-            Some(worker) => worker.do_send(FromProcess {
-                identity,
-                message: hello,
-                collect,
-            }),
-            None => {
-                let why = format!(
-                    "hello from unknown worker {name:?} (identity must be <worker>.<incarnation>)"
-                );
-                self.refuse(identity, why)
-            }
         }
     }
 }

@@ -28,6 +28,7 @@ use herd_core::liveness::{Liveness, Watch};
 use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
 use herd_core::protocol::{self, CollectionError, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RetirePolicy;
+use herd_core::untrusted;
 use herd_core::TestId;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -846,7 +847,7 @@ impl Worker {
     /// Refuses a message: an error reply, an event, and nothing else.
     fn refuse(&self, identity: Vec<u8>, reason: String) {
         self.publish(Event::MessageRefused {
-            identity: String::from_utf8_lossy(&identity).into(),
+            identity: untrusted::escape(&identity, untrusted::MAX_SHOWN_CHARS),
             reason: reason.clone(),
         });
         self.send(identity, CoordinatorMessage::Error { message: reason });
@@ -873,13 +874,11 @@ impl Worker {
         pid: Option<u32>,
     ) {
         let expected = protocol::identity(&self.slot.id, self.incarnation);
-        if incarnation != self.incarnation
-            || self.state != State::Starting
-            || identity != expected.as_bytes()
-        {
-            let got = String::from_utf8_lossy(&identity).into_owned();
-            let why = if identity != protocol::identity(&self.slot.id, incarnation).as_bytes() {
-                format!("identity {got:?} does not match the hello (expected {expected:?})")
+        let claimed = protocol::check_identity(&identity, &self.slot.id, incarnation);
+        if incarnation != self.incarnation || self.state != State::Starting || claimed.is_err() {
+            let got = untrusted::escape(&identity, untrusted::MAX_SHOWN_CHARS);
+            let why = if let Err(why) = claimed {
+                format!("identity {got:?} does not match the hello: {why}")
             } else {
                 format!(
                     "{got} is not the current process of {} (expected {expected})",
@@ -1470,7 +1469,7 @@ impl Handler<FromProcess> for Worker {
             }
         }
         if self.identity.as_ref() != Some(&msg.identity) {
-            let got = String::from_utf8_lossy(&msg.identity).into_owned();
+            let got = untrusted::escape(&msg.identity, untrusted::MAX_SHOWN_CHARS);
             let why = format!("{got} has not said hello (or is not current); say hello first");
             return self.refuse(msg.identity, why);
         }

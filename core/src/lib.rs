@@ -17,6 +17,7 @@
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
 //! | [`events`] | the typed events of a session (`--events` JSON lines) |
 //! | [`faults`] | seeded fault injection (`--chaos`, `FaultPlan`) |
+//! | [`untrusted`] | peers not yet authenticated: their text escaped, their refusals rate-limited |
 
 #![warn(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod providers;
 pub mod restart;
 pub mod stealing;
 pub mod text;
+pub mod untrusted;
 
 /// A test's id, as its runner names it (for pytest, the node id).
 pub type TestId = String;

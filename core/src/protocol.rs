@@ -22,8 +22,12 @@
 //!
 //! * Every frame is one JSON object with a `type` field. A ROUTER sees `[identity, payload]`; a
 //!   REQ-style empty delimiter frame before the payload is tolerated.
-//! * The worker's ZeroMQ identity is `<worker>.<incarnation>` (see [`identity`]), unique per spawn,
-//!   so a respawned worker is never confused with its predecessor.
+//! * The worker's ZeroMQ identity is `<worker>.<incarnation>.<nonce>` (see [`socket_identity`]):
+//!   unique per spawn, so a respawned worker is never confused with its predecessor, and with a
+//!   random part the worker draws itself, so nobody can connect first under the identity a
+//!   worker will use and lock it out. The coordinator binds an identity to a spawn only once that
+//!   spawn's `hello` has passed the token, version and fingerprint checks ([`check_identity`]);
+//!   an identity that never authenticated holds nothing.
 //! * The first message must be `hello` with [`PROTOCOL_VERSION`] and the session token from
 //!   `HERD_TOKEN`. Anything from an identity that has not said a valid hello is answered with an
 //!   `error` and otherwise ignored. Frames larger than [`MAX_FRAME_BYTES`] are refused.
@@ -366,9 +370,50 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     serde_json::to_vec(message).expect("protocol messages always serialize")
 }
 
-/// The ZeroMQ identity of one spawn of a worker: `<worker>.<incarnation>`.
+/// The name of one spawn of a worker, `<worker>.<incarnation>` (`w3.2`): how herd names the
+/// spawn in messages, status files and fault plans, and the fixed start of its ZeroMQ identity
+/// (see [`socket_identity`]). Being predictable, it is never the whole identity.
 pub fn identity(worker: &str, incarnation: u32) -> String {
     format!("{worker}.{incarnation}")
+}
+
+/// How many random hex digits [`socket_identity`] appends; [`check_identity`] accepts between
+/// [`MIN_NONCE_HEX`] and this many.
+pub const NONCE_HEX: usize = 32;
+/// The fewest random hex digits an identity must end with.
+pub const MIN_NONCE_HEX: usize = 16;
+
+/// A fresh ZeroMQ identity for one spawn, chosen by the worker itself when it connects:
+/// `<worker>.<incarnation>.<nonce>`, the nonce 128 random bits from the operating system as
+/// hex (`w3.2.9f0c...`). Nobody can know it before the worker connects, so nobody can take it
+/// first: a ROUTER refuses a second peer with an identity in use.
+pub fn socket_identity(worker: &str, incarnation: u32) -> String {
+    let mut bytes = [0u8; NONCE_HEX / 2];
+    getrandom::getrandom(&mut bytes).expect("the operating system provides randomness");
+    let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}.{nonce}", identity(worker, incarnation))
+}
+
+/// Checks that a ZeroMQ identity belongs to the spawn a `hello` names: `<worker>.<incarnation>`
+/// followed by `.` and a nonce of [`MIN_NONCE_HEX`] to [`NONCE_HEX`] lowercase hex digits.
+pub fn check_identity(presented: &[u8], worker: &str, incarnation: u32) -> Result<(), String> {
+    let name = identity(worker, incarnation);
+    let nonce = presented
+        .strip_prefix(name.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b"."));
+    let Some(nonce) = nonce else {
+        return Err(format!(
+            "the identity does not start with {name}. (expected {name}.<nonce>)"
+        ));
+    };
+    let hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if !(MIN_NONCE_HEX..=NONCE_HEX).contains(&nonce.len()) || !nonce.iter().all(hex) {
+        return Err(format!(
+            "the identity must end with {MIN_NONCE_HEX} to {NONCE_HEX} random lowercase hex \
+             digits chosen by the worker (expected {name}.<nonce>)"
+        ));
+    }
+    Ok(())
 }
 
 /// A per-session secret that every worker must present in its `hello`.
@@ -573,6 +618,32 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn socket_identities_are_unpredictable_and_checked_against_the_hello() {
+        let a = socket_identity("w3", 2);
+        let b = socket_identity("w3", 2);
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("w3.2.") && a.len() == "w3.2.".len() + NONCE_HEX,
+            "{a}"
+        );
+        assert_eq!(check_identity(a.as_bytes(), "w3", 2), Ok(()));
+        assert!(check_identity(a.as_bytes(), "w3", 1).is_err());
+        assert!(check_identity(a.as_bytes(), "w", 32).is_err());
+        for bad in [
+            "w3.2",
+            "w3.2.",
+            "w3.2.1234",
+            "w3.2.XYZ0123456789abcdef",
+            "w3.20.0123456789abcdef",
+        ] {
+            let why = check_identity(bad.as_bytes(), "w3", 2).unwrap_err();
+            assert!(why.contains("w3.2.<nonce>"), "{bad}: {why}");
+        }
+        assert_eq!(check_identity(b"w3.2.0123456789abcdef", "w3", 2), Ok(()));
+        assert!(check_identity(b"w3.2.0123456789abcdef\n", "w3", 2).is_err());
     }
 
     #[test]

@@ -358,7 +358,8 @@ class HerdWorker:
         self.zmq = zmq
         self.context = zmq.Context()
         sock = self.context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self.identity.encode())
+        # The identity: this spawn's name and a random nonce, so nobody can take it first.
+        sock.setsockopt(zmq.IDENTITY, f"{self.identity}.{os.urandom(16).hex()}".encode())
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.SNDHWM, 100000)
         sock.setsockopt(zmq.RCVHWM, 100000)

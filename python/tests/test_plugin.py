@@ -125,7 +125,7 @@ def test_hello_carries_identity_token_and_incarnation(coordinator, spawn_worker,
         },
     )
     identity, hello = coordinator.expect("hello")
-    assert identity == b"w7.3"
+    assert identity.startswith(b"w7.3.") and len(identity) == len(b"w7.3.") + 32, identity
     assert hello == {
         "type": "hello",
         "protocol": 1,

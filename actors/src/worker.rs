@@ -28,6 +28,7 @@ use herd_core::liveness::{Liveness, Watch};
 use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
 use herd_core::protocol::{self, CollectionError, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RetirePolicy;
+use herd_core::slot::death::{plan_death, Death, KillReason, Next};
 use herd_core::untrusted;
 use herd_core::TestId;
 use nix::sys::signal::Signal;
@@ -121,82 +122,6 @@ enum State {
     Stopping,
     Respawning,
     Done,
-}
-
-/// Why herd killed a worker process itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum KillReason {
-    Timeout,
-    Mismatch,
-    Garbage(String),
-    Violation(String),
-    InternalError(String),
-    StartTimeout,
-    JoinTimeout,
-    Unneeded,
-    GraceExpired,
-    Hung,
-    Lost(Duration),
-    Drain,
-    Abort,
-    Recollect,
-}
-
-impl KillReason {
-    fn describe(&self) -> String {
-        match self {
-            KillReason::Timeout => "it was killed after a test timed out".into(),
-            KillReason::Mismatch => {
-                "it was killed: its collection differs from the reference".into()
-            }
-            KillReason::Garbage(why) => format!("it was killed: it sent a malformed frame ({why})"),
-            KillReason::Violation(why) => format!("it was killed: {why}"),
-            KillReason::InternalError(why) => {
-                format!("it was killed after an internal error: {why}")
-            }
-            KillReason::StartTimeout => {
-                "it was killed: it did not report its collection in time".into()
-            }
-            KillReason::JoinTimeout => "no worker joined in time".into(),
-            KillReason::Unneeded => "no worker is needed any more".into(),
-            KillReason::GraceExpired => "it was killed: it did not exit after shutdown".into(),
-            KillReason::Hung => "it was killed: it stayed stopped (hung)".into(),
-            KillReason::Lost(silent) => format!(
-                "it was given up for lost: nothing heard for {:.1}s (its host or the network is gone)",
-                silent.as_secs_f64()
-            ),
-            KillReason::Drain => "it was stopped before it started working".into(),
-            KillReason::Abort => "it was killed: the session ended".into(),
-            KillReason::Recollect => {
-                "it was restarted to collect a shard of the reference another worker left".into()
-            }
-        }
-    }
-
-    /// Whether the process broke the protocol: nothing it sends afterwards counts (a later
-    /// frame must not complete a test whose own report was refused).
-    fn condemns(&self) -> bool {
-        matches!(
-            self,
-            KillReason::Garbage(_)
-                | KillReason::Violation(_)
-                | KillReason::InternalError(_)
-                | KillReason::Lost(_)
-        )
-    }
-
-    /// Whether a respawn after this kill counts against the budget and the crash streak.
-    fn is_workers_fault(&self) -> bool {
-        !matches!(
-            self,
-            KillReason::Timeout
-                | KillReason::Drain
-                | KillReason::Abort
-                | KillReason::JoinTimeout
-                | KillReason::Unneeded
-                | KillReason::Recollect
-        )
-    }
 }
 
 struct Running {
@@ -342,6 +267,8 @@ impl Worker {
     fn spawn(&mut self, ctx: &mut Context<Self>) {
         self.incarnation += 1;
         self.state = State::Starting;
+        // A crash report shows this incarnation's output only.
+        self.tail.clear();
         self.shutdown_said = false;
         self.kill = None;
         self.identity = None;
@@ -401,7 +328,19 @@ impl Worker {
                 self.notice(format!(
                     "could not start the worker process `{program}`: {e}"
                 ));
-                self.after_death(ctx, format!("could not start `{program}`: {e}"), true, true);
+                let why = format!("could not start `{program}`: {e}");
+                self.state = State::Respawning;
+                if self.draining || self.aborted {
+                    return self.done(false);
+                }
+                self.crash_streak += 1;
+                if self.settings.retire.should_retire(self.crash_streak) {
+                    let streak = self.crash_streak;
+                    return self.retire(format!(
+                        "its process died {streak} times in a row (last: {why})"
+                    ));
+                }
+                self.respawn_after_check(ctx, true);
                 return;
             }
         };
@@ -591,7 +530,8 @@ impl Worker {
         });
     }
 
-    /// Handles the exit of the process of `incarnation`, once its last messages are in.
+    /// Handles the exit of the process of `incarnation`, once its last messages are in: the
+    /// death is planned by [`plan_death`] and the plan carried out here.
     fn exited(&mut self, ctx: &mut Context<Self>, incarnation: u32) {
         if incarnation != self.incarnation {
             return;
@@ -619,175 +559,86 @@ impl Worker {
             self.state = State::Respawning;
             return self.done(false);
         }
-        let struck_exit0 =
-            self.armed.exit0_after.is_some() && code == Some(0) && !self.shutdown_said;
-        if struck_exit0 {
+        if self.armed.exit0_after.is_some() && code == Some(0) && !self.shutdown_said {
             self.fault(
                 FaultKind::Exit0,
                 self.running.as_ref().map(|r| r.test.clone()),
             );
         }
-        let clean = self.shutdown_said
-            && self
-                .kill
-                .as_ref()
-                .is_none_or(|k| *k == KillReason::GraceExpired);
-        if !self.external || self.joined {
-            self.publish(Event::WorkerExited {
-                worker: self.id(),
-                incarnation,
-                status: status.clone(),
-                clean,
-            });
-        }
-        let running = self.running.take();
-        let mut unstarted: Vec<TestId> = self
-            .queue
-            .drain(..)
-            .filter(|t| running.as_ref().is_none_or(|r| &r.test != t))
-            .collect();
-        if clean && running.is_none() && unstarted.is_empty() {
-            self.done(false);
-            return;
-        }
-        let why = match &self.kill {
-            Some(reason) => format!("{}; {status}", reason.describe()),
-            None if self.shutdown_said => {
-                format!("it said shutdown with tests unfinished; {status}")
-            }
-            None => format!("it exited unexpectedly with {status}"),
-        };
         let early = matches!(
             self.state,
             State::Starting | State::Collecting | State::Checking
         );
+        let running = self.running.take();
+        let death = Death {
+            kill: self.kill.clone(),
+            shutdown_said: self.shutdown_said,
+            draining: self.draining,
+            early,
+            running: running.map(|r| (r.test, r.started.elapsed().as_secs_f64())),
+            queue: self.queue.drain(..).collect(),
+            last_started: self.last_started(),
+            status: status.clone(),
+            streak: self.crash_streak,
+        };
+        let plan = plan_death(death, self.settings.retire);
+        if !self.external || self.joined {
+            self.publish(Event::WorkerExited {
+                worker: self.id(),
+                incarnation,
+                status,
+                clean: plan.clean,
+            });
+        }
+        if plan.next == Next::Done && plan.blamed.is_none() && plan.requeue.is_empty() {
+            return self.done(false);
+        }
         if self.kill == Some(KillReason::Recollect) {
             self.notice(KillReason::Recollect.describe());
-        } else if early && !self.aborted && !self.draining {
+        } else if early && !self.draining {
             self.notice(format!(
-                "died before it was ready: {why}\n{}",
+                "died before it was ready: {}\n{}",
+                plan.why,
                 self.tail_text()
             ));
         }
-        let crashed = self
-            .blame(running, &mut unstarted)
-            .map(|(test, duration, confirmed)| {
-                let when = if confirmed {
-                    "while running this test"
-                } else {
-                    "before confirming this test started (it was next in its queue)"
-                };
-                CrashedTest {
-                    test,
-                    duration,
-                    details: format!(
-                        "worker {} (pid {pid}) crashed {when}: {why}\n{}",
-                        self.slot.id,
-                        self.tail_text()
-                    ),
-                }
-            });
-        // A death during a test is charged to that test (reported crashed, retried at most
-        // --crash-retries times), not to the session's respawn budget: a healthy session with a
-        // few crashing tests finishes. Deaths no test answers for (start-up, collection, between
-        // tests) take from the budget, and the crash streak retires a slot that keeps dying.
-        let charged_to_test = crashed.is_some();
-        if self.draining {
-            // A graceful stop: the running test is reported, nothing else is dealt out again.
-            if crashed.is_some() {
-                self.peers.scheduler.do_send(ReturnTests {
-                    worker: self.id(),
-                    tests: Vec::new(),
-                    crashed,
-                    stolen: false,
-                });
+        let crashed = plan.blamed.map(|blamed| {
+            let when = if blamed.confirmed {
+                "while running this test"
+            } else {
+                "before confirming this test started (it was next in its queue)"
+            };
+            CrashedTest {
+                test: blamed.test,
+                duration: blamed.duration,
+                details: format!(
+                    "worker {} (pid {pid}) crashed {when}: {}\n{}",
+                    self.slot.id,
+                    plan.why,
+                    self.tail_text()
+                ),
             }
-            self.done(false);
-            return;
-        }
-        if crashed.is_some() || !unstarted.is_empty() {
+        });
+        if crashed.is_some() || !plan.requeue.is_empty() {
             self.peers.scheduler.do_send(ReturnTests {
                 worker: self.id(),
-                tests: unstarted,
+                tests: plan.requeue,
                 crashed,
                 stolen: false,
             });
         }
-        let workers_fault = self.kill.as_ref().is_none_or(KillReason::is_workers_fault);
-        self.after_death(ctx, why, workers_fault, workers_fault && !charged_to_test);
-    }
-
-    /// The test to report crashed after an unclean exit: `(test, seconds, confirmed started)`.
-    ///
-    /// The worker's status file names the test it last started, even when its messages died
-    /// with it: that test is blamed if it had not finished; a running test it no longer names
-    /// (its result was lost) goes back to the queue. Without a status file: the running test, or
-    /// else the first test of its queue, as pytest-xdist does. A process herd killed for
-    /// misbehaving (garbage, lies) is not its test's fault: everything goes back to the queue
-    /// (the respawn budget bounds any loop).
-    fn blame(
-        &self,
-        running: Option<Running>,
-        unstarted: &mut Vec<TestId>,
-    ) -> Option<(TestId, f64, bool)> {
-        if self.kill.as_ref().is_some_and(KillReason::condemns) {
-            if let Some(r) = running {
-                unstarted.insert(0, r.test);
-            }
-            return None;
-        }
-        if let Some(last) = self.last_started() {
-            return match running {
-                Some(r) if r.test == last => {
-                    Some((r.test, r.started.elapsed().as_secs_f64(), true))
-                }
-                running => {
-                    let blamed = unstarted
-                        .iter()
-                        .position(|t| *t == last)
-                        .map(|i| unstarted.remove(i));
-                    if let Some(r) = running {
-                        unstarted.insert(0, r.test);
-                    }
-                    blamed.map(|test| (test, 0.0, true))
-                }
-            };
-        }
-        match running {
-            Some(r) => Some((r.test, r.started.elapsed().as_secs_f64(), true)),
-            None if self.kill.is_none() && !self.shutdown_said && !unstarted.is_empty() => {
-                Some((unstarted.remove(0), 0.0, false))
-            }
-            None => None,
-        }
-    }
-
-    /// Decides what happens to the slot after its process died (or could not start).
-    /// `workers_fault` counts the death in the slot's crash streak; `counted` takes a respawn
-    /// from the session's budget.
-    fn after_death(
-        &mut self,
-        ctx: &mut Context<Self>,
-        why: String,
-        workers_fault: bool,
-        counted: bool,
-    ) {
+        self.crash_streak = plan.streak;
         self.state = State::Respawning;
-        if self.draining || self.aborted {
-            self.done(false);
-            return;
+        match plan.next {
+            Next::Done => self.done(false),
+            Next::Retire(reason) => self.retire(reason),
+            Next::Respawn { counted } => self.respawn_after_check(ctx, counted),
         }
-        if workers_fault {
-            self.crash_streak += 1;
-            if self.settings.retire.should_retire(self.crash_streak) {
-                let reason = format!(
-                    "its process died {} times in a row (last: {why})",
-                    self.crash_streak
-                );
-                self.retire(reason);
-                return;
-            }
-        }
+    }
+
+    /// Respawns the slot, after the appliance check if there is one (a failed check retires
+    /// it).
+    fn respawn_after_check(&mut self, ctx: &mut Context<Self>, counted: bool) {
         let Some(check) = self.settings.appliance_check.clone() else {
             self.request_respawn(ctx, counted);
             return;

@@ -428,7 +428,7 @@ mod tests {
         let refused = choose_plugin(py, &installed("9.0.0", Some(PROTOCOL_VERSION + 1)));
         let refused = refused.unwrap_err();
         assert!(
-            refused.contains(&format!("herd_pytest 9.0.0 installed"))
+            refused.contains("herd_pytest 9.0.0 installed")
                 && refused.contains(&format!("speaks protocol {}", PROTOCOL_VERSION + 1))
                 && refused.contains(&format!("speaks protocol {PROTOCOL_VERSION}")),
             "{refused}"

@@ -293,3 +293,48 @@ fn an_installed_plugin_of_this_herd_is_what_the_workers_load() {
     );
     assert!(!all.contains("herd-pytest-"), "{all}");
 }
+
+#[test]
+fn version_names_herd_the_protocol_and_the_plugin_the_pytest_on_path_loads() {
+    let dir = suite();
+    let venv = Venv::new(dir.path(), |_| true);
+    let version = |bin: &Path| {
+        let path = std::env::join_paths([bin, Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+            .arg("--version")
+            .env("PATH", path)
+            .env_remove("PYTHONPATH")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let herd = env!("CARGO_PKG_VERSION");
+    let protocol = herd::core::protocol::PROTOCOL_VERSION;
+    let head = format!(
+        "herd {herd}\nprotocol version {protocol}\npytest plugin herd_pytest {herd} (embedded)\n"
+    );
+    let python = venv.bin().join("python");
+    let text = version(&venv.bin());
+    assert_eq!(
+        text,
+        format!(
+            "{head}pytest on PATH: {} loads the embedded copy\n",
+            python.display()
+        )
+    );
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("python/herd_pytest"),
+        venv.site.join("herd_pytest"),
+    )
+    .unwrap();
+    let text = version(&venv.bin());
+    assert!(
+        text.starts_with(&head)
+            && text.contains(&format!(
+                "pytest on PATH: {} loads the installed herd_pytest {herd}",
+                python.display()
+            )),
+        "{text}"
+    );
+}

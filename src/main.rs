@@ -5,9 +5,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use herd::cli::{Cli, Command};
 use herd::core::outcome::exit_code;
-use herd::{ExecRunner, PytestRunner, Session};
+use herd::Session;
 
 fn main() -> ExitCode {
+    if asks_for_version() {
+        print!("{}", herd::preflight::version_text());
+        return ExitCode::SUCCESS;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(clap_error(&e)),
@@ -50,21 +54,11 @@ fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
     if command.is_empty() {
         return usage("give the test command after `--`: `-- pytest ARGS` (pytest runner), or `--list CMD -- CMD {}` (exec runner)".into());
     }
-    let runner: Box<dyn herd::Runner> = match &options.list {
-        Some(list) => match ExecRunner::new(list.clone(), command) {
-            Ok(runner) => Box::new(runner),
-            Err(e) => return usage(e.to_string()),
-        },
-        None if PytestRunner::is_pytest_command(&command) => match PytestRunner::new(command) {
-            Ok(runner) => Box::new(runner),
-            Err(e) => return usage(e.to_string()),
-        },
-        None => {
-            return usage(format!(
-                "`{}` is not a pytest command; for any other command give --list CMD (exec runner)",
-                command.join(" ")
-            ))
-        }
+    // Workers started here are checked before any starts (see herd::preflight).
+    let local = matches!(config.launcher.as_deref(), None | Some("local"));
+    let runner = match herd::preflight::runner_for(options.list.as_deref(), command, local) {
+        Ok(runner) => runner,
+        Err(e) => return usage(e.to_string()),
     };
     match Session::new(config, runner).run() {
         Ok(report) => report.exit_code,
@@ -97,6 +91,15 @@ fn clap_error(e: &clap::Error) -> u8 {
     } else {
         0
     }
+}
+
+/// Whether the command line asks for `--version` (or `-V`) before any `--`: herd answers with
+/// the protocol and plugin versions too, which clap's own flag cannot say.
+fn asks_for_version() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--version" || a == "-V")
 }
 
 /// Logs go to stderr through `tracing`; `RUST_LOG` wins over `-v`.

@@ -1,6 +1,8 @@
 //! The pytest runner: `herd run -n 4 -- pytest tests/ -k smoke` runs a real pytest suite, with
-//! herd's worker plugin (the `herd_pytest` package in `python/`, embedded in this binary) loaded in
-//! every worker. A worker needs only pytest and pyzmq: herd puts the plugin on its `PYTHONPATH`.
+//! herd's worker plugin (the `herd_pytest` package in `python/`) loaded in every worker. When the
+//! suite's Python has this herd's `herd_pytest` installed (the `herd` wheel), the workers load it
+//! from there; otherwise (a bare binary) herd writes the copy embedded in the binary to a private
+//! directory and puts it on the workers' `PYTHONPATH`, so a worker needs only pytest and pyzmq.
 //!
 //! The reference collection is the first worker's own collection (pytest collects once per
 //! worker, in parallel); every other worker's collection is checked against it.
@@ -23,31 +25,47 @@ const PLUGIN_FILES: [(&str, &str); 2] = [
     ("plugin.py", include_str!("../python/herd_pytest/plugin.py")),
 ];
 
+/// The version of the embedded plugin: herd's own (`__version__` in `herd_pytest/__init__.py`
+/// says the same; a test checks).
+pub const PLUGIN_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Runs a pytest command line across herd's workers.
 pub struct PytestRunner {
     command: Vec<String>,
-    plugin_root: tempfile::TempDir,
+    /// The private directory holding the embedded plugin; `None` when the installed one is used.
+    plugin_root: Option<tempfile::TempDir>,
 }
 
 impl PytestRunner {
     /// A runner for `command` (`pytest ARGS...` or `python -m pytest ARGS...`); writes the
     /// embedded plugin to a private directory that lives as long as the runner.
     pub fn new(command: Vec<String>) -> Result<PytestRunner, RunnerError> {
-        if plugin_flags_at(&command).is_none() {
-            return Err(RunnerError::Usage(format!(
-                "`{}` is not a pytest command (expected `pytest ...` or `python -m pytest ...`)",
-                command.join(" ")
-            )));
-        }
+        check_is_pytest(&command)?;
+        let cannot = |e: std::io::Error| {
+            RunnerError::Usage(format!(
+                "cannot write herd's pytest plugin to a temporary directory: {e} \
+                 (set TMPDIR to a writable directory)"
+            ))
+        };
         let plugin_root = tempfile::Builder::new()
             .prefix("herd-pytest-")
             .tempdir()
-            .map_err(|e| RunnerError::Usage(format!("cannot write herd's pytest plugin: {e}")))?;
-        write_plugin(&plugin_root.path().join("herd_pytest"))
-            .map_err(|e| RunnerError::Usage(format!("cannot write herd's pytest plugin: {e}")))?;
+            .map_err(cannot)?;
+        write_plugin(&plugin_root.path().join("herd_pytest")).map_err(cannot)?;
         Ok(PytestRunner {
             command,
-            plugin_root,
+            plugin_root: Some(plugin_root),
+        })
+    }
+
+    /// A runner whose workers load the `herd_pytest` installed in the suite's Python (checked by
+    /// [`crate::preflight`] to be this herd's version): no copy is written, `PYTHONPATH` is left
+    /// as it is.
+    pub fn with_installed_plugin(command: Vec<String>) -> Result<PytestRunner, RunnerError> {
+        check_is_pytest(&command)?;
+        Ok(PytestRunner {
+            command,
+            plugin_root: None,
         })
     }
 
@@ -56,9 +74,20 @@ impl PytestRunner {
         plugin_flags_at(command).is_some()
     }
 
-    /// The directory put on the workers' `PYTHONPATH`.
-    pub fn plugin_root(&self) -> &Path {
-        self.plugin_root.path()
+    /// The directory put on the workers' `PYTHONPATH` (holding the embedded plugin); `None` when
+    /// the workers load the installed plugin.
+    pub fn plugin_root(&self) -> Option<&Path> {
+        self.plugin_root.as_ref().map(|root| root.path())
+    }
+}
+
+fn check_is_pytest(command: &[String]) -> Result<(), RunnerError> {
+    match plugin_flags_at(command) {
+        Some(_) => Ok(()),
+        None => Err(RunnerError::Usage(format!(
+            "`{}` is not a pytest command (expected `pytest ...` or `python -m pytest ...`)",
+            command.join(" ")
+        ))),
     }
 }
 
@@ -104,21 +133,23 @@ impl Runner for PytestRunner {
         let mut args: Vec<OsString> = self.command[1..at].iter().map(OsString::from).collect();
         args.extend(["-p", "herd_pytest.plugin", "-p", "no:xdist"].map(OsString::from));
         args.extend(self.command[at..].iter().map(OsString::from));
-        let mut path = self.plugin_root.path().as_os_str().to_owned();
-        if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-            path.push(":");
-            path.push(existing);
+        let mut env = vec![(
+            herd_core::protocol::ENV_VERSION.into(),
+            env!("CARGO_PKG_VERSION").into(),
+        )];
+        if let Some(root) = self.plugin_root() {
+            // First on the path, so it wins over any other herd_pytest the suite's Python has.
+            let mut path = root.as_os_str().to_owned();
+            if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+                path.push(":");
+                path.push(existing);
+            }
+            env.insert(0, ("PYTHONPATH".into(), path));
         }
         Ok(WorkerCommand {
             program: PathBuf::from(&self.command[0]),
             args,
-            env: vec![
-                ("PYTHONPATH".into(), path),
-                (
-                    herd_core::protocol::ENV_VERSION.into(),
-                    env!("CARGO_PKG_VERSION").into(),
-                ),
-            ],
+            env,
             cwd: None,
         })
     }
@@ -182,11 +213,36 @@ mod tests {
         );
         let (key, path) = &command.env[0];
         assert_eq!(key, "PYTHONPATH");
-        assert!(path
-            .to_string_lossy()
-            .starts_with(runner.plugin_root().to_str().unwrap()));
-        let plugin =
-            std::fs::read_to_string(runner.plugin_root().join("herd_pytest/plugin.py")).unwrap();
+        let root = runner.plugin_root().unwrap();
+        assert!(path.to_string_lossy().starts_with(root.to_str().unwrap()));
+        let plugin = std::fs::read_to_string(root.join("herd_pytest/plugin.py")).unwrap();
         assert!(plugin.contains("need_tests"));
+    }
+
+    #[test]
+    fn workers_load_an_installed_plugin_from_where_it_is() {
+        let runner = PytestRunner::with_installed_plugin(cmd("pytest -x")).unwrap();
+        assert!(runner.plugin_root().is_none());
+        let command = runner.worker_command().unwrap();
+        assert!(command.env.iter().all(|(key, _)| key != "PYTHONPATH"));
+        let args: Vec<String> = command
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args, cmd("-p herd_pytest.plugin -p no:xdist -x"));
+        assert!(PytestRunner::with_installed_plugin(cmd("sh x")).is_err());
+    }
+
+    #[test]
+    fn the_embedded_plugin_says_herds_version_and_protocol() {
+        let [(_, init), (_, plugin)] = PLUGIN_FILES;
+        let protocol = format!(
+            "PROTOCOL_VERSION = {}\n",
+            herd_core::protocol::PROTOCOL_VERSION
+        );
+        assert!(init.contains(&format!("__version__ = \"{PLUGIN_VERSION}\"\n")));
+        assert!(init.contains(&protocol), "__init__.py: {protocol}");
+        assert!(plugin.contains(&protocol), "plugin.py: {protocol}");
     }
 }

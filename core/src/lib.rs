@@ -10,6 +10,7 @@
 //! | [`history`] | test durations from earlier runs; groups dealt longest first |
 //! | [`providers`] | which provider a test names and which group a worker gets next |
 //! | [`stealing`] | which unstarted tests an idle worker may take from a busy one |
+//! | [`pool`] | the Scheduler's brain: the queue, worker views, dealing, steals, crash retries |
 //! | [`text`] | text that cannot travel as it is: undecodable strings, oversized output |
 //! | [`diff`] | comparing a worker's collection with the reference |
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
@@ -28,6 +29,7 @@ pub mod grouping;
 pub mod history;
 pub mod liveness;
 pub mod outcome;
+pub mod pool;
 pub mod protocol;
 pub mod providers;
 pub mod restart;

@@ -55,8 +55,8 @@ use crate::providers::{pick, Pick, Providers};
 use crate::stealing::StealPolicy;
 use crate::TestId;
 
-pub use view::View;
 use view::Parked;
+pub use view::View;
 
 /// A worker's request for its next group.
 #[derive(Debug, Clone, PartialEq)]
@@ -337,7 +337,13 @@ impl Pool {
             .remove(choice.index)
             .expect("pick returns a valid index");
         let load = self.grouping.chunked();
-        deal::fill_chunk(&mut self.queue, &mut group, choice.index, self.workers, load);
+        deal::fill_chunk(
+            &mut self.queue,
+            &mut group,
+            choice.index,
+            self.workers,
+            load,
+        );
         let n = group.tests.len();
         let view = self.view(&request.worker);
         if let Some(provider) = &choice.provider {

@@ -158,6 +158,15 @@ fn play(pool: &mut Pool, steps: Vec<(PoolInput, &[&str])>) {
 
 const NONE: &[&str] = &[];
 
+/// A grouping mode, the number of workers, the collection, and what consecutive requests of
+/// one worker are dealt.
+type DealCase<'a> = (
+    Arc<dyn GroupingPolicy>,
+    usize,
+    Vec<&'a str>,
+    Vec<Vec<&'a str>>,
+);
+
 #[test]
 fn dealing_order_and_chunking() {
     // (mode, workers, collection, the assignments of consecutive requests by one worker)
@@ -166,7 +175,7 @@ fn dealing_order_and_chunking() {
     let a: Vec<String> = (0..20).map(|i| format!("a.py::t[{i}]")).collect();
     let b: Vec<String> = (0..20).map(|i| format!("b.py::t[{i}]")).collect();
     let ab: Vec<&str> = a.iter().chain(&b).map(String::as_str).collect();
-    let cases: Vec<(Arc<dyn GroupingPolicy>, usize, Vec<&str>, Vec<Vec<&str>>)> = vec![
+    let cases: Vec<DealCase> = vec![
         // load: chunks of a quarter of the worker's share, shrinking towards the end.
         (
             Arc::new(OneByOne),
@@ -538,10 +547,7 @@ fn crash_retries() {
         pool.handle(reference(&["t"]), Instant::now());
         for attempt in 1..=retries + 1 {
             let served = pool.handle(req("w1", attempt), Instant::now());
-            assert_eq!(
-                served.iter().map(show).last().unwrap(),
-                format!("w1#{attempt} <- [t]")
-            );
+            assert_eq!(show(served.last().unwrap()), format!("w1#{attempt} <- [t]"));
             let effects = pool.handle(died("w1", &[], Some("t")), Instant::now());
             if let [PoolEffect::Publish(Event::TestFinished { verdict, .. })] = &effects[..] {
                 assert_eq!(verdict.details.as_deref(), Some("exit status 9\nlast line"));

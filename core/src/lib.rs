@@ -11,6 +11,7 @@
 //! | [`providers`] | which provider a test names and which group a worker gets next |
 //! | [`slot`] | a worker slot's decisions: what a death means (blame, re-queue, budget, next) |
 //! | [`stealing`] | which unstarted tests an idle worker may take from a busy one |
+//! | [`pool`] | the Scheduler's brain: the queue, worker views, dealing, steals, crash retries |
 //! | [`text`] | text that cannot travel as it is: undecodable strings, oversized output |
 //! | [`diff`] | comparing a worker's collection with the reference |
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
@@ -30,6 +31,7 @@ pub mod grouping;
 pub mod history;
 pub mod liveness;
 pub mod outcome;
+pub mod pool;
 pub mod protocol;
 pub mod providers;
 pub mod restart;

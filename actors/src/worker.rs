@@ -29,6 +29,7 @@ use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
 use herd_core::protocol::{self, CollectionError, CoordinatorMessage, Token, WorkerMessage};
 use herd_core::restart::RetirePolicy;
 use herd_core::slot::death::{plan_death, Death, KillReason, Next};
+use herd_core::slot::steal::{Handshake, Step};
 use herd_core::untrusted;
 use herd_core::TestId;
 use nix::sys::signal::Signal;
@@ -144,42 +145,55 @@ pub struct Worker {
     settings: Arc<WorkerSettings>,
     peers: Peers,
     state: State,
+    /// The current (or last) incarnation's number: 1 for the first spawn.
     incarnation: u32,
-    pid: Option<u32>,
-    group: Option<GroupGuard>,
-    identity: Option<Vec<u8>>,
-    shutdown_said: bool,
-    kill: Option<KillReason>,
+    /// What belongs to the current (or last) process: replaced whole by the next spawn.
+    inc: Incarnation,
+    /// Numbers each test start, so a timer can tell its test from a later one.
+    seq: u64,
     draining: bool,
     aborted: bool,
-    queue: VecDeque<TestId>,
-    running: Option<Running>,
-    seq: u64,
-    awaiting_work: bool,
-    need_tests_pending: bool,
-    /// A `release` was sent and its `released` has not come back.
-    releasing: bool,
-    /// Tests were sent and the process has not started one since.
-    unconfirmed: bool,
-    /// A [`Steal`] waiting for the process to confirm it has its tests.
-    deferred_steal: Option<Steal>,
     /// The reference collection, once complete.
     reference: Option<Arc<Reference>>,
-    /// The process's collection waits for the reference to be complete (a shard).
-    awaiting_reference: bool,
-    /// The files the process has collected, when it collected only some.
-    collected: Option<Arc<HashSet<String>>>,
+    /// Deaths in a row without a finished test.
     crash_streak: u32,
+}
+
+/// Everything that belongs to one worker process (one incarnation). A new spawn starts from
+/// [`Incarnation::default`]: nothing of the last process is carried over by mistake.
+#[derive(Default)]
+struct Incarnation {
+    pid: Option<u32>,
+    group: Option<GroupGuard>,
+    /// Its ZeroMQ identity, once its hello was accepted.
+    identity: Option<Vec<u8>>,
+    shutdown_said: bool,
+    /// Why herd killed it, if herd did (the first reason stays).
+    kill: Option<KillReason>,
+    /// The tests it holds, in order (the running one first).
+    queue: VecDeque<TestId>,
+    running: Option<Running>,
+    /// A request for work is at the Scheduler.
+    awaiting_work: bool,
+    /// It asked for work before its collection was accepted.
+    need_tests_pending: bool,
+    /// Work stealing with this process: deferred, asked, answered once.
+    steal: Handshake<Steal>,
+    /// Its collection waits for the reference to be complete (a shard).
+    awaiting_reference: bool,
+    /// The files it has collected, when it collected only some.
+    collected: Option<Arc<HashSet<String>>>,
+    /// The end of its output, for crash reports.
     tail: Vec<u8>,
     log: Option<WorkerLog>,
-    /// The exited process: (pid, exit code if it exited normally, status as text).
+    /// Its exit: (pid, exit code if it exited normally, status as text).
     exit: Option<(u32, Option<i32>, String)>,
     dice: Option<FaultDice>,
     armed: SelfFaults,
     stopped_since: Option<Instant>,
-    /// Busy or hung: for an incarnation that promised heartbeats.
+    /// Busy or hung: when it promised heartbeats.
     liveness: Option<Watch>,
-    /// This incarnation was not started by herd (`--launcher external`): it joins by itself.
+    /// Not started by herd (`--launcher external`): it joins by itself.
     external: bool,
     /// An external worker that said hello.
     joined: bool,
@@ -197,36 +211,12 @@ impl Worker {
             peers,
             state: State::Starting,
             incarnation: 0,
-            pid: None,
-            group: None,
-            identity: None,
-            shutdown_said: false,
-            kill: None,
+            inc: Incarnation::default(),
+            seq: 0,
             draining: false,
             aborted: false,
-            queue: VecDeque::new(),
-            running: None,
-            seq: 0,
-            awaiting_work: false,
-            need_tests_pending: false,
-            releasing: false,
-            unconfirmed: false,
-            deferred_steal: None,
             reference: None,
-            awaiting_reference: false,
-            collected: None,
             crash_streak: 0,
-            tail: Vec::new(),
-            log: None,
-            exit: None,
-            dice: None,
-            armed: SelfFaults::default(),
-            stopped_since: None,
-            liveness: None,
-            external: false,
-            joined: false,
-            disowned: false,
-            pending_gone: false,
         }
     }
 
@@ -250,7 +240,7 @@ impl Worker {
     }
 
     fn send_to_process(&self, message: CoordinatorMessage) {
-        if let Some(identity) = &self.identity {
+        if let Some(identity) = &self.inc.identity {
             self.send(identity.clone(), message);
         }
     }
@@ -265,20 +255,12 @@ impl Worker {
 
     /// Starts a new incarnation of the worker process.
     fn spawn(&mut self, ctx: &mut Context<Self>) {
+        // A steal the last process was asked for is answered "nothing"; then nothing of it is
+        // carried over (its output tail, its kill reason, its queue...).
+        self.forget_steal();
+        self.inc = Incarnation::default();
         self.incarnation += 1;
         self.state = State::Starting;
-        // A crash report shows this incarnation's output only.
-        self.tail.clear();
-        self.shutdown_said = false;
-        self.kill = None;
-        self.identity = None;
-        self.awaiting_work = false;
-        self.need_tests_pending = false;
-        self.awaiting_reference = false;
-        self.collected = None;
-        self.forget_steal();
-        (self.external, self.joined, self.disowned, self.pending_gone) =
-            (false, false, false, false);
         let incarnation = self.incarnation;
         let mut env = self.hook_env();
         env.push((
@@ -290,25 +272,25 @@ impl Worker {
             self.settings.token.as_str().to_string(),
         ));
         env.push((protocol::ENV_INCARNATION.into(), incarnation.to_string()));
-        self.dice = self
+        self.inc.dice = self
             .settings
             .faults
             .as_ref()
             .map(|plan| plan.dice(&self.slot.id, incarnation));
-        self.armed = self
+        self.inc.armed = self
+            .inc
             .dice
             .as_mut()
             .map(|d| d.self_faults(100_000))
             .unwrap_or_default();
-        self.armed.lie &= self.settings.reference_known || incarnation > 1;
+        self.inc.armed.lie &= self.settings.reference_known || incarnation > 1;
         if let Some(value) = self
+            .inc
             .armed
             .env_value(&protocol::identity(&self.slot.id, incarnation))
         {
             env.push(("HERD_WORKER_FAULT".into(), value));
         }
-        self.stopped_since = None;
-        self.liveness = None;
         if let Some(path) = self.status_path() {
             let _ = std::fs::remove_file(&path);
             env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
@@ -345,8 +327,8 @@ impl Worker {
             }
         };
         let pid = child.id().unwrap_or(0);
-        self.pid = Some(pid);
-        self.group = Some(GroupGuard(pid));
+        self.inc.pid = Some(pid);
+        self.inc.group = Some(GroupGuard(pid));
         self.open_log(pid);
         let addr = ctx.address();
         if let Some(out) = child.stdout.take() {
@@ -383,7 +365,7 @@ impl Worker {
                 return;
             }
             let secs = act.settings.start_timeout.as_secs_f64();
-            if act.external && !act.joined {
+            if act.inc.external && !act.inc.joined {
                 act.notice(format!(
                     "nobody joined as {} within {secs}s",
                     protocol::identity(&act.slot.id, incarnation)
@@ -401,8 +383,8 @@ impl Worker {
     /// Waits for a worker herd does not start (`--launcher external`): `command` (printed)
     /// joins it, on any host.
     fn await_join(&mut self, ctx: &mut Context<Self>, command: String) {
-        self.external = true;
-        self.pid = None;
+        self.inc.external = true;
+        self.inc.pid = None;
         self.start_timer(ctx);
         self.publish(Event::WorkerAwaited {
             worker: self.id(),
@@ -415,13 +397,13 @@ impl Worker {
         let Some(dir) = &self.settings.log_dir else {
             return;
         };
-        if self.log.is_none() {
+        if self.inc.log.is_none() {
             let path = dir.join(format!("{}.log", self.slot.id));
             let file = std::fs::create_dir_all(dir).and_then(|_| File::create(&path));
             let reporter = self.peers.reporter.clone().recipient();
-            self.log = Some(WorkerLog::new(path, file, reporter));
+            self.inc.log = Some(WorkerLog::new(path, file, reporter));
         }
-        if let Some(log) = &mut self.log {
+        if let Some(log) = &mut self.inc.log {
             let _ = writeln!(
                 log,
                 "=== {} incarnation {} (pid {pid}) ===",
@@ -454,7 +436,7 @@ impl Worker {
     }
 
     fn tail_text(&self) -> String {
-        let text = String::from_utf8_lossy(&self.tail);
+        let text = String::from_utf8_lossy(&self.inc.tail);
         let tail = indent_tail(&text, TAIL_LINES);
         let mut out = if tail.is_empty() {
             format!("(no output from {})", self.slot.id)
@@ -468,18 +450,18 @@ impl Worker {
     }
 
     fn kill(&mut self, reason: KillReason) {
-        if self.kill.is_none() {
-            self.kill = Some(reason);
+        if self.inc.kill.is_none() {
+            self.inc.kill = Some(reason);
         }
-        if let Some(pid) = self.pid {
+        if let Some(pid) = self.inc.pid {
             signal_group(pid, Signal::SIGKILL);
-        } else if self.external && !self.disowned {
+        } else if self.inc.external && !self.inc.disowned {
             // A worker herd did not start cannot be killed: it is disowned. It is told to exit,
             // nothing it sends counts any more, and its end is handled as a death.
-            self.disowned = true;
-            self.pending_gone = true;
-            if let Some(identity) = self.identity.take() {
-                let why = self.kill.as_ref().map(KillReason::describe);
+            self.inc.disowned = true;
+            self.inc.pending_gone = true;
+            if let Some(identity) = self.inc.identity.take() {
+                let why = self.inc.kill.as_ref().map(KillReason::describe);
                 self.send(
                     identity,
                     CoordinatorMessage::Error {
@@ -502,8 +484,8 @@ impl Worker {
         if incarnation != self.incarnation {
             return;
         }
-        self.group.take();
-        let pid = self.pid.take().unwrap_or(0);
+        self.inc.group.take();
+        let pid = self.inc.pid.take().unwrap_or(0);
         let (code, status) = match status {
             Ok(status) => (status.code(), describe_status(&status)),
             Err(e) => (None, format!("unknown status ({e})")),
@@ -521,7 +503,7 @@ impl Worker {
         code: Option<i32>,
         status: String,
     ) {
-        self.exit = Some((pid, code, status));
+        self.inc.exit = Some((pid, code, status));
         ctx.run_later(EXIT_SETTLE, move |act, _| {
             act.peers.transport.do_send(Barrier {
                 worker: act.id(),
@@ -536,17 +518,17 @@ impl Worker {
         if incarnation != self.incarnation {
             return;
         }
-        let Some((pid, code, status)) = self.exit.take() else {
+        let Some((pid, code, status)) = self.inc.exit.take() else {
             return;
         };
-        self.identity = None;
-        self.awaiting_work = false;
+        self.inc.identity = None;
+        self.inc.awaiting_work = false;
         self.forget_steal();
         if self.aborted {
             self.state = State::Done;
             return;
         }
-        if self.kill == Some(KillReason::JoinTimeout) {
+        if self.inc.kill == Some(KillReason::JoinTimeout) {
             let why = format!(
                 "no worker joined as {} within {}s",
                 protocol::identity(&self.slot.id, incarnation),
@@ -555,34 +537,34 @@ impl Worker {
             self.state = State::Respawning;
             return self.retire(why);
         }
-        if self.kill == Some(KillReason::Unneeded) {
+        if self.inc.kill == Some(KillReason::Unneeded) {
             self.state = State::Respawning;
             return self.done(false);
         }
-        if self.armed.exit0_after.is_some() && code == Some(0) && !self.shutdown_said {
+        if self.inc.armed.exit0_after.is_some() && code == Some(0) && !self.inc.shutdown_said {
             self.fault(
                 FaultKind::Exit0,
-                self.running.as_ref().map(|r| r.test.clone()),
+                self.inc.running.as_ref().map(|r| r.test.clone()),
             );
         }
         let early = matches!(
             self.state,
             State::Starting | State::Collecting | State::Checking
         );
-        let running = self.running.take();
+        let running = self.inc.running.take();
         let death = Death {
-            kill: self.kill.clone(),
-            shutdown_said: self.shutdown_said,
+            kill: self.inc.kill.clone(),
+            shutdown_said: self.inc.shutdown_said,
             draining: self.draining,
             early,
             running: running.map(|r| (r.test, r.started.elapsed().as_secs_f64())),
-            queue: self.queue.drain(..).collect(),
+            queue: self.inc.queue.drain(..).collect(),
             last_started: self.last_started(),
             status: status.clone(),
             streak: self.crash_streak,
         };
         let plan = plan_death(death, self.settings.retire);
-        if !self.external || self.joined {
+        if !self.inc.external || self.inc.joined {
             self.publish(Event::WorkerExited {
                 worker: self.id(),
                 incarnation,
@@ -593,7 +575,7 @@ impl Worker {
         if plan.next == Next::Done && plan.blamed.is_none() && plan.requeue.is_empty() {
             return self.done(false);
         }
-        if self.kill == Some(KillReason::Recollect) {
+        if self.inc.kill == Some(KillReason::Recollect) {
             self.notice(KillReason::Recollect.describe());
         } else if early && !self.draining {
             self.notice(format!(
@@ -739,11 +721,11 @@ impl Worker {
             self.refuse(identity, why);
             return;
         }
-        self.identity = Some(identity);
+        self.inc.identity = Some(identity);
         self.state = State::Collecting;
         // A worker that promised heartbeats is hung when silent (and idle) for three of them
         // (and at least --heartbeat-timeout).
-        self.liveness = heartbeat.filter(|s| s.is_finite() && *s > 0.0).map(|s| {
+        self.inc.liveness = heartbeat.filter(|s| s.is_finite() && *s > 0.0).map(|s| {
             let limit = self
                 .settings
                 .heartbeat_timeout
@@ -755,8 +737,8 @@ impl Worker {
             incarnation,
             collect,
         });
-        if self.external {
-            self.joined = true;
+        if self.inc.external {
+            self.inc.joined = true;
             self.publish(Event::WorkerSpawned {
                 worker: self.id(),
                 incarnation,
@@ -790,7 +772,7 @@ impl Worker {
                     scope,
                     digest,
                 };
-                self.collected = (!part.is_whole()).then(|| Arc::new(collected_files(&part)));
+                self.inc.collected = (!part.is_whole()).then(|| Arc::new(collected_files(&part)));
                 let check = CheckCollection {
                     worker: self.id(),
                     identity: protocol::identity(&self.slot.id, self.incarnation),
@@ -812,7 +794,7 @@ impl Worker {
             WorkerMessage::NeedTests
                 if matches!(self.state, State::Checking | State::Collecting) =>
             {
-                self.need_tests_pending = true
+                self.inc.need_tests_pending = true
             }
             WorkerMessage::NeedTests => self.need_tests(ctx),
             WorkerMessage::Warning { text, test, when } => {
@@ -832,7 +814,8 @@ impl Worker {
             }
             WorkerMessage::TestStarted { test } => self.on_test_started(ctx, test),
             WorkerMessage::Report(report) => {
-                let Some(running) = self.running.as_mut().filter(|r| r.test == report.test) else {
+                let Some(running) = self.inc.running.as_mut().filter(|r| r.test == report.test)
+                else {
                     return self.violation(format!(
                         "a report for {}, which is not running",
                         report.test
@@ -854,15 +837,15 @@ impl Worker {
                 self.kill(KillReason::InternalError(message));
             }
             WorkerMessage::Shutdown => {
-                self.shutdown_said = true;
+                self.inc.shutdown_said = true;
                 self.state = State::Stopping;
                 let incarnation = self.incarnation;
-                if self.external {
+                if self.inc.external {
                     // It exits now, on its own host: what it sent before is handled first.
                     return self.gone(ctx, incarnation, 0, Some(0), "left after shutdown".into());
                 }
                 ctx.run_later(self.settings.grace, move |act, _| {
-                    if act.incarnation == incarnation && act.pid.is_some() {
+                    if act.incarnation == incarnation && act.inc.pid.is_some() {
                         act.notice(format!(
                             "did not exit within {}s of shutdown; killing it",
                             act.settings.grace.as_secs()
@@ -881,14 +864,14 @@ impl Worker {
                 self.start_working(ctx);
             }
             CollectionVerdict::Pending if self.reference.is_some() => self.start_working(ctx),
-            CollectionVerdict::Pending => self.awaiting_reference = true,
+            CollectionVerdict::Pending => self.inc.awaiting_reference = true,
             CollectionVerdict::IdsNeeded => {
                 // Its digest differs: the ids show how (and are checked as usual).
                 self.state = State::Collecting;
                 self.send_to_process(CoordinatorMessage::CollectionNeeded);
             }
             CollectionVerdict::Mismatch(diff) => {
-                if self.armed.lie {
+                if self.inc.armed.lie {
                     self.fault(FaultKind::Lie, None);
                 }
                 self.publish(Event::CollectionMismatch {
@@ -904,8 +887,8 @@ impl Worker {
 
     fn start_working(&mut self, ctx: &mut Context<Self>) {
         self.state = State::Working;
-        self.awaiting_reference = false;
-        if std::mem::take(&mut self.need_tests_pending) {
+        self.inc.awaiting_reference = false;
+        if std::mem::take(&mut self.inc.need_tests_pending) {
             self.need_tests(ctx);
         }
     }
@@ -917,7 +900,7 @@ impl Worker {
         tests: Vec<TestId>,
         errors: Vec<CollectionError>,
     ) {
-        let (Some(reference), Some(collected)) = (&self.reference, &mut self.collected) else {
+        let (Some(reference), Some(collected)) = (&self.reference, &mut self.inc.collected) else {
             return self.violation(format!("a collection of {file} at the wrong time"));
         };
         let identity = protocol::identity(&self.slot.id, self.incarnation);
@@ -947,8 +930,8 @@ impl Worker {
         }
         if self.draining {
             self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
-        } else if !self.awaiting_work {
-            self.awaiting_work = true;
+        } else if !self.inc.awaiting_work {
+            self.inc.awaiting_work = true;
             let (reply, steal) = (ctx.address().recipient(), ctx.address().recipient());
             let (worker, incarnation) = (self.id(), self.incarnation);
             self.peers.scheduler.do_send(RequestWork {
@@ -956,7 +939,7 @@ impl Worker {
                 incarnation,
                 reply,
                 steal,
-                collected: self.collected.clone(),
+                collected: self.inc.collected.clone(),
                 holding: self.unstarted(),
             });
         }
@@ -966,16 +949,16 @@ impl Worker {
         if self.state != State::Working {
             return self.violation(format!("test_started for {test} at the wrong time"));
         }
-        if let Some(running) = &self.running {
+        if let Some(running) = &self.inc.running {
             return self.violation(format!(
                 "started {test} while {} was still running",
                 running.test
             ));
         }
-        if !self.queue.contains(&test) {
+        if !self.inc.queue.contains(&test) {
             return self.violation(format!("started {test}, which it was not given"));
         }
-        if let Some(collected) = &self.collected {
+        if let Some(collected) = &self.inc.collected {
             if !collected.contains(module_of(&test)) {
                 return self.violation(format!(
                     "started {test} without reporting the collection of its file"
@@ -984,7 +967,7 @@ impl Worker {
         }
         self.seq += 1;
         let seq = self.seq;
-        self.running = Some(Running {
+        self.inc.running = Some(Running {
             test: test.clone(),
             started: Instant::now(),
             record: TestRecord::default(),
@@ -993,7 +976,7 @@ impl Worker {
         if let Some(limit) = self.settings.timeout {
             ctx.run_later(limit, move |act, _| act.timed_out(seq, limit));
         }
-        if let Some((kind, delay)) = self.dice.as_mut().and_then(FaultDice::at_test_start) {
+        if let Some((kind, delay)) = self.inc.dice.as_mut().and_then(FaultDice::at_test_start) {
             let incarnation = self.incarnation;
             ctx.run_later(Duration::from_millis(delay), move |act, _| {
                 act.strike(incarnation, kind)
@@ -1003,8 +986,7 @@ impl Worker {
             test,
             worker: self.id(),
         });
-        self.unconfirmed = false;
-        if let Some(steal) = self.deferred_steal.take() {
+        if let Some(steal) = self.inc.steal.test_started() {
             self.steal(steal, ctx);
         }
     }
@@ -1012,10 +994,10 @@ impl Worker {
     /// Inflicts a signal fault on the process of `incarnation`, if it still runs: during the
     /// test that rolled it, or a little after it (a random point in the worker's life).
     fn strike(&mut self, incarnation: u32, kind: FaultKind) {
-        let Some(pid) = self.pid.filter(|_| self.incarnation == incarnation) else {
+        let Some(pid) = self.inc.pid.filter(|_| self.incarnation == incarnation) else {
             return;
         };
-        let test = self.running.as_ref().map(|r| r.test.clone());
+        let test = self.inc.running.as_ref().map(|r| r.test.clone());
         let signal = match kind {
             FaultKind::Kill => Signal::SIGKILL,
             FaultKind::Stop => Signal::SIGSTOP,
@@ -1039,23 +1021,24 @@ impl Worker {
     /// Hang detection: a process that stays stopped (SIGSTOP, a debugger) is killed, its running
     /// test reported and its work returned, like any other dead worker.
     fn watch_for_stops(&mut self, ctx: &mut Context<Self>) {
-        if std::mem::take(&mut self.pending_gone) {
+        if std::mem::take(&mut self.inc.pending_gone) {
             let incarnation = self.incarnation;
             return self.gone(ctx, incarnation, 0, None, "disowned".into());
         }
         let live = matches!(
             self.state,
             State::Collecting | State::Checking | State::Working
-        ) && (self.pid.is_some() || self.identity.is_some() && self.external);
-        if let Some(watch) = self.liveness.as_mut().filter(|_| live) {
+        ) && (self.inc.pid.is_some()
+            || self.inc.identity.is_some() && self.inc.external);
+        let pid = self.inc.pid;
+        if let Some(watch) = self.inc.liveness.as_mut().filter(|_| live) {
             let now = Instant::now();
             // A local process that computes is busy, not hung (a test holding the interpreter
             // lock keeps the heartbeat thread from running); on another host silence decides.
-            let cpu = self
-                .pid
+            let cpu = pid
                 .filter(|_| watch.wants_cpu(now))
                 .and_then(process_cpu_ticks);
-            if let (Liveness::Silent(silent), None) = (watch.check(now, cpu), &self.kill) {
+            if let (Liveness::Silent(silent), None) = (watch.check(now, cpu), &self.inc.kill) {
                 let secs = silent.as_secs_f64();
                 if self.settings.launcher.remote() {
                     self.notice(format!(
@@ -1069,12 +1052,12 @@ impl Worker {
                 return self.kill(KillReason::Hung);
             }
         }
-        let Some(pid) = self.pid else { return };
+        let Some(pid) = self.inc.pid else { return };
         if !process_is_stopped(pid) {
-            self.stopped_since = None;
+            self.inc.stopped_since = None;
             return;
         }
-        let since = *self.stopped_since.get_or_insert_with(Instant::now);
+        let since = *self.inc.stopped_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.settings.hang_timeout {
             self.notice(format!(
                 "has been stopped for {:.1}s; killing it",
@@ -1085,10 +1068,10 @@ impl Worker {
     }
 
     fn timed_out(&mut self, seq: u64, limit: Duration) {
-        let Some(running) = self.running.take_if(|r| r.seq == seq) else {
+        let Some(running) = self.inc.running.take_if(|r| r.seq == seq) else {
             return;
         };
-        self.queue.retain(|t| t != &running.test);
+        self.inc.queue.retain(|t| t != &running.test);
         let details = format!(
             "timed out after {}s on worker {}; the worker was killed\n{}",
             limit.as_secs_f64(),
@@ -1110,11 +1093,11 @@ impl Worker {
     }
 
     fn finish_running(&mut self) {
-        let Some(running) = self.running.take() else {
+        let Some(running) = self.inc.running.take() else {
             return;
         };
-        if let Some(pos) = self.queue.iter().position(|t| t == &running.test) {
-            self.queue.remove(pos);
+        if let Some(pos) = self.inc.queue.iter().position(|t| t == &running.test) {
+            self.inc.queue.remove(pos);
         }
         let verdict = running.record.verdict();
         self.crash_streak = 0;
@@ -1132,17 +1115,17 @@ impl Worker {
     /// The process gave back `tests` (work stealing). Only tests it holds and has not started
     /// count; starting one of them later is a protocol violation.
     fn on_released(&mut self, tests: Vec<TestId>) {
-        if !std::mem::take(&mut self.releasing) {
+        if !self.inc.steal.released() {
             return self.violation("released tests it was not asked for".into());
         }
-        let running = self.running.as_ref().map(|r| &r.test);
+        let running = self.inc.running.as_ref().map(|r| &r.test);
         let mut given = Vec::with_capacity(tests.len());
         for test in tests {
             if Some(&test) == running {
                 continue;
             }
-            if let Some(pos) = self.queue.iter().position(|t| t == &test) {
-                given.push(self.queue.remove(pos).expect("position is valid"));
+            if let Some(pos) = self.inc.queue.iter().position(|t| t == &test) {
+                given.push(self.inc.queue.remove(pos).expect("position is valid"));
             }
         }
         self.return_stolen(given);
@@ -1151,26 +1134,26 @@ impl Worker {
     /// Answers a [`Steal`]: asks the process for the end of its queue, or says "nothing". Every
     /// Steal is answered once.
     fn steal(&mut self, msg: Steal, ctx: &mut Context<Self>) {
-        let tail: Vec<TestId> = if self.state == State::Working && !self.draining && !self.releasing
-        {
-            let running = self.running.as_ref().map(|r| &r.test);
-            let unstarted = self.unstarted();
-            msg.policy
-                .tail(running, &unstarted, msg.thief_load)
-                .to_vec()
-        } else {
-            Vec::new()
-        };
+        let tail: Vec<TestId> =
+            if self.state == State::Working && !self.draining && !self.inc.steal.asking() {
+                let running = self.inc.running.as_ref().map(|r| &r.test);
+                let unstarted = self.unstarted();
+                msg.policy
+                    .tail(running, &unstarted, msg.thief_load)
+                    .to_vec()
+            } else {
+                Vec::new()
+            };
         if tail.is_empty() {
             return self.return_stolen(tail);
         }
-        self.releasing = true;
+        self.inc.steal.ask();
         self.send_to_process(CoordinatorMessage::Release { tests: tail });
         // A worker busy in a long test (or one that ignores `release`) must not keep the
         // Scheduler waiting: it hears "nothing" after a while; a late answer still counts.
         let incarnation = self.incarnation;
         ctx.run_later(RELEASE_PATIENCE, move |act, _| {
-            if act.incarnation == incarnation && act.releasing {
+            if act.incarnation == incarnation && act.inc.steal.asking() {
                 act.return_stolen(Vec::new());
             }
         });
@@ -1179,16 +1162,16 @@ impl Worker {
     /// The process is gone: a steal it was asked for (or was to be asked for) is answered
     /// "nothing" for it; its tests come back with the rest of its queue.
     fn forget_steal(&mut self) {
-        self.unconfirmed = false;
-        if std::mem::take(&mut self.releasing) | self.deferred_steal.take().is_some() {
+        if self.inc.steal.forget() {
             self.return_stolen(Vec::new());
         }
     }
 
     /// The tests the process holds and has not started, in order.
     fn unstarted(&self) -> Vec<TestId> {
-        let running = self.running.as_ref().map(|r| &r.test);
-        self.queue
+        let running = self.inc.running.as_ref().map(|r| &r.test);
+        self.inc
+            .queue
             .iter()
             .filter(|t| Some(*t) != running)
             .cloned()
@@ -1214,8 +1197,8 @@ impl Worker {
             });
             return;
         }
-        self.queue.extend(tests.iter().cloned());
-        self.unconfirmed = true;
+        self.inc.queue.extend(tests.iter().cloned());
+        self.inc.steal.tests_sent();
         self.send_to_process(CoordinatorMessage::Tests { tests });
     }
 }
@@ -1292,13 +1275,13 @@ impl Handler<Output> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Output, _: &mut Self::Context) {
-        if let Some(log) = &mut self.log {
+        if let Some(log) = &mut self.inc.log {
             let _ = log.write_all(&msg.bytes);
         }
         if msg.incarnation == self.incarnation {
-            self.tail.extend_from_slice(&msg.bytes);
-            if self.tail.len() > 2 * TAIL_BYTES {
-                self.tail.drain(..self.tail.len() - TAIL_BYTES);
+            self.inc.tail.extend_from_slice(&msg.bytes);
+            if self.inc.tail.len() > 2 * TAIL_BYTES {
+                self.inc.tail.drain(..self.inc.tail.len() - TAIL_BYTES);
             }
         }
     }
@@ -1315,20 +1298,20 @@ impl Handler<FromProcess> for Worker {
             ..
         } = msg.message
         {
-            if self.identity.as_ref() != Some(&msg.identity) {
+            if self.inc.identity.as_ref() != Some(&msg.identity) {
                 return self.on_hello(msg.identity, incarnation, heartbeat, msg.collect, pid);
             }
         }
-        if self.identity.as_ref() != Some(&msg.identity) {
+        if self.inc.identity.as_ref() != Some(&msg.identity) {
             let got = untrusted::escape(&msg.identity, untrusted::MAX_SHOWN_CHARS);
             let why = format!("{got} has not said hello (or is not current); say hello first");
             return self.refuse(msg.identity, why);
         }
-        if self.kill.as_ref().is_some_and(KillReason::condemns) {
+        if self.inc.kill.as_ref().is_some_and(KillReason::condemns) {
             tracing::debug!(worker = %self.slot.id, "ignoring a message of a condemned process");
             return;
         }
-        if let Some(watch) = &mut self.liveness {
+        if let Some(watch) = &mut self.inc.liveness {
             watch.heard(Instant::now());
         }
         self.on_message(ctx, msg.message);
@@ -1339,17 +1322,17 @@ impl Handler<Garbage> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Garbage, _: &mut Self::Context) {
-        if self.identity.as_ref() != Some(&msg.identity) {
+        if self.inc.identity.as_ref() != Some(&msg.identity) {
             let reason = format!("malformed frame: {}", msg.reason);
             return self.refuse(msg.identity, reason);
         }
-        if self.kill.as_ref().is_some_and(KillReason::condemns) {
+        if self.inc.kill.as_ref().is_some_and(KillReason::condemns) {
             return;
         }
-        if self.armed.garble_after.is_some() {
+        if self.inc.armed.garble_after.is_some() {
             self.fault(
                 FaultKind::Garble,
-                self.running.as_ref().map(|r| r.test.clone()),
+                self.inc.running.as_ref().map(|r| r.test.clone()),
             );
         }
         self.notice(format!(
@@ -1365,7 +1348,7 @@ impl Handler<Assignment> for Worker {
 
     fn handle(&mut self, msg: Assignment, ctx: &mut Self::Context) {
         if msg.incarnation == self.incarnation {
-            self.awaiting_work = false;
+            self.inc.awaiting_work = false;
         }
         if msg.tests.is_empty() {
             if msg.incarnation == self.incarnation && self.state == State::Working {
@@ -1405,7 +1388,7 @@ impl Handler<ReferenceReady> for Worker {
 
     fn handle(&mut self, ReferenceReady(reference): ReferenceReady, ctx: &mut Self::Context) {
         self.reference = Some(reference);
-        if self.state == State::Checking && self.awaiting_reference {
+        if self.state == State::Checking && self.inc.awaiting_reference {
             self.start_working(ctx);
         }
     }
@@ -1415,7 +1398,7 @@ impl Handler<Recollect> for Worker {
     type Result = ();
 
     fn handle(&mut self, _: Recollect, _: &mut Self::Context) {
-        if self.pid.is_some() && self.kill.is_none() {
+        if self.inc.pid.is_some() && self.inc.kill.is_none() {
             self.kill(KillReason::Recollect);
         }
     }
@@ -1425,22 +1408,22 @@ impl Handler<Steal> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Steal, ctx: &mut Self::Context) {
-        if self.unconfirmed && self.state == State::Working && !self.draining {
-            // Tests were just sent: the process may not have read them yet, and could not give
-            // them back. Ask once it starts one (or answer "nothing" after a while).
-            self.deferred_steal = Some(msg);
-            let incarnation = self.incarnation;
-            ctx.run_later(RELEASE_PATIENCE, move |act, ctx| {
-                if act.incarnation == incarnation {
-                    if let Some(steal) = act.deferred_steal.take() {
-                        act.unconfirmed = false;
-                        act.steal(steal, ctx);
+        let working = self.state == State::Working && !self.draining;
+        match self.inc.steal.requested(msg, working) {
+            Step::Ask(msg) => self.steal(msg, ctx),
+            Step::Deferred => {
+                // Tests were just sent: the process may not have read them yet, and could not
+                // give them back. Ask once it starts one (or after a while).
+                let incarnation = self.incarnation;
+                ctx.run_later(RELEASE_PATIENCE, move |act, ctx| {
+                    if act.incarnation == incarnation {
+                        if let Some(steal) = act.inc.steal.deferral_expired() {
+                            act.steal(steal, ctx);
+                        }
                     }
-                }
-            });
-            return;
+                });
+            }
         }
-        self.steal(msg, ctx);
     }
 }
 
@@ -1487,7 +1470,7 @@ impl Handler<NoMoreWork> for Worker {
     type Result = ();
 
     fn handle(&mut self, _: NoMoreWork, _: &mut Self::Context) {
-        if self.external && !self.joined && self.state == State::Starting {
+        if self.inc.external && !self.inc.joined && self.state == State::Starting {
             self.notice(format!(
                 "stops waiting for {} to join: no work is left",
                 protocol::identity(&self.slot.id, self.incarnation)
@@ -1503,7 +1486,7 @@ impl Handler<KillNow> for Worker {
     fn handle(&mut self, _: KillNow, _: &mut Self::Context) {
         self.aborted = true;
         self.kill(KillReason::Abort);
-        self.group.take();
+        self.inc.group.take();
         self.state = State::Done;
     }
 }

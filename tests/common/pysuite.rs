@@ -80,7 +80,13 @@ pub fn summary_counts(output: &str) -> BTreeMap<String, usize> {
         .lines()
         .rev()
         .find(|l| {
-            l.contains(" in ") && l.trim_end().trim_end_matches('=').trim_end().ends_with('s')
+            // `... in 1.23s`, or past a minute `... in 122.24s (0:02:02)`.
+            let end = l.trim_end().trim_end_matches('=').trim_end();
+            let end = match end.rsplit_once(" (") {
+                Some((head, clock)) if clock.ends_with(')') => head,
+                _ => end,
+            };
+            l.contains(" in ") && end.ends_with('s')
         })
         .unwrap_or_else(|| panic!("no summary line in:\n{output}"));
     let body = line.trim().trim_matches('=').trim();

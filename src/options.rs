@@ -3,9 +3,10 @@
 //! [`SessionConfig`].
 //!
 //! ```text
-//!   flags ──clap──┐
-//!                 ├─ RunOptions ── merge: flags over profile over `default` ── session_config ─> SessionConfig
-//!   herd.toml ────┘   (check: the same ranges as the flags', naming the key)
+//!   flags ───── clap ────┐
+//!                        ├─> RunOptions ─ merge ─> RunOptions ─ session_config ─> SessionConfig
+//!   herd.toml ── serde ──┘   flags over the profile over `default`
+//!                  └─ check: the flags' ranges, naming the key
 //! ```
 //!
 //! Every field is `Option`: `None` means "not given", so [`RunOptions::merge`] is one rule for
@@ -244,7 +245,8 @@ run_options! {
         /// Example: --list 'ls tests/*.sh'
         #[arg(long, value_name = "CMD", value_parser = values::LIST.parser())]
         pub list: Option<String> => values::LIST,
-        /// The test command: on the command line, what follows `--` (see `RunArgs`).
+        /// The test command: on the command line, what follows `--` (see
+        /// [`RunArgs`](crate::cli::RunArgs)).
         #[arg(skip)]
         pub command: Option<Vec<String>>,
     }

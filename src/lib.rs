@@ -20,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod exec;
 pub mod junit;
+pub mod options;
 pub mod preflight;
 pub mod profile;
 pub mod pytest;

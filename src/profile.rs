@@ -21,83 +21,14 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use herd_core::faults::FaultPlan;
-
-use crate::session::{ColorChoice, SessionConfig};
-use crate::values::{self, BadValue, Seconds};
+pub use crate::options::RunOptions;
 
 /// The name of the config file looked for in the project.
 pub const CONFIG_FILE: &str = "herd.toml";
 
-/// Options of one profile (or of the command line): `None` means "not given".
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Profile {
-    /// `-n`.
-    pub workers: Option<usize>,
-    /// `--appliance` (one worker each).
-    pub appliances: Option<Vec<String>>,
-    /// `--providers`.
-    pub providers: Option<Vec<String>>,
-    /// `--cleanse`.
-    pub cleanse: Option<String>,
-    /// `--appliance-check`.
-    pub appliance_check: Option<String>,
-    /// `--max-respawns`.
-    pub max_respawns: Option<u32>,
-    /// `--respawn-window` (seconds).
-    pub respawn_window: Option<f64>,
-    /// `--retire-after`.
-    pub retire_after: Option<u32>,
-    /// `--crash-retries`.
-    pub crash_retries: Option<u32>,
-    /// `--maxfail`.
-    pub maxfail: Option<usize>,
-    /// `-x`.
-    pub exitfirst: Option<bool>,
-    /// `--timeout` (seconds).
-    pub timeout: Option<f64>,
-    /// `--grace` (seconds).
-    pub grace: Option<f64>,
-    /// `--worker-start-timeout` (seconds).
-    pub worker_start_timeout: Option<f64>,
-    /// `--junit-xml`.
-    pub junit_xml: Option<PathBuf>,
-    /// `--durations`.
-    pub durations: Option<usize>,
-    /// `--events`.
-    pub events: Option<PathBuf>,
-    /// `--log-dir`.
-    pub log_dir: Option<PathBuf>,
-    /// `--endpoint`.
-    pub endpoint: Option<String>,
-    /// `--list` (exec runner).
-    pub list: Option<String>,
-    /// The command after `--`.
-    pub command: Option<Vec<String>>,
-    /// `--color`.
-    pub color: Option<ColorChoice>,
-    /// `--launcher`.
-    pub launcher: Option<String>,
-    /// `--hosts`.
-    pub hosts: Option<Vec<String>>,
-    /// `--token-file`.
-    pub token_file: Option<PathBuf>,
-    /// `--fingerprint`.
-    pub fingerprint: Option<String>,
-    /// `--chaos`.
-    pub chaos: Option<String>,
-    /// `--hang-timeout` (seconds).
-    pub hang_timeout: Option<f64>,
-    /// `--heartbeat-timeout` (seconds).
-    pub heartbeat_timeout: Option<f64>,
-    /// `--dist`.
-    pub dist: Option<String>,
-    /// `--history`.
-    pub history: Option<PathBuf>,
-    /// `--collect-all`.
-    pub collect_all: Option<bool>,
-}
+/// The options of one profile (or of the command line): `None` means "not given". The keys of
+/// a profile are the fields of [`RunOptions`], in kebab-case.
+pub type Profile = RunOptions;
 
 /// A parsed `herd.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -106,183 +37,6 @@ pub struct ConfigFile {
     /// Profiles by name.
     #[serde(default)]
     pub profile: BTreeMap<String, Profile>,
-}
-
-macro_rules! merge_fields {
-    ($base:ident, $over:ident, $($field:ident),*) => {
-        Profile { $($field: $over.$field.or($base.$field)),* }
-    };
-}
-
-impl Profile {
-    /// `self` with every option `over` gives replaced by `over`'s.
-    pub fn merge(self, over: Profile) -> Profile {
-        let base = self;
-        merge_fields!(
-            base,
-            over,
-            workers,
-            appliances,
-            providers,
-            cleanse,
-            appliance_check,
-            max_respawns,
-            respawn_window,
-            retire_after,
-            crash_retries,
-            maxfail,
-            exitfirst,
-            timeout,
-            grace,
-            worker_start_timeout,
-            junit_xml,
-            durations,
-            events,
-            log_dir,
-            endpoint,
-            list,
-            command,
-            color,
-            launcher,
-            hosts,
-            token_file,
-            fingerprint,
-            chaos,
-            hang_timeout,
-            heartbeat_timeout,
-            dist,
-            history,
-            collect_all
-        )
-    }
-
-    /// Checks every value against its option's range (the same ranges as the flags'); the error
-    /// names the key (`timeout = 1e300 is out of range: give seconds from 0.001 to 604800`).
-    pub fn check(&self) -> Result<(), BadValue> {
-        let counts = [
-            (values::WORKERS, self.workers.map(|n| n as u64)),
-            (values::MAX_RESPAWNS, self.max_respawns.map(u64::from)),
-            (values::RETIRE_AFTER, self.retire_after.map(u64::from)),
-            (values::CRASH_RETRIES, self.crash_retries.map(u64::from)),
-            (values::MAXFAIL, self.maxfail.map(|n| n as u64)),
-            (values::DURATIONS, self.durations.map(|n| n as u64)),
-        ];
-        for (spec, value) in counts {
-            value.map(|v| spec.check_key(v)).transpose()?;
-        }
-        for (spec, value) in self.seconds() {
-            value.map(|v| spec.key_duration(v)).transpose()?;
-        }
-        let lists = [
-            (values::APPLIANCE, &self.appliances),
-            (values::PROVIDERS, &self.providers),
-            (values::HOSTS, &self.hosts),
-        ];
-        for (spec, list) in lists {
-            list.iter().flatten().try_for_each(|v| spec.check_key(v))?;
-        }
-        let texts = [
-            (values::LIST, &self.list),
-            (values::CLEANSE, &self.cleanse),
-            (values::APPLIANCE_CHECK, &self.appliance_check),
-            (values::LAUNCHER, &self.launcher),
-            (values::FINGERPRINT, &self.fingerprint),
-            (values::CHAOS, &self.chaos),
-            (values::ENDPOINT, &self.endpoint),
-        ];
-        for (spec, text) in texts {
-            text.as_deref().map(|t| spec.check_key(t)).transpose()?;
-        }
-        Ok(())
-    }
-
-    /// The options given in seconds, with their specs.
-    fn seconds(&self) -> [(Seconds, Option<f64>); 6] {
-        [
-            (values::RESPAWN_WINDOW, self.respawn_window),
-            (values::TIMEOUT, self.timeout),
-            (values::GRACE, self.grace),
-            (values::WORKER_START_TIMEOUT, self.worker_start_timeout),
-            (values::HANG_TIMEOUT, self.hang_timeout),
-            (values::HEARTBEAT_TIMEOUT, self.heartbeat_timeout),
-        ]
-    }
-
-    /// The session configuration, with herd's defaults for what is not given.
-    pub fn session_config(&self, verbosity: i8) -> Result<SessionConfig, String> {
-        let defaults = SessionConfig::default();
-        let secs = |spec: Seconds, value: Option<f64>| {
-            value
-                .map(|v| spec.flag_duration(v).map_err(|e| e.to_string()))
-                .transpose()
-        };
-        if self.exitfirst == Some(true) && self.maxfail.is_some() {
-            return Err("-x (exitfirst) and --maxfail exclude each other".into());
-        }
-        Ok(SessionConfig {
-            workers: self.workers,
-            appliances: self.appliances.clone().unwrap_or_default(),
-            providers: self
-                .providers
-                .iter()
-                .flatten()
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect(),
-            cleanse: self.cleanse.clone(),
-            appliance_check: self.appliance_check.clone(),
-            max_respawns: self.max_respawns,
-            respawn_window: secs(values::RESPAWN_WINDOW, self.respawn_window)?,
-            retire_after: self.retire_after.unwrap_or(defaults.retire_after),
-            crash_retries: self.crash_retries.unwrap_or(defaults.crash_retries),
-            maxfail: if self.exitfirst == Some(true) {
-                Some(1)
-            } else {
-                self.maxfail.filter(|n| *n > 0)
-            },
-            timeout: secs(values::TIMEOUT, self.timeout)?,
-            grace: secs(values::GRACE, self.grace)?.unwrap_or(defaults.grace),
-            start_timeout: secs(values::WORKER_START_TIMEOUT, self.worker_start_timeout)?
-                .unwrap_or(defaults.start_timeout),
-            hook_timeout: defaults.hook_timeout,
-            endpoint: self.endpoint.clone(),
-            events: self.events.clone(),
-            log_dir: Some(
-                self.log_dir
-                    .clone()
-                    .unwrap_or_else(|| defaults.log_dir.clone().unwrap_or_default()),
-            ),
-            verbosity,
-            handle_signals: true,
-            dots: None,
-            junit_xml: self.junit_xml.clone(),
-            durations: self.durations,
-            color: self.color.unwrap_or_default(),
-            progress: None,
-            launcher: self.launcher.clone(),
-            hosts: self
-                .hosts
-                .iter()
-                .flatten()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect(),
-            token_file: self.token_file.clone(),
-            fingerprint: self.fingerprint.clone(),
-            faults: self.chaos.as_deref().map(FaultPlan::parse).transpose()?,
-            hang_timeout: secs(values::HANG_TIMEOUT, self.hang_timeout)?
-                .unwrap_or(defaults.hang_timeout),
-            heartbeat_timeout: secs(values::HEARTBEAT_TIMEOUT, self.heartbeat_timeout)?
-                .unwrap_or(defaults.heartbeat_timeout),
-            dist: self.dist.as_deref().map(str::parse).transpose()?,
-            history: Some(
-                self.history
-                    .clone()
-                    .unwrap_or_else(|| defaults.history.clone().unwrap_or_default()),
-            ),
-            collect_all: self.collect_all.unwrap_or(false),
-        })
-    }
 }
 
 impl ConfigFile {
@@ -336,6 +90,7 @@ pub fn find_config(dir: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::SessionConfig;
     use std::time::Duration;
 
     const FILE: &str = r#"

@@ -1,10 +1,11 @@
-//! The ranges of herd's option values, checked in one place: by clap for the flags, by the
-//! profile loader for the same keys in `herd.toml`, and by [`SessionConfig::check`] for values an
-//! embedder gives. A value out of range is a usage error that says what is wrong and what to
-//! give instead (`--timeout 1e300 is out of range: give seconds from 0.001 to 604800`), never a
-//! panic.
+//! The ranges of herd's option values, checked in one place: by clap for the flags, by
+//! [`RunOptions::check`] (through [`ProfileValue`]) for the same keys in `herd.toml`, and by
+//! [`SessionConfig::check`] for values an embedder gives. A value out of range is a usage error
+//! that says what is wrong and what to give instead (`--timeout 1e300 is out of range: give
+//! seconds from 0.001 to 604800`), never a panic.
 //!
 //! [`SessionConfig::check`]: crate::session::SessionConfig::check
+//! [`RunOptions::check`]: crate::options::RunOptions::check
 
 use std::fmt;
 use std::time::Duration;
@@ -431,6 +432,43 @@ impl Text {
         self,
     ) -> impl Fn(&str) -> Result<String, BadValue> + Clone + Send + Sync + 'static {
         move |text| self.check_flag(text).map(|()| text.to_string())
+    }
+}
+
+/// A value of a `herd.toml` profile key, checked against its option's range by the option's
+/// spec; the error names the key (`workers = 0 is out of range: ...`).
+pub trait ProfileValue<T: ?Sized> {
+    /// Checks `value`, given for this spec's key.
+    fn check_profile_value(&self, value: &T) -> Result<(), BadValue>;
+}
+
+impl ProfileValue<usize> for Count {
+    fn check_profile_value(&self, value: &usize) -> Result<(), BadValue> {
+        self.check_key(*value)
+    }
+}
+
+impl ProfileValue<u32> for Count {
+    fn check_profile_value(&self, value: &u32) -> Result<(), BadValue> {
+        self.check_key(*value)
+    }
+}
+
+impl ProfileValue<f64> for Seconds {
+    fn check_profile_value(&self, value: &f64) -> Result<(), BadValue> {
+        self.key_duration(*value).map(drop)
+    }
+}
+
+impl ProfileValue<String> for Text {
+    fn check_profile_value(&self, value: &String) -> Result<(), BadValue> {
+        self.check_key(value)
+    }
+}
+
+impl ProfileValue<Vec<String>> for Text {
+    fn check_profile_value(&self, list: &Vec<String>) -> Result<(), BadValue> {
+        list.iter().try_for_each(|value| self.check_key(value))
     }
 }
 

@@ -1,0 +1,279 @@
+//! The Worker: one per slot. It owns its child process (in its own process group, output captured
+//! to a per-worker log with the last lines kept for crash reports), the tests the process holds,
+//! and its restart policy: when the process dies it reports the running test, returns the rest,
+//! and either retires the slot or asks the Supervisor for a respawn.
+//!
+//! The actor is split by concern: [`lifecycle`] (spawn, kill, exit, the death plan, respawn),
+//! [`inbound`] (what the process says: hello, collection, messages), [`work`] (its tests:
+//! requests, delivery, starts, timeouts, steals) and [`liveness`] (stopped or silent; chaos
+//! strikes). The decisions with rules in them are pure, in `herd_core::slot` and
+//! `herd_core::liveness`.
+//!
+//! ```text
+//!  spawn -> Starting --hello--> Collecting --collection--> Checking --ok--> Working --shutdown--> Stopping -> exit
+//!              |                    |  (mismatch: kill)          |  (crash, timeout, garbage: kill)
+//!              +--------------------+----------------------------+--> exit -> Respawning
+//!  Respawning --(retire rule or appliance check fails)--> Retired
+//!  Respawning --(Supervisor grants)--> spawn        Respawning --(denied, draining)--> Done
+//! ```
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use herd_core::collection::{CollectScope, Part, Reference};
+use herd_core::events::Event;
+use herd_core::faults::{FaultDice, FaultKind, FaultPlan, SelfFaults};
+use herd_core::grouping::module_of;
+use herd_core::liveness::{Liveness, Watch};
+use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
+use herd_core::protocol::{
+    self, CollectionError, CoordinatorMessage, PhaseReport, Token, WorkerMessage,
+};
+use herd_core::restart::RetirePolicy;
+use herd_core::slot::death::{plan_death, Death, DeathPlan, KillReason, Next};
+use herd_core::slot::steal::{Handshake, Step};
+use herd_core::untrusted;
+use herd_core::TestId;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::launcher::{Launch, Launcher};
+use crate::messages::*;
+use crate::output::WorkerLog;
+use crate::process::{
+    describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
+};
+use crate::reporter::Reporter;
+use crate::scheduler::Scheduler;
+use crate::supervisor::Supervisor;
+use crate::transport::Transport;
+
+mod inbound;
+mod lifecycle;
+mod liveness;
+mod work;
+
+/// A worker slot: its id and the appliance it owns exclusively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSlot {
+    /// Worker id (`w1`, `w2`, ...).
+    pub id: String,
+    /// The appliance (a server URL, a database, a device), if any.
+    pub appliance: Option<String>,
+}
+
+/// Settings shared by every worker of a session.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How to start a worker process.
+    pub command: WorkerCommand,
+    /// What starts it (on this machine by default).
+    pub launcher: Arc<dyn Launcher>,
+    /// The endpoint workers connect to.
+    pub endpoint: String,
+    /// The session token.
+    pub token: Token,
+    /// `--timeout`: longest a test may run.
+    pub timeout: Option<Duration>,
+    /// Longest a new process may take to say hello and report its collection.
+    pub start_timeout: Duration,
+    /// How long a process that said `shutdown` may take to exit before it is killed.
+    pub grace: Duration,
+    /// `--cleanse CMD`, run before a worker switches provider.
+    pub cleanse: Option<String>,
+    /// `--appliance-check CMD`, run before each respawn; failing retires the slot.
+    pub appliance_check: Option<String>,
+    /// Longest a hook may run.
+    pub hook_timeout: Duration,
+    /// When a slot is retired.
+    pub retire: RetirePolicy,
+    /// Where per-worker logs go.
+    pub log_dir: Option<PathBuf>,
+    /// A private directory for the workers' status files (see [`protocol::ENV_STATUS_FILE`]).
+    pub status_dir: Option<PathBuf>,
+    /// Faults to inject (`--chaos`).
+    pub faults: Option<FaultPlan>,
+    /// Whether the runner gave the reference collection (else the first worker's is the
+    /// reference, and a first spawn must not be asked to lie: nothing could tell).
+    pub reference_known: bool,
+    /// How long a worker process may stay stopped (SIGSTOP, a debugger) before it is killed.
+    pub hang_timeout: Duration,
+    /// How long a worker that promised heartbeats may stay silent before it is taken for hung
+    /// (or, on another host, for lost).
+    pub heartbeat_timeout: Duration,
+    /// The coordinator's fingerprint (see [`protocol::fingerprint`]): a worker that says another
+    /// is refused.
+    pub fingerprint: String,
+    /// Whether a worker must say a fingerprint (a `--fingerprint` command was given).
+    pub fingerprint_required: bool,
+}
+
+/// The actors a worker talks to.
+#[derive(Clone)]
+pub struct Peers {
+    /// The root.
+    pub supervisor: Addr<Supervisor>,
+    /// The pool.
+    pub scheduler: Addr<Scheduler>,
+    /// Output.
+    pub reporter: Addr<Reporter>,
+    /// The socket.
+    pub transport: Addr<Transport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Starting,
+    Collecting,
+    Checking,
+    Working,
+    Stopping,
+    Respawning,
+    Done,
+}
+
+struct Running {
+    test: TestId,
+    started: Instant,
+    record: TestRecord,
+    seq: u64,
+}
+
+const TAIL_BYTES: usize = 32 * 1024;
+/// How long an exited process's last messages get to arrive before its exit is handled.
+const EXIT_SETTLE: Duration = Duration::from_millis(100);
+const TAIL_LINES: usize = 20;
+/// How long the Scheduler waits for the answer to a `release` before it deals on without it.
+const RELEASE_PATIENCE: Duration = Duration::from_millis(500);
+
+/// The actor for one worker slot.
+pub struct Worker {
+    slot: WorkerSlot,
+    settings: Arc<WorkerSettings>,
+    peers: Peers,
+    state: State,
+    /// The current (or last) incarnation's number: 1 for the first spawn.
+    incarnation: u32,
+    /// What belongs to the current (or last) process: replaced whole by the next spawn.
+    inc: Incarnation,
+    /// Numbers each test start, so a timer can tell its test from a later one.
+    seq: u64,
+    draining: bool,
+    aborted: bool,
+    /// The reference collection, once complete.
+    reference: Option<Arc<Reference>>,
+    /// Deaths in a row without a finished test.
+    crash_streak: u32,
+}
+
+/// Everything that belongs to one worker process (one incarnation). A new spawn starts from
+/// [`Incarnation::default`]: nothing of the last process is carried over by mistake.
+#[derive(Default)]
+struct Incarnation {
+    pid: Option<u32>,
+    group: Option<GroupGuard>,
+    /// Its ZeroMQ identity, once its hello was accepted.
+    identity: Option<Vec<u8>>,
+    shutdown_said: bool,
+    /// Why herd killed it, if herd did (the first reason stays).
+    kill: Option<KillReason>,
+    /// The tests it holds, in order (the running one first).
+    queue: VecDeque<TestId>,
+    running: Option<Running>,
+    /// A request for work is at the Scheduler.
+    awaiting_work: bool,
+    /// It asked for work before its collection was accepted.
+    need_tests_pending: bool,
+    /// Work stealing with this process: deferred, asked, answered once.
+    steal: Handshake<Steal>,
+    /// Its collection waits for the reference to be complete (a shard).
+    awaiting_reference: bool,
+    /// The files it has collected, when it collected only some.
+    collected: Option<Arc<HashSet<String>>>,
+    /// The end of its output, for crash reports.
+    tail: Vec<u8>,
+    log: Option<WorkerLog>,
+    /// Its exit: (pid, exit code if it exited normally, status as text).
+    exit: Option<(u32, Option<i32>, String)>,
+    dice: Option<FaultDice>,
+    armed: SelfFaults,
+    stopped_since: Option<Instant>,
+    /// Busy or hung: when it promised heartbeats.
+    liveness: Option<Watch>,
+    /// Not started by herd (`--launcher external`): it joins by itself.
+    external: bool,
+    /// An external worker that said hello.
+    joined: bool,
+    /// An external worker herd gave up on (it cannot be killed); its end is handled next tick.
+    disowned: bool,
+    pending_gone: bool,
+}
+
+impl Worker {
+    /// A worker for `slot`; it starts its first process when the actor starts.
+    pub fn new(slot: WorkerSlot, settings: Arc<WorkerSettings>, peers: Peers) -> Worker {
+        Worker {
+            slot,
+            settings,
+            peers,
+            state: State::Starting,
+            incarnation: 0,
+            inc: Incarnation::default(),
+            seq: 0,
+            draining: false,
+            aborted: false,
+            reference: None,
+            crash_streak: 0,
+        }
+    }
+
+    fn id(&self) -> String {
+        self.slot.id.clone()
+    }
+
+    fn publish(&self, event: Event) {
+        self.peers.reporter.do_send(Publish(event));
+    }
+
+    fn notice(&self, text: impl Into<String>) {
+        self.publish(Event::Notice {
+            worker: Some(self.id()),
+            text: text.into(),
+        });
+    }
+
+    fn send(&self, identity: Vec<u8>, message: CoordinatorMessage) {
+        self.peers.transport.do_send(Outbound { identity, message });
+    }
+
+    fn send_to_process(&self, message: CoordinatorMessage) {
+        if let Some(identity) = &self.inc.identity {
+            self.send(identity.clone(), message);
+        }
+    }
+
+    fn hook_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![(protocol::ENV_WORKER_ID.to_string(), self.id())];
+        if let Some(appliance) = &self.slot.appliance {
+            env.push((protocol::ENV_APPLIANCE.to_string(), appliance.clone()));
+        }
+        env
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| {
+            act.watch_for_stops(ctx)
+        });
+        self.spawn(ctx);
+    }
+}

@@ -25,7 +25,6 @@ pub mod launcher;
 pub mod messages;
 pub mod output;
 pub mod process;
-pub mod progress;
 pub mod report;
 pub mod reporter;
 pub mod scheduler;
@@ -45,7 +44,7 @@ pub use launcher::{ExternalLauncher, Launch, Launcher, LocalLauncher, TemplateLa
 pub use output::{OutputFailure, ReportFile};
 pub use process::WorkerCommand;
 pub use report::{InjectedFault, SessionReport, TestResult, WorkerLife};
-pub use reporter::{EventSubscriber, ReporterOptions};
+pub use reporter::{EventSubscriber, ReporterOptions, Sink};
 pub use transport::BindError;
 pub use worker::{WorkerSettings, WorkerSlot};
 

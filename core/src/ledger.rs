@@ -169,9 +169,7 @@ impl Ledger {
 
     /// Whether this failure is the one that reaches `--maxfail` (true at most once).
     fn maxfail_now(&mut self) -> bool {
-        let reached = self
-            .maxfail
-            .is_some_and(|max| self.tally.failures() >= max);
+        let reached = self.maxfail.is_some_and(|max| self.tally.failures() >= max);
         let first = reached && !self.maxfail_reached;
         self.maxfail_reached |= reached;
         first
@@ -284,14 +282,21 @@ mod tests {
         Some(Effect::Violation(text.into()))
     }
 
+    /// A named case: events and the effect of each.
+    type Case = (&'static str, Vec<Event>, Vec<Option<Effect>>);
+
     #[test]
     fn exactly_once_violations_are_said_and_the_outcome_dropped() {
         use Outcome::*;
         // (case, events, the effect of each event)
-        let cases: [(&str, Vec<Event>, Vec<Option<Effect>>); 4] = [
+        let cases: [Case; 4] = [
             (
                 "a second outcome",
-                vec![collected(&["a"]), finished("a", Passed), finished("a", Failed)],
+                vec![
+                    collected(&["a"]),
+                    finished("a", Passed),
+                    finished("a", Failed),
+                ],
                 vec![
                     None,
                     None,
@@ -316,7 +321,11 @@ mod tests {
             ),
             (
                 "one outcome each",
-                vec![collected(&["a", "b"]), finished("b", Failed), finished("a", Passed)],
+                vec![
+                    collected(&["a", "b"]),
+                    finished("b", Failed),
+                    finished("a", Passed),
+                ],
                 vec![None, None, None],
             ),
         ];
@@ -459,7 +468,11 @@ mod tests {
         assert_eq!(tally.total(), 2);
         assert_eq!(tally.reported("passed"), 1);
         assert_eq!(tally.reported("error"), 1);
-        assert_eq!(tally.reported("warnings"), 4, "the import warning counts once");
+        assert_eq!(
+            tally.reported("warnings"),
+            4,
+            "the import warning counts once"
+        );
         let texts: Vec<&str> = ledger.warnings().iter().map(|w| w.text.as_str()).collect();
         assert_eq!(
             texts,

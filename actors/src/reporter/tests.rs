@@ -208,7 +208,9 @@ async fn scripted(verbosity: i8, dots: bool) -> (String, String, usize) {
     assert_eq!(report.exit_code, exit_code::INTERNAL_ERROR);
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     // Times vary: the final line's seconds are cut off.
-    let text = text.rsplit_once(" in ").map_or(text.clone(), |(a, _)| a.to_string());
+    let text = text
+        .rsplit_once(" in ")
+        .map_or(text.clone(), |(a, _)| a.to_string());
     let lines: Vec<String> = std::fs::read_to_string(&path)
         .unwrap()
         .lines()

@@ -5,8 +5,9 @@
 //!                       Supervisor  (root: gate, respawn budget, signals, session end)
 //!          +----------------+---------------+----------------+
 //!       Worker w1 ...    Worker wN       Scheduler         Reporter        Transport
-//!   (process, restart   (one per slot)   (pool, returned   (the single      (thread owning the
-//!    policy, tests)                       work, providers)  writer)          ROUTER socket)
+//!   (process, restart   (one per slot)   (pool, returned   (the ledger,     (thread owning the
+//!    policy, tests)                       work, providers)  fan-out to       ROUTER socket)
+//!                                                           sinks)
 //!
 //!   Transport --Inbound--> Supervisor --FromProcess--> Worker --RequestWork--> Scheduler
 //!   Scheduler --Assignment--> Worker --Outbound--> Transport --> worker process
@@ -17,7 +18,9 @@
 //! the teardown report finishes it (Worker publishes `TestFinished`, tells the Scheduler it
 //! settled). If the process dies first, the Worker reports the running test crashed (or re-runs
 //! it, with `--crash-retries`) and returns the rest to the front of the queue. When the session
-//! ends, the Reporter settles every test still without an outcome as "not run".
+//! ends, the Reporter's ledger ([`herd_core::ledger`]) settles every test still without an
+//! outcome as "not run"; every output (terminal, summary, `--events`, `--junit-xml`, the
+//! embedder's subscribers) is a [`Sink`] of the same event stream.
 
 #![warn(missing_docs)]
 
@@ -25,7 +28,6 @@ pub mod launcher;
 pub mod messages;
 pub mod output;
 pub mod process;
-pub mod progress;
 pub mod report;
 pub mod reporter;
 pub mod scheduler;
@@ -45,7 +47,7 @@ pub use launcher::{ExternalLauncher, Launch, Launcher, LocalLauncher, TemplateLa
 pub use output::{OutputFailure, ReportFile};
 pub use process::WorkerCommand;
 pub use report::{InjectedFault, SessionReport, TestResult, WorkerLife};
-pub use reporter::{EventSubscriber, ReporterOptions};
+pub use reporter::{EventSubscriber, ReporterOptions, Sink};
 pub use transport::BindError;
 pub use worker::{WorkerSettings, WorkerSlot};
 

@@ -1,35 +1,14 @@
 //! What a session returns.
 
-use herd_core::events::Event;
 use herd_core::faults::FaultKind;
-use herd_core::outcome::{SessionEnd, Tally, Verdict};
+use herd_core::outcome::{SessionEnd, Tally};
 use herd_core::TestId;
 use serde::{Deserialize, Serialize};
 
 use crate::output::OutputFailure;
 
-/// One test's final result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TestResult {
-    /// Test id.
-    pub test: TestId,
-    /// The worker that ran it, if one did.
-    pub worker: Option<String>,
-    /// Its one outcome, duration, failure text, ...
-    #[serde(flatten)]
-    pub verdict: Verdict,
-}
-
-impl TestResult {
-    /// The `TestFinished` event for this result.
-    pub fn event(&self) -> Event {
-        Event::TestFinished {
-            test: self.test.clone(),
-            worker: self.worker.clone(),
-            verdict: self.verdict.clone(),
-        }
-    }
-}
+/// One test's final result (kept by the ledger).
+pub use herd_core::ledger::TestResult;
 
 /// One worker process's life: from spawn to exit (seconds since the session started).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 //! | [`text`] | text that cannot travel as it is: undecodable strings, oversized output |
 //! | [`diff`] | comparing a worker's collection with the reference |
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
+//! | [`ledger`] | every collected test's one outcome (exactly-once), not-run settling, `--maxfail` |
 //! | [`liveness`] | telling a busy worker from a hung one (silence and CPU time) |
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
 //! | [`events`] | the typed events of a session (`--events` JSON lines) |
@@ -29,6 +30,7 @@ pub mod events;
 pub mod faults;
 pub mod grouping;
 pub mod history;
+pub mod ledger;
 pub mod liveness;
 pub mod outcome;
 pub mod pool;

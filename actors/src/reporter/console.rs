@@ -1,0 +1,82 @@
+//! The user's console (stdout for the CLI), shared by the terminal and summary sinks: whole
+//! lines, pytest-style progress characters, and the live progress bar that lines go above.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::progress::Progress;
+
+/// The console, as the sinks that write to it hold it.
+#[derive(Clone)]
+pub struct SharedConsole(Arc<Mutex<Console>>);
+
+impl SharedConsole {
+    /// A console writing to `out`, with a live progress bar on stdout if `progress_bar`.
+    pub fn new(out: Box<dyn Write + Send>, progress_bar: bool) -> SharedConsole {
+        SharedConsole(Arc::new(Mutex::new(Console {
+            out,
+            progress: progress_bar.then(Progress::on_stdout),
+            column: 0,
+        })))
+    }
+
+    /// The console, to write to.
+    pub fn lock(&self) -> MutexGuard<'_, Console> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where user-facing text goes.
+pub struct Console {
+    out: Box<dyn Write + Send>,
+    progress: Option<Progress>,
+    /// Progress characters on the current line.
+    column: usize,
+}
+
+impl Console {
+    /// Prints one line (above the progress bar, if one is shown; after the progress
+    /// characters' line is ended, if one is open).
+    pub fn line(&mut self, text: impl AsRef<str>) {
+        if let Some(progress) = &self.progress {
+            progress.println(text.as_ref());
+            return;
+        }
+        if self.column > 0 {
+            let _ = writeln!(self.out);
+            self.column = 0;
+        }
+        let _ = writeln!(self.out, "{}", text.as_ref());
+    }
+
+    /// One progress character; a line ends every 60 tests, and after the last, with the share
+    /// done (`done` of `total`, this one included).
+    pub fn progress_char(&mut self, letter: char, done: usize, total: usize) {
+        let _ = write!(self.out, "{letter}");
+        self.column += 1;
+        if self.column >= 60 || done == total {
+            let pct = done * 100 / total.max(1);
+            let pad = 60 - self.column;
+            let _ = writeln!(self.out, "{:pad$} [{pct:>3}%]", "");
+            self.column = 0;
+        }
+        let _ = self.out.flush();
+    }
+
+    /// The progress bar, while it is shown.
+    pub fn progress_bar(&mut self) -> Option<&mut Progress> {
+        self.progress.as_mut()
+    }
+
+    /// Removes the progress bar (before the summary).
+    pub fn end_progress_bar(&mut self) {
+        if let Some(progress) = self.progress.take() {
+            progress.finish();
+        }
+    }
+
+    /// Flushes what was written.
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+}

@@ -1,0 +1,173 @@
+//! The summary sink: what is printed once the session is over, as pytest prints it. First the
+//! warnings summary, the failures with their text, the slowest durations, how the session
+//! ended and the faults injected; then, after every other output closed, the outputs that
+//! could not be written and the final line with the counts.
+
+use herd_core::events::Stamped;
+use herd_core::ledger::{Ledger, RaisedWarning, TestResult};
+use herd_core::outcome::SessionEnd;
+use herd_core::TestId;
+
+use super::console::{Console, SharedConsole};
+use super::Sink;
+use crate::output::OutputFailure;
+use crate::report::{InjectedFault, SessionReport};
+
+/// Prints the end of the session. It must be the last sink: it prints the others' failures.
+pub struct Summary {
+    console: SharedConsole,
+    /// Below 0, the warnings and failures sections are left out.
+    verbosity: i8,
+    /// `--durations N`: the N slowest tests (0: all).
+    durations: Option<usize>,
+    /// The final line, known when the report is.
+    final_line: Option<String>,
+}
+
+impl Summary {
+    /// The summary sink on `console`.
+    pub fn new(console: SharedConsole, verbosity: i8, durations: Option<usize>) -> Summary {
+        Summary {
+            console,
+            verbosity,
+            durations,
+            final_line: None,
+        }
+    }
+}
+
+impl Sink for Summary {
+    fn event(&mut self, _: &Stamped, _: &Ledger) {}
+
+    fn finish(&mut self, report: &SessionReport, ledger: &Ledger) -> Result<(), OutputFailure> {
+        let mut console = self.console.lock();
+        if self.verbosity >= 0 {
+            print_warnings(&mut console, ledger.warnings());
+            print_failures(&mut console, &report.results);
+        }
+        if let Some(n) = self.durations {
+            print_durations(&mut console, &report.results, n);
+        }
+        match &report.end {
+            SessionEnd::Completed => {}
+            SessionEnd::MaxfailReached => console.line("herd: stopping after --maxfail failures"),
+            SessionEnd::Interrupted(why) => console.line(format!("herd: interrupted: {why}")),
+            SessionEnd::Aborted(why) => console.line(format!("herd: session aborted: {why}")),
+        }
+        if !report.faults.is_empty() {
+            console.line(faults_line(&report.faults));
+        }
+        let summary = format!(" {} ", report.tally.summary_line(report.duration));
+        self.final_line = Some(format!("{summary:=^78}"));
+        Ok(())
+    }
+
+    fn close(&mut self, failures: &[OutputFailure]) -> Result<(), OutputFailure> {
+        let mut console = self.console.lock();
+        for failure in failures {
+            console.line(failure.to_string());
+        }
+        if let Some(line) = self.final_line.take() {
+            console.line(line);
+        }
+        console.flush();
+        Ok(())
+    }
+}
+
+/// pytest's "warnings summary": each distinct warning once, with the tests that raised it.
+fn print_warnings(console: &mut Console, warnings: &[RaisedWarning]) {
+    if warnings.is_empty() {
+        return;
+    }
+    let mut distinct: Vec<(&str, Vec<&TestId>)> = Vec::new();
+    for warning in warnings {
+        let at = match distinct.iter().position(|(t, _)| *t == warning.text) {
+            Some(i) => i,
+            None => {
+                distinct.push((&warning.text, Vec::new()));
+                distinct.len() - 1
+            }
+        };
+        distinct[at].1.extend(&warning.test);
+    }
+    console.line(format!("{:=^78}", " warnings summary "));
+    for (text, tests) in distinct {
+        for test in tests.iter().take(5) {
+            console.line(test);
+        }
+        if tests.len() > 5 {
+            console.line(format!("  (and {} more tests)", tests.len() - 5));
+        }
+        console.line(format!("  {}", text.trim_end().replace('\n', "\n  ")));
+        console.line("");
+    }
+}
+
+/// The failures section (each failure's text) and the short test summary.
+fn print_failures(console: &mut Console, results: &[TestResult]) {
+    let failed: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| r.verdict.outcome.is_failure())
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    console.line(format!("{:=^78}", " FAILURES "));
+    for r in &failed {
+        let title = format!(" {} [{}] ", r.test, r.worker.as_deref().unwrap_or("-"));
+        console.line(format!("{title:_^78}"));
+        let details = r.verdict.details.as_deref().unwrap_or("(no details)");
+        console.line(details.trim_end());
+    }
+    console.line(format!("{:=^78}", " short test summary info "));
+    for r in &failed {
+        let reason = r
+            .verdict
+            .message
+            .as_deref()
+            .map(|m| format!(" - {}", m.trim()));
+        console.line(format!(
+            "{} {}{}",
+            r.verdict.outcome,
+            r.test,
+            reason.unwrap_or_default()
+        ));
+    }
+}
+
+/// pytest's "slowest durations": the `n` slowest tests that ran (all with 0).
+fn print_durations(console: &mut Console, results: &[TestResult], n: usize) {
+    let mut ran: Vec<(f64, &TestId)> = results
+        .iter()
+        .filter(|r| r.worker.is_some())
+        .map(|r| (r.verdict.duration, &r.test))
+        .collect();
+    ran.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let shown = if n == 0 { ran.len() } else { n.min(ran.len()) };
+    let title = if n == 0 {
+        " slowest durations ".to_string()
+    } else {
+        format!(" slowest {n} durations ")
+    };
+    console.line(format!("{title:=^78}"));
+    for (secs, test) in &ran[..shown] {
+        console.line(format!("{secs:>8.2}s {test}"));
+    }
+}
+
+/// `herd: injected 14 faults: 6 kill, 4 stop, ...`
+fn faults_line(faults: &[InjectedFault]) -> String {
+    let counts: Vec<String> = herd_core::faults::FaultKind::ALL
+        .iter()
+        .map(|k| (k, faults.iter().filter(|f| f.kind == *k).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    let noun = if faults.len() == 1 { "fault" } else { "faults" };
+    format!(
+        "herd: injected {} {noun}: {}",
+        faults.len(),
+        counts.join(", ")
+    )
+}

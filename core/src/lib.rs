@@ -9,6 +9,7 @@
 //! | [`grouping`] | how a collection is cut into groups (module, then parametrize id) |
 //! | [`history`] | test durations from earlier runs; groups dealt longest first |
 //! | [`providers`] | which provider a test names and which group a worker gets next |
+//! | [`session`] | the session's brain: running, draining, finishing; signals, budget, its end |
 //! | [`slot`] | a worker slot's decisions: what a death means (blame, re-queue, budget, next) |
 //! | [`stealing`] | which unstarted tests an idle worker may take from a busy one |
 //! | [`text`] | text that cannot travel as it is: undecodable strings, oversized output |
@@ -33,6 +34,7 @@ pub mod outcome;
 pub mod protocol;
 pub mod providers;
 pub mod restart;
+pub mod session;
 pub mod slot;
 pub mod stealing;
 pub mod text;

@@ -1,6 +1,8 @@
-//! The Supervisor: the root of the tree. It starts the workers, gates every inbound message
-//! (token, version, identity), owns the respawn budget, turns signals into a graceful drain or an
-//! immediate end, and decides when the session is over.
+//! The Supervisor: the root of the tree, a thin shell around the session's brain
+//! ([`herd_core::session`]). It starts the workers, gates every inbound message (token, version,
+//! identity), assembles the reference, and turns the brain's effects into sends: it feeds the
+//! brain signals, `--maxfail`, respawn requests and finished slots, and carries out its drains,
+//! grants and the one finish.
 //!
 //! The gate binds a ZeroMQ identity to a worker slot only once a `hello` from it has passed the
 //! token, version, fingerprint and identity checks; anything else from an identity that never
@@ -13,7 +15,8 @@
 //! ```text
 //!   SIGINT/SIGTERM (1st), --maxfail  -> drain: Scheduler halts, workers finish their running test
 //!   SIGINT/SIGTERM (2nd), SIGQUIT,
-//!   respawn budget spent             -> abort: every worker's process group is killed now
+//!   respawn budget spent,
+//!   every slot retired               -> abort: every worker's process group is killed now
 //!   every slot done                  -> finish: Reporter settles every test, prints the summary
 //! ```
 
@@ -32,6 +35,7 @@ use herd_core::protocol::{
     WorkerMessage,
 };
 use herd_core::restart::RespawnBudget;
+use herd_core::session::{Effect, Input, Session, Signal};
 use herd_core::untrusted::{self, RefusalLimit};
 use herd_core::TestId;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
@@ -68,7 +72,8 @@ pub struct SupervisorSettings {
 pub struct Supervisor {
     settings: SupervisorSettings,
     token: Token,
-    budget: RespawnBudget,
+    /// The lifecycle's brain: phase, signal count, budget, live and retired slots.
+    session: Session,
     reference: Option<Arc<Reference>>,
     sharded: Option<ShardedReference>,
     /// Workers restarted to collect an orphaned shard, until their next hello.
@@ -81,11 +86,6 @@ pub struct Supervisor {
     authenticated: HashMap<Vec<u8>, String>,
     /// How many refusals of unauthenticated peers are shown.
     refusals: RefusalLimit,
-    live: HashSet<String>,
-    retired: HashSet<String>,
-    end: Option<SessionEnd>,
-    interrupts: u32,
-    finishing: bool,
     result: Option<oneshot::Sender<SessionReport>>,
     signals: Option<SignalWatch>,
     started: Instant,
@@ -102,7 +102,10 @@ impl Supervisor {
     ) -> Supervisor {
         Supervisor {
             token: settings.worker.token.clone(),
-            budget: settings.budget.clone(),
+            session: Session::new(
+                settings.slots.iter().map(|s| s.id.clone()).collect(),
+                settings.budget.clone(),
+            ),
             reference: None,
             sharded: (settings.reference.is_none() && settings.shard_collection)
                 .then(|| ShardedReference::new(settings.slots.len())),
@@ -114,11 +117,6 @@ impl Supervisor {
             workers: HashMap::new(),
             authenticated: HashMap::new(),
             refusals: RefusalLimit::default(),
-            live: HashSet::new(),
-            retired: HashSet::new(),
-            end: None,
-            interrupts: 0,
-            finishing: false,
             result: Some(result),
             signals: None,
             started: Instant::now(),
@@ -136,41 +134,57 @@ impl Supervisor {
         });
     }
 
-    fn escalate(&mut self, end: SessionEnd) {
-        self.end = Some(match self.end.take() {
-            Some(current) => current.max(end),
-            None => end,
-        });
-    }
-
-    /// Stops dealing out tests; workers finish what is running.
-    fn drain(&mut self, end: SessionEnd) {
-        let first = self.end.is_none();
-        self.escalate(end);
-        if first {
-            self.scheduler.do_send(Halt);
-            for worker in self.workers.values() {
-                worker.do_send(Drain);
+    /// Feeds the session's brain one input and carries out what it decides; the grant, when
+    /// the input asked for one.
+    fn step(&mut self, input: Input, ctx: &mut Context<Self>) -> Option<bool> {
+        let mut grant = None;
+        for effect in self.session.handle(input, Instant::now()) {
+            match effect {
+                Effect::Notice(text) => self.notice(text),
+                Effect::Drain => {
+                    self.scheduler.do_send(Halt);
+                    for worker in self.workers.values() {
+                        worker.do_send(Drain);
+                    }
+                }
+                Effect::Finish(end) => self.finish(end, ctx),
+                Effect::Grant(granted) => grant = Some(granted),
+                Effect::SlotGone(worker) => self.recollect_orphaned_shard(&worker),
+                Effect::NoMoreWork => {
+                    for worker in self
+                        .session
+                        .live()
+                        .iter()
+                        .filter_map(|w| self.workers.get(w))
+                    {
+                        worker.do_send(NoMoreWork);
+                    }
+                }
+                Effect::CountRemaining => self.count_remaining(ctx),
+                Effect::Revive(slot) => {
+                    if let Some(worker) = self.workers.get(&slot) {
+                        worker.do_send(Revive);
+                    }
+                }
             }
         }
+        grant
     }
 
-    /// Ends the session now: kills every worker, then reports.
-    fn abort(&mut self, end: SessionEnd, ctx: &mut Context<Self>) {
-        self.escalate(end);
-        self.finish(ctx);
+    /// Asks the Scheduler how many tests are left and tells the session.
+    fn count_remaining(&mut self, ctx: &mut Context<Self>) {
+        let remaining = self.scheduler.send(Remaining);
+        ctx.spawn(remaining.into_actor(self).map(|remaining, act, ctx| {
+            act.step(Input::Remaining(remaining.unwrap_or(0)), ctx);
+        }));
     }
 
-    fn finish(&mut self, ctx: &mut Context<Self>) {
-        if self.finishing {
-            return;
-        }
-        self.finishing = true;
+    /// Ends the session as `end`: kills every worker, then reports.
+    fn finish(&mut self, end: SessionEnd, ctx: &mut Context<Self>) {
         self.signals = None;
         if let Some(suppressed) = self.refusals.drain(Instant::now()) {
             self.notice(suppressed.line());
         }
-        let end = self.end.clone().unwrap_or(SessionEnd::Completed);
         tracing::debug!(?end, elapsed = ?self.started.elapsed(), "session finishing");
         let kills = join_all(self.workers.values().map(|w| w.send(KillNow)));
         let (scheduler, reporter) = (self.scheduler.clone(), self.reporter.clone());
@@ -271,15 +285,9 @@ impl Actor for Supervisor {
         for slot in self.settings.slots.clone() {
             let id = slot.id.clone();
             let worker = Worker::new(slot, self.settings.worker.clone(), peers.clone()).start();
-            self.workers.insert(id.clone(), worker);
-            self.live.insert(id);
+            self.workers.insert(id, worker);
         }
-        if self.live.is_empty() {
-            self.abort(
-                SessionEnd::Aborted("no workers to run the tests".into()),
-                ctx,
-            );
-        }
+        self.step(Input::Started, ctx);
     }
 }
 
@@ -296,7 +304,7 @@ impl Handler<InboundBatch> for Supervisor {
 impl Supervisor {
     /// Lets a frame through to the worker it claims to come from, or refuses it.
     fn gate(&mut self, msg: Inbound) {
-        if self.finishing {
+        if self.session.is_finishing() {
             return;
         }
         let worker = self.authenticated_worker(&msg.identity).cloned();
@@ -397,7 +405,7 @@ impl Handler<CheckCollection> for Supervisor {
     type Result = MessageResult<CheckCollection>;
 
     fn handle(&mut self, msg: CheckCollection, ctx: &mut Self::Context) -> Self::Result {
-        if self.finishing || self.end.is_some() {
+        if !self.session.is_running() {
             return MessageResult(CollectionVerdict::Refused);
         }
         if let Some(reference) = &self.reference {
@@ -442,11 +450,7 @@ impl Supervisor {
     ) -> CollectionVerdict {
         let n = errors.len();
         self.publish(Event::CollectionErrors { worker, errors });
-        let noun = if n == 1 { "error" } else { "errors" };
-        self.abort(
-            SessionEnd::Interrupted(format!("{n} {noun} during collection")),
-            ctx,
-        );
+        self.step(Input::CollectionErrors(n), ctx);
         CollectionVerdict::Refused
     }
 
@@ -458,13 +462,13 @@ impl Supervisor {
         ctx: &mut Context<Self>,
     ) -> CollectionVerdict {
         if let Some(why) = duplicates_error(&reference.tests) {
-            self.abort(SessionEnd::Interrupted(why), ctx);
+            self.step(Input::CollectionUnusable(why), ctx);
             return CollectionVerdict::Refused;
         }
         let empty = reference.tests.is_empty();
         let reference = self.adopt_reference(reference);
         if empty {
-            self.finish(ctx);
+            self.step(Input::NoTests, ctx);
             return CollectionVerdict::Refused;
         }
         CollectionVerdict::Accepted(reference)
@@ -474,12 +478,9 @@ impl Supervisor {
 impl Handler<SessionExitRequested> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionExitRequested, _: &mut Self::Context) {
-        self.notice(format!(
-            "{} ended its test session: {}",
-            msg.worker, msg.reason
-        ));
-        self.drain(SessionEnd::Interrupted(msg.reason));
+    fn handle(&mut self, msg: SessionExitRequested, ctx: &mut Self::Context) {
+        let (worker, reason) = (msg.worker, msg.reason);
+        self.step(Input::SessionExitRequested { worker, reason }, ctx);
     }
 }
 
@@ -487,24 +488,9 @@ impl Handler<RequestRespawn> for Supervisor {
     type Result = bool;
 
     fn handle(&mut self, msg: RequestRespawn, ctx: &mut Self::Context) -> bool {
-        if self.end.is_some() || self.finishing {
-            return false;
-        }
-        if !msg.counted || self.budget.try_take(Instant::now()) {
-            return true;
-        }
-        let limit = self.budget.limit();
-        self.notice(format!(
-            "too many worker respawns ({limit} allowed); {} would need another",
-            msg.worker
-        ));
-        self.abort(
-            SessionEnd::Aborted(format!(
-                "too many worker respawns (budget of {limit} spent)"
-            )),
-            ctx,
-        );
-        false
+        let (worker, counted) = (msg.worker, msg.counted);
+        let grant = self.step(Input::RespawnRequested { worker, counted }, ctx);
+        grant.unwrap_or(false)
     }
 }
 
@@ -512,57 +498,8 @@ impl Handler<WorkerDone> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerDone, ctx: &mut Self::Context) {
-        if !self.live.remove(&msg.worker) {
-            return;
-        }
-        self.recollect_orphaned_shard(&msg.worker);
-        if msg.retired {
-            self.retired.insert(msg.worker);
-        } else if self.end.is_none() {
-            // A slot finished for want of work: slots still waiting for an external worker to
-            // join stop waiting.
-            for worker in self.live.iter().filter_map(|w| self.workers.get(w)) {
-                worker.do_send(NoMoreWork);
-            }
-        }
-        if self.live.is_empty() {
-            self.all_done(ctx);
-        }
-    }
-}
-
-impl Supervisor {
-    /// Every slot is done. Tests may still be queued (returned by a slot that then retired,
-    /// after the others had finished): a finished slot is revived for them. Otherwise the
-    /// session is over.
-    fn all_done(&mut self, ctx: &mut Context<Self>) {
-        if self.end.is_some() || self.finishing {
-            return self.finish(ctx);
-        }
-        let remaining = self.scheduler.send(Remaining);
-        ctx.spawn(remaining.into_actor(self).map(|remaining, act, ctx| {
-            let remaining = remaining.unwrap_or(0);
-            let revivable = act
-                .settings
-                .slots
-                .iter()
-                .find(|s| !act.retired.contains(&s.id))
-                .map(|s| s.id.clone());
-            match revivable {
-                Some(slot) if remaining > 0 && act.end.is_none() && !act.finishing => {
-                    act.notice(format!(
-                        "{remaining} tests are left and every worker has stopped; reviving {slot}"
-                    ));
-                    act.live.insert(slot.clone());
-                    act.workers[&slot].do_send(Revive);
-                }
-                None => {
-                    act.escalate(SessionEnd::Aborted("every worker slot was retired".into()));
-                    act.finish(ctx);
-                }
-                Some(_) => act.finish(ctx),
-            }
-        }));
+        let (worker, retired) = (msg.worker, msg.retired);
+        self.step(Input::WorkerDone { worker, retired }, ctx);
     }
 }
 
@@ -583,16 +520,13 @@ impl Supervisor {
         let Some(sharded) = &self.sharded else {
             return;
         };
-        let claimants = self.live.iter().filter(|w| !sharded.owns_any(w)).count();
+        let live = self.session.live();
+        let claimants = live.iter().filter(|w| !sharded.owns_any(w)).count();
         let orphans = sharded.unowned().saturating_sub(claimants);
-        let mut waiting: Vec<&String> = self
-            .live
+        // In name order (the live set is sorted).
+        let restart: Vec<String> = live
             .iter()
             .filter(|w| sharded.has_delivered(w) && !self.recollecting.contains(*w))
-            .collect();
-        waiting.sort();
-        let restart: Vec<String> = waiting
-            .into_iter()
             .take(orphans.saturating_sub(self.recollecting.len()))
             .cloned()
             .collect();
@@ -609,9 +543,8 @@ impl Supervisor {
 impl Handler<MaxfailReached> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, _: MaxfailReached, _: &mut Self::Context) {
-        self.notice("--maxfail reached: no more tests are dealt out; running tests finish");
-        self.drain(SessionEnd::MaxfailReached);
+    fn handle(&mut self, _: MaxfailReached, ctx: &mut Self::Context) {
+        self.step(Input::MaxfailReached, ctx);
     }
 }
 
@@ -619,29 +552,12 @@ impl Handler<SignalReceived> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, SignalReceived(signal): SignalReceived, ctx: &mut Self::Context) {
-        match signal {
-            SIGQUIT => {
-                self.notice("SIGQUIT: ending the session now");
-                self.abort(SessionEnd::Interrupted("SIGQUIT".into()), ctx);
-            }
-            SIGINT | SIGTERM => {
-                let name = if signal == SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-                self.interrupts += 1;
-                if self.interrupts == 1 {
-                    self.notice(format!(
-                        "{name}: stopping after the running tests; send it again to kill them"
-                    ));
-                    self.drain(SessionEnd::Interrupted(name.into()));
-                } else {
-                    self.notice(format!("{name} again: killing every worker"));
-                    self.abort(SessionEnd::Interrupted(format!("{name} twice")), ctx);
-                }
-            }
-            other => tracing::debug!(signal = other, "ignored signal"),
-        }
+        let signal = match signal {
+            SIGINT => Signal::Interrupt,
+            SIGTERM => Signal::Terminate,
+            SIGQUIT => Signal::Quit,
+            other => return tracing::debug!(signal = other, "ignored signal"),
+        };
+        self.step(Input::Signal(signal), ctx);
     }
 }

@@ -9,6 +9,7 @@
 //! | [`grouping`] | how a collection is cut into groups (module, then parametrize id) |
 //! | [`history`] | test durations from earlier runs; groups dealt longest first |
 //! | [`providers`] | which provider a test names and which group a worker gets next |
+//! | [`session`] | the session's brain: running, draining, finishing; signals, budget, its end |
 //! | [`slot`] | a worker slot's decisions: what a death means (blame, re-queue, budget, next) |
 //! | [`stealing`] | which unstarted tests an idle worker may take from a busy one |
 //! | [`pool`] | the Scheduler's brain: the queue, worker views, dealing, steals, crash retries |
@@ -37,6 +38,7 @@ pub mod pool;
 pub mod protocol;
 pub mod providers;
 pub mod restart;
+pub mod session;
 pub mod slot;
 pub mod stealing;
 pub mod text;

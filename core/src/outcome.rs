@@ -221,61 +221,8 @@ impl TestRecord {
     /// Setup failing is an error; a skip anywhere before the call is a skip; the call decides
     /// passed, failed, skipped, xfailed or xpassed; a failing teardown turns a pass into an error.
     pub fn verdict(&self) -> Verdict {
-        // Only the last round counts: a test run again (pytest-rerunfailures) ends each earlier
-        // round with a `rerun` report (or an intermediate teardown after one).
-        let round_start = self
-            .phases
-            .iter()
-            .rposition(|p| p.intermediate || p.outcome == PhaseOutcome::Rerun)
-            .map_or(0, |i| i + 1);
-        let round = &self.phases[round_start..];
-        let phase = |when: Phase| {
-            let main = |p: &&PhaseReport| p.when == when && p.subtest.is_none();
-            round.iter().rev().find(main)
-        };
-        let mut outcome = Outcome::Passed;
-        let mut unproven = None;
-        if let Some(setup) = phase(Phase::Setup) {
-            outcome = match setup.outcome {
-                PhaseOutcome::Failed | PhaseOutcome::Rerun | PhaseOutcome::Other => Outcome::Error,
-                PhaseOutcome::Skipped if setup.wasxfail.is_some() => Outcome::Xfailed,
-                PhaseOutcome::Skipped => Outcome::Skipped,
-                PhaseOutcome::Passed => Outcome::Passed,
-            };
-        }
-        if outcome == Outcome::Passed {
-            match phase(Phase::Call) {
-                Some(call) => {
-                    outcome = match (call.outcome, call.wasxfail.is_some()) {
-                        (PhaseOutcome::Passed, false) => Outcome::Passed,
-                        (PhaseOutcome::Passed, true) => Outcome::Xpassed,
-                        (PhaseOutcome::Failed, _) => Outcome::Failed,
-                        (PhaseOutcome::Skipped, true) => Outcome::Xfailed,
-                        (PhaseOutcome::Skipped, false) => Outcome::Skipped,
-                        (PhaseOutcome::Rerun | PhaseOutcome::Other, _) => {
-                            unproven = Some("its last call report has no final outcome");
-                            Outcome::Error
-                        }
-                    }
-                }
-                // A pass needs a report that says so: a setup and a teardown are not enough.
-                None => {
-                    unproven = Some("no report of its call phase arrived");
-                    outcome = Outcome::Error;
-                }
-            }
-        }
-        let subtest_failed = round
-            .iter()
-            .any(|p| p.subtest.is_some() && p.outcome == PhaseOutcome::Failed);
-        if subtest_failed && outcome == Outcome::Passed {
-            outcome = Outcome::Failed;
-        }
-        let teardown_failed =
-            phase(Phase::Teardown).is_some_and(|t| t.outcome == PhaseOutcome::Failed);
-        if teardown_failed && !matches!(outcome, Outcome::Failed | Outcome::Error) {
-            outcome = Outcome::Error;
-        }
+        let round = self.last_round();
+        let (outcome, unproven) = round_outcome(round);
         let message = unproven
             .map(|why| format!("herd: not counted as passed: {why}"))
             .or_else(|| {
@@ -302,17 +249,30 @@ impl TestRecord {
                 .filter_map(|p| p.category.clone())
                 .filter(|c| !c.is_empty())
                 .collect(),
-            properties: {
-                // pytest repeats a test's properties on each later phase: keep each pair once.
-                let mut all: Vec<(String, serde_json::Value)> = Vec::new();
-                for pair in self.phases.iter().flat_map(|p| &p.user_properties) {
-                    if !all.contains(pair) {
-                        all.push(pair.clone());
-                    }
-                }
-                all
-            },
+            properties: self.properties(),
         }
+    }
+
+    /// The reports of the last round: a test run again (pytest-rerunfailures) ends each
+    /// earlier round with a `rerun` report (or an intermediate teardown after one).
+    fn last_round(&self) -> &[PhaseReport] {
+        let start = self
+            .phases
+            .iter()
+            .rposition(|p| p.intermediate || p.outcome == PhaseOutcome::Rerun)
+            .map_or(0, |i| i + 1);
+        &self.phases[start..]
+    }
+
+    /// The test's properties; pytest repeats them on each later phase: each pair once.
+    fn properties(&self) -> Vec<(String, serde_json::Value)> {
+        let mut all: Vec<(String, serde_json::Value)> = Vec::new();
+        for pair in self.phases.iter().flat_map(|p| &p.user_properties) {
+            if !all.contains(pair) {
+                all.push(pair.clone());
+            }
+        }
+        all
     }
 
     fn details(&self, outcome: Outcome) -> Option<String> {
@@ -339,6 +299,58 @@ impl TestRecord {
             .collect();
         (!texts.is_empty()).then(|| texts.join("\n"))
     }
+}
+
+/// The outcome of one round of phase reports, and why it is not a pass when a pass is not
+/// proven (no call report, or a call report without a final outcome).
+fn round_outcome(round: &[PhaseReport]) -> (Outcome, Option<&'static str>) {
+    let phase = |when: Phase| {
+        let main = |p: &&PhaseReport| p.when == when && p.subtest.is_none();
+        round.iter().rev().find(main)
+    };
+    let mut outcome = Outcome::Passed;
+    let mut unproven = None;
+    if let Some(setup) = phase(Phase::Setup) {
+        outcome = match setup.outcome {
+            PhaseOutcome::Failed | PhaseOutcome::Rerun | PhaseOutcome::Other => Outcome::Error,
+            PhaseOutcome::Skipped if setup.wasxfail.is_some() => Outcome::Xfailed,
+            PhaseOutcome::Skipped => Outcome::Skipped,
+            PhaseOutcome::Passed => Outcome::Passed,
+        };
+    }
+    if outcome == Outcome::Passed {
+        match phase(Phase::Call) {
+            Some(call) => {
+                outcome = match (call.outcome, call.wasxfail.is_some()) {
+                    (PhaseOutcome::Passed, false) => Outcome::Passed,
+                    (PhaseOutcome::Passed, true) => Outcome::Xpassed,
+                    (PhaseOutcome::Failed, _) => Outcome::Failed,
+                    (PhaseOutcome::Skipped, true) => Outcome::Xfailed,
+                    (PhaseOutcome::Skipped, false) => Outcome::Skipped,
+                    (PhaseOutcome::Rerun | PhaseOutcome::Other, _) => {
+                        unproven = Some("its last call report has no final outcome");
+                        Outcome::Error
+                    }
+                }
+            }
+            // A pass needs a report that says so: a setup and a teardown are not enough.
+            None => {
+                unproven = Some("no report of its call phase arrived");
+                outcome = Outcome::Error;
+            }
+        }
+    }
+    let subtest_failed = round
+        .iter()
+        .any(|p| p.subtest.is_some() && p.outcome == PhaseOutcome::Failed);
+    if subtest_failed && outcome == Outcome::Passed {
+        outcome = Outcome::Failed;
+    }
+    let teardown_failed = phase(Phase::Teardown).is_some_and(|t| t.outcome == PhaseOutcome::Failed);
+    if teardown_failed && !matches!(outcome, Outcome::Failed | Outcome::Error) {
+        outcome = Outcome::Error;
+    }
+    (outcome, unproven)
 }
 
 /// How many tests ended with each outcome.
@@ -479,261 +491,4 @@ pub fn exit_code(end: &SessionEnd, tally: &Tally) -> i32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn phase(when: Phase, outcome: PhaseOutcome) -> PhaseReport {
-        PhaseReport {
-            longrepr: (outcome == PhaseOutcome::Failed).then(|| format!("{when:?} broke")),
-            ..PhaseReport::new("t", when, outcome, 0.25)
-        }
-    }
-
-    fn verdict(phases: &[(Phase, PhaseOutcome)]) -> Verdict {
-        let mut record = TestRecord::default();
-        for (w, o) in phases {
-            record.add(phase(*w, *o));
-        }
-        record.verdict()
-    }
-
-    use Phase::*;
-    use PhaseOutcome as P;
-
-    #[test]
-    fn a_pass_needs_a_call_report_that_says_so() {
-        // The call's report was lost (a rejected frame): setup and teardown passing is no pass.
-        let v = verdict(&[(Setup, P::Passed), (Teardown, P::Passed)]);
-        assert_eq!(v.outcome, Outcome::Error);
-        assert!(v.message.unwrap().contains("no report of its call phase"));
-        // An outcome word herd does not know, or a rerun that was never followed, is no pass.
-        for word in [P::Other, P::Rerun] {
-            let v = verdict(&[(Setup, P::Passed), (Call, word), (Teardown, P::Passed)]);
-            assert_eq!(v.outcome, Outcome::Error, "{word:?}");
-        }
-        // A test skipped in setup has no call, and is still a skip.
-        assert_eq!(
-            verdict(&[(Setup, P::Skipped), (Teardown, P::Passed)]).outcome,
-            Outcome::Skipped
-        );
-    }
-
-    #[test]
-    fn only_the_last_round_of_a_rerun_test_decides() {
-        let round = |call: PhaseOutcome, last: bool| {
-            vec![
-                phase(Setup, P::Passed),
-                phase(Call, call),
-                PhaseReport {
-                    intermediate: !last,
-                    ..phase(Teardown, P::Passed)
-                },
-            ]
-        };
-        let record = |rounds: Vec<Vec<PhaseReport>>| {
-            let mut r = TestRecord::default();
-            rounds.into_iter().flatten().for_each(|p| r.add(p));
-            r.verdict().outcome
-        };
-        assert_eq!(
-            record(vec![round(P::Rerun, false), round(P::Failed, true)]),
-            Outcome::Failed
-        );
-        // pytest-rerunfailures logs no teardown for a round it reruns.
-        let rerun_round = vec![phase(Setup, P::Passed), phase(Call, P::Rerun)];
-        assert_eq!(
-            record(vec![
-                rerun_round.clone(),
-                rerun_round,
-                round(P::Failed, true)
-            ]),
-            Outcome::Failed
-        );
-        let setup_rerun = vec![phase(Setup, P::Rerun)];
-        assert_eq!(
-            record(vec![setup_rerun, round(P::Passed, true)]),
-            Outcome::Passed
-        );
-        assert_eq!(
-            record(vec![round(P::Rerun, false), round(P::Passed, true)]),
-            Outcome::Passed
-        );
-        // A failing round is never outvoted by an earlier passing one.
-        assert_eq!(
-            record(vec![round(P::Passed, false), round(P::Failed, true)]),
-            Outcome::Failed
-        );
-    }
-
-    #[test]
-    fn outcome_follows_the_phases() {
-        assert_eq!(
-            verdict(&[(Setup, P::Passed), (Call, P::Passed), (Teardown, P::Passed)]).outcome,
-            Outcome::Passed
-        );
-        assert_eq!(
-            verdict(&[(Setup, P::Passed), (Call, P::Failed), (Teardown, P::Passed)]).outcome,
-            Outcome::Failed
-        );
-        assert_eq!(
-            verdict(&[(Setup, P::Failed), (Teardown, P::Passed)]).outcome,
-            Outcome::Error
-        );
-        assert_eq!(
-            verdict(&[(Setup, P::Skipped), (Teardown, P::Passed)]).outcome,
-            Outcome::Skipped
-        );
-        assert_eq!(
-            verdict(&[(Call, P::Skipped), (Teardown, P::Passed)]).outcome,
-            Outcome::Skipped
-        );
-        assert_eq!(
-            verdict(&[(Call, P::Passed), (Teardown, P::Passed)]).duration,
-            0.5
-        );
-    }
-
-    #[test]
-    fn a_failing_teardown_is_never_a_pass() {
-        let v = verdict(&[(Setup, P::Passed), (Call, P::Passed), (Teardown, P::Failed)]);
-        assert_eq!(v.outcome, Outcome::Error);
-        assert!(v
-            .details
-            .unwrap()
-            .contains("[teardown phase]\nTeardown broke"));
-        let v = verdict(&[(Call, P::Failed), (Teardown, P::Failed)]);
-        assert_eq!(v.outcome, Outcome::Failed);
-        assert_eq!(
-            v.details.unwrap(),
-            "Call broke\n[teardown phase]\nTeardown broke"
-        );
-    }
-
-    #[test]
-    fn failure_details_carry_the_captured_output() {
-        let mut r = TestRecord::default();
-        let mut call = phase(Call, P::Failed);
-        call.sections = vec![
-            ("Captured stdout call".into(), "hello\n".into()),
-            ("Captured log call".into(), " ".into()),
-        ];
-        r.add(call);
-        r.add(phase(Teardown, P::Passed));
-        let details = r.verdict().details.unwrap();
-        assert!(details.starts_with("Call broke\n---"), "{details}");
-        assert!(
-            details.contains(" Captured stdout call ") && details.ends_with("\nhello"),
-            "{details}"
-        );
-        assert!(!details.contains("Captured log call"), "{details}");
-    }
-
-    #[test]
-    fn xfail_and_xpass() {
-        let mut r = TestRecord::default();
-        let mut call = phase(Call, P::Skipped);
-        call.wasxfail = Some("bug 1".into());
-        r.add(call.clone());
-        r.add(phase(Teardown, P::Passed));
-        assert_eq!(r.verdict().outcome, Outcome::Xfailed);
-        let mut r = TestRecord::default();
-        call.outcome = P::Passed;
-        r.add(call);
-        r.add(phase(Teardown, P::Passed));
-        assert_eq!(r.verdict().outcome, Outcome::Xpassed);
-    }
-
-    #[test]
-    fn tally_line_lists_what_occurred_in_pytest_order() {
-        let mut t = Tally::default();
-        assert_eq!(t.summary_line(0.0), "no tests ran in 0.00s");
-        for _ in 0..283 {
-            t.add(Outcome::Passed);
-        }
-        for _ in 0..17 {
-            t.add(Outcome::Failed);
-        }
-        assert_eq!(t.summary_line(2.414), "17 failed, 283 passed in 2.41s");
-        t.add(Outcome::Crashed);
-        t.add(Outcome::NotRun);
-        t.add(Outcome::NotRun);
-        t.add(Outcome::Error);
-        assert_eq!(
-            t.summary_line(1.0),
-            "17 failed, 283 passed, 1 error, 1 crashed, 2 not run in 1.00s"
-        );
-        assert_eq!(t.total(), 304);
-        assert_eq!(t.failures(), 19);
-    }
-
-    #[test]
-    fn pytest_categories_are_counted_as_pytest_counts_them() {
-        let mut t = Tally::default();
-        for (outcome, cats) in [
-            (Outcome::Error, vec!["passed", "error"]),
-            (Outcome::Failed, vec!["subtests passed", "failed", "passed"]),
-            (Outcome::Passed, vec!["passed"]),
-            (Outcome::Crashed, vec![]),
-        ] {
-            t.add(outcome);
-            for c in cats {
-                t.add_reported(c);
-            }
-        }
-        assert_eq!(
-            t.summary_line(0.5),
-            "1 failed, 3 passed, 1 error, 1 subtests passed, 1 crashed in 0.50s"
-        );
-        assert_eq!(t.total(), 4);
-    }
-
-    #[test]
-    fn a_failed_subtest_fails_the_test() {
-        let mut r = TestRecord::default();
-        r.add(phase(Setup, P::Passed));
-        let mut sub = phase(Call, P::Failed);
-        sub.subtest = Some("i=1".into());
-        sub.message = Some("assert 1 != 1".into());
-        r.add(sub);
-        r.add(phase(Call, P::Passed));
-        r.add(phase(Teardown, P::Passed));
-        let v = r.verdict();
-        assert_eq!(
-            (v.outcome, v.message.as_deref()),
-            (Outcome::Failed, Some("assert 1 != 1"))
-        );
-    }
-
-    #[test]
-    fn exit_codes_match_pytest() {
-        let mut t = Tally::default();
-        assert_eq!(exit_code(&SessionEnd::Completed, &t), exit_code::NO_TESTS);
-        t.add(Outcome::Passed);
-        t.add(Outcome::Skipped);
-        assert_eq!(exit_code(&SessionEnd::Completed, &t), exit_code::OK);
-        assert_eq!(
-            exit_code(&SessionEnd::Interrupted("SIGINT".into()), &t),
-            exit_code::INTERRUPTED
-        );
-        t.add(Outcome::Crashed);
-        assert_eq!(
-            exit_code(&SessionEnd::Completed, &t),
-            exit_code::TESTS_FAILED
-        );
-        assert_eq!(
-            exit_code(&SessionEnd::MaxfailReached, &t),
-            exit_code::TESTS_FAILED
-        );
-        assert_eq!(
-            exit_code(&SessionEnd::Aborted("budget".into()), &t),
-            exit_code::INTERNAL_ERROR
-        );
-    }
-
-    #[test]
-    fn severity_orders_session_ends() {
-        assert!(SessionEnd::Aborted(String::new()) > SessionEnd::Interrupted(String::new()));
-        assert!(SessionEnd::Interrupted(String::new()) > SessionEnd::MaxfailReached);
-        assert!(SessionEnd::MaxfailReached > SessionEnd::Completed);
-    }
-}
+mod tests;

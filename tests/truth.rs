@@ -166,3 +166,29 @@ def test_after():
     assert!(!run.stdout.contains("taking it for hung"), "{}", run.dump());
     assert_no_respawn(&run);
 }
+
+#[test]
+fn the_exec_runners_output_cut_says_so() {
+    // 200 KB of output from a failing test: the report keeps its head and tail and says how
+    // much was cut between them.
+    let suite = common::Suite::new().test(
+        "a::loud",
+        "printf 'FIRST-LINE\\n'\nhead -c 200000 /dev/zero | tr '\\0' x\nprintf '\\nLAST-LINE\\n'\nexit 1\n",
+    );
+    let run = suite.run(&["-n", "1"]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    let details = run.finished("a::loud")["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        details.contains("FIRST-LINE") && details.contains("LAST-LINE"),
+        "head or tail lost"
+    );
+    assert!(
+        details.contains("cut here; the output was 195.3 KiB in all"),
+        "no note: {}",
+        &details[..details.len().min(600)]
+    );
+    assert!(details.len() < 70 * 1024, "{} bytes kept", details.len());
+}

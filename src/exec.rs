@@ -19,6 +19,7 @@ use herd_core::protocol::{PhaseReport, WorkerMessage};
 
 use crate::cli::WorkerArgs;
 use crate::client::{ClientError, WorkerEnv};
+use crate::preflight::Plugin;
 use crate::runner::{list_tests, Runner};
 use crate::worker_loop::WorkerLoop;
 pub use crate::worker_loop::Faults;
@@ -66,10 +67,12 @@ fn worker_env(args: &WorkerArgs) -> Result<WorkerEnv, ClientError> {
 }
 
 /// Runs a worker command with `env`'s `HERD_*` variables and returns its exit code. A pytest
-/// command gets herd's plugin (written to a private directory that lives as long as it runs).
+/// command is checked first as `herd run` checks a local one (its Python must import pytest
+/// and pyzmq, see [`crate::preflight`]) and gets herd's plugin: the one installed in that
+/// Python, or the embedded copy written to a private directory that lives as long as it runs.
 fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
     let (worker, _plugin) = if crate::PytestRunner::is_pytest_command(command) {
-        let runner = match crate::PytestRunner::new(command.to_vec()) {
+        let runner = match pytest_runner(command) {
             Ok(runner) => runner,
             Err(e) => {
                 eprintln!("herd worker: {e}");
@@ -105,6 +108,16 @@ fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// The pytest runner for a pytest worker command, once its Python has passed the up-front check.
+fn pytest_runner(command: &[String]) -> Result<crate::PytestRunner, String> {
+    let command = command.to_vec();
+    let runner = match crate::preflight::check_pytest_command(&command)? {
+        Plugin::Installed { .. } => crate::PytestRunner::with_installed_plugin(command),
+        Plugin::Embedded => crate::PytestRunner::new(command),
+    };
+    runner.map_err(|e| e.to_string())
 }
 
 /// Runs the exec worker until the coordinator has no more work; returns the process exit code.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use herd::client::WorkerEnv;
 use herd::core::outcome::{Phase, PhaseOutcome};
 use herd::core::protocol::{PhaseReport, ENV_ENDPOINT};
-use herd::worker_loop::WorkerLoop;
 use herd::core::TestId;
+use herd::worker_loop::WorkerLoop;
 use herd::{Outcome, Runner, RunnerError, Session, SessionConfig, WorkerCommand};
 
 /// Numbers to check; 91 = 7 x 13 is not prime, so one test fails.
@@ -60,8 +60,13 @@ fn numbers() -> Result<Vec<u64>, std::num::ParseIntError> {
 /// of `PRIMES_SLOW`, if set, takes a second longer.
 fn work() -> Result<(), Box<dyn std::error::Error>> {
     let worker = WorkerLoop::connect(WorkerEnv::from_env()?, Duration::from_secs(10), None)?;
-    let collection = numbers()?.iter().map(|n| format!("n{n}::is_prime")).collect();
-    let slow: Option<u64> = std::env::var("PRIMES_SLOW").ok().and_then(|n| n.parse().ok());
+    let collection = numbers()?
+        .iter()
+        .map(|n| format!("n{n}::is_prime"))
+        .collect();
+    let slow: Option<u64> = std::env::var("PRIMES_SLOW")
+        .ok()
+        .and_then(|n| n.parse().ok());
     worker.run(collection, move |test| {
         let started = Instant::now();
         let n: Option<u64> = test

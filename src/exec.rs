@@ -21,8 +21,8 @@ use crate::cli::WorkerArgs;
 use crate::client::{ClientError, WorkerEnv};
 use crate::preflight::Plugin;
 use crate::runner::{list_tests, Runner};
-use crate::worker_loop::WorkerLoop;
 pub use crate::worker_loop::Faults;
+use crate::worker_loop::WorkerLoop;
 
 /// How often herd's exec worker sends a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(1);

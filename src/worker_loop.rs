@@ -119,7 +119,7 @@ impl WorkerLoop {
         loop {
             // Take everything that has arrived; wait only when there is nothing to run.
             self.take_arrived(&mut conversation)?;
-            let test = match conversation.next() {
+            let test = match conversation.next_step() {
                 Step::Start { test, frame } => {
                     status.starting(&test);
                     self.client.send_batch(&frame)?;
@@ -140,7 +140,11 @@ impl WorkerLoop {
                 drop(self);
                 std::process::exit(0);
             }
-            let reports = tests.run(&test, |waiting| self.take_arrived(waiting), &mut conversation)?;
+            let reports = tests.run(
+                &test,
+                |waiting| self.take_arrived(waiting),
+                &mut conversation,
+            )?;
             conversation.finished(reports);
             done += 1;
             if let Some(strike) = self.faults.after_tests(done) {

@@ -93,7 +93,12 @@ fn the_custom_runner_gives_back_unstarted_tests_while_its_slow_test_runs() {
     want.sort();
     assert_eq!(ended, want);
     for result in &report.results {
-        let n: u64 = result.test[1..].split("::").next().unwrap().parse().unwrap();
+        let n: u64 = result.test[1..]
+            .split("::")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let expected = if is_prime(n) {
             Outcome::Passed
         } else {

@@ -4,9 +4,9 @@
 //!
 //! ```text
 //!   open ──> [collection] [need_tests]
-//!   next ──> Start(test, frame) ──(test runs; messages still taken)──> finished(reports)
-//!        ──> Wait(frame)        ──(until a message arrives)
-//!        ──> Finish(frame)      ── the frame ends with `shutdown`
+//!   next_step ──> Start(test, frame) ──(test runs; messages still taken)──> finished(reports)
+//!             ──> Wait(frame)        ──(until a message arrives)
+//!             ──> Finish(frame)      ── the frame ends with `shutdown`
 //! ```
 //!
 //! A test's reports leave with the next frame (the next start, or the shutdown), so a worker
@@ -130,7 +130,7 @@ impl Conversation {
     }
 
     /// What to do now that no test runs.
-    pub fn next(&mut self) -> Step {
+    pub fn next_step(&mut self) -> Step {
         if self.stop || (self.queue.is_empty() && self.no_more) {
             self.outbox.push(WorkerMessage::Shutdown);
             return Step::Finish {
@@ -209,7 +209,7 @@ mod tests {
     }
 
     fn start(c: &mut Conversation) -> (TestId, Vec<WorkerMessage>) {
-        match c.next() {
+        match c.next_step() {
             Step::Start { test, frame } => (test, frame),
             other => panic!("expected a start, got {other:?}"),
         }
@@ -230,7 +230,10 @@ mod tests {
             panic!("{opening:?}");
         };
         assert!(tests.is_empty());
-        assert_eq!(digest.as_deref(), Some(super::digest(&ids(&["a", "b"])).as_str()));
+        assert_eq!(
+            digest.as_deref(),
+            Some(super::digest(&ids(&["a", "b"])).as_str())
+        );
         // Asked for the ids after all: they go at once, whatever the outbox holds.
         assert_eq!(
             c.take(CoordinatorMessage::CollectionNeeded),
@@ -257,24 +260,27 @@ mod tests {
         // Unanswered: no second request, the reports wait for the next frame.
         c.finished(vec![report("b")]);
         assert_eq!(
-            c.next(),
+            c.next_step(),
             Step::Wait {
                 frame: vec![WorkerMessage::Report(report("b"))]
             }
         );
-        assert_eq!(c.next(), Step::Wait { frame: vec![] });
+        assert_eq!(c.next_step(), Step::Wait { frame: vec![] });
     }
 
     #[test]
     fn no_request_goes_out_while_one_is_unanswered_or_after_the_last_group() {
         let (mut c, _) = Conversation::open(ids(&["a"]), None);
-        assert_eq!(c.next(), Step::Wait { frame: vec![] });
+        assert_eq!(c.next_step(), Step::Wait { frame: vec![] });
         c.take(tests(&["a"]));
-        assert_eq!(start(&mut c).1, vec![WorkerMessage::NeedTests, started("a")]);
+        assert_eq!(
+            start(&mut c).1,
+            vec![WorkerMessage::NeedTests, started("a")]
+        );
         c.take(tests(&[]));
         c.finished(vec![report("a")]);
         assert_eq!(
-            c.next(),
+            c.next_step(),
             Step::Finish {
                 frame: vec![WorkerMessage::Report(report("a")), WorkerMessage::Shutdown]
             }
@@ -294,17 +300,59 @@ mod tests {
         }
         let cases = [
             // `a` runs: `b` and `c` are given back; the queue is empty, so it asks for more.
-            Case { held: &["a", "b", "c"], starts: 1, wanted: &["b", "c"], given: &["b", "c"], kept: &[], asks: true },
+            Case {
+                held: &["a", "b", "c"],
+                starts: 1,
+                wanted: &["b", "c"],
+                given: &["b", "c"],
+                kept: &[],
+                asks: true,
+            },
             // The running test is never given back.
-            Case { held: &["a", "b", "c"], starts: 1, wanted: &["a", "c"], given: &["c"], kept: &["b"], asks: false },
+            Case {
+                held: &["a", "b", "c"],
+                starts: 1,
+                wanted: &["a", "c"],
+                given: &["c"],
+                kept: &["b"],
+                asks: false,
+            },
             // Started meanwhile: nothing to give (an empty answer still goes).
-            Case { held: &["a", "b"], starts: 2, wanted: &["b"], given: &[], kept: &[], asks: false },
+            Case {
+                held: &["a", "b"],
+                starts: 2,
+                wanted: &["b"],
+                given: &[],
+                kept: &[],
+                asks: false,
+            },
             // Between tests, nothing running: the queue's end goes back.
-            Case { held: &["a", "b", "c"], starts: 0, wanted: &["b", "c"], given: &["b", "c"], kept: &["a"], asks: false },
+            Case {
+                held: &["a", "b", "c"],
+                starts: 0,
+                wanted: &["b", "c"],
+                given: &["b", "c"],
+                kept: &["a"],
+                asks: false,
+            },
             // Everything back before any started: ask again.
-            Case { held: &["a", "b"], starts: 0, wanted: &["a", "b"], given: &["a", "b"], kept: &[], asks: true },
+            Case {
+                held: &["a", "b"],
+                starts: 0,
+                wanted: &["a", "b"],
+                given: &["a", "b"],
+                kept: &[],
+                asks: true,
+            },
             // Ids it does not hold are ignored.
-            Case { held: &["a", "b"], starts: 1, wanted: &["z", "b"], given: &["b"], kept: &[], asks: true },
+            Case {
+                held: &["a", "b"],
+                starts: 1,
+                wanted: &["z", "b"],
+                given: &["b"],
+                kept: &[],
+                asks: true,
+            },
         ];
         for (i, case) in cases.iter().enumerate() {
             let mut c = holding(case.held);
@@ -325,7 +373,11 @@ mod tests {
                 want.retain(|m| *m != WorkerMessage::NeedTests);
             }
             assert_eq!(answer, Answer::Send(want), "case {i}");
-            assert_eq!(c.queued().collect::<Vec<_>>(), case.kept.iter().collect::<Vec<_>>(), "case {i}");
+            assert_eq!(
+                c.queued().collect::<Vec<_>>(),
+                case.kept.iter().collect::<Vec<_>>(),
+                "case {i}"
+            );
         }
     }
 
@@ -334,14 +386,15 @@ mod tests {
         let mut c = holding(&["a", "b", "c"]);
         start(&mut c);
         c.finished(vec![report("a")]);
-        let answer = c.take(CoordinatorMessage::Release {
-            tests: ids(&["c"]),
-        });
+        let answer = c.take(CoordinatorMessage::Release { tests: ids(&["c"]) });
         assert_eq!(
             answer,
             Answer::Send(vec![WorkerMessage::Report(report("a")), released(&["c"])])
         );
-        assert_eq!(start(&mut c), ("b".into(), vec![WorkerMessage::NeedTests, started("b")]));
+        assert_eq!(
+            start(&mut c),
+            ("b".into(), vec![WorkerMessage::NeedTests, started("b")])
+        );
     }
 
     #[test]
@@ -351,7 +404,7 @@ mod tests {
         assert_eq!(c.take(CoordinatorMessage::Stop), Answer::Nothing);
         c.finished(vec![report("a")]);
         assert_eq!(
-            c.next(),
+            c.next_step(),
             Step::Finish {
                 frame: vec![WorkerMessage::Report(report("a")), WorkerMessage::Shutdown]
             }
@@ -360,7 +413,7 @@ mod tests {
         let (mut idle, _) = Conversation::open(ids(&["a"]), None);
         idle.take(CoordinatorMessage::Stop);
         assert_eq!(
-            idle.next(),
+            idle.next_step(),
             Step::Finish {
                 frame: vec![WorkerMessage::Shutdown]
             }

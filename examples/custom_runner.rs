@@ -2,15 +2,17 @@
 //!
 //! `cargo run --example custom_runner` (run by `scripts/test`). The same binary plays both parts:
 //! started normally it is the coordinator (a `Runner` that collects `nN::is_prime` tests and starts
-//! workers); started by herd (with `HERD_ENDPOINT` set) it is a worker that speaks protocol v1
-//! through `herd::client::WorkerClient` and "runs" a test by checking that N is prime.
+//! workers); started by herd (with `HERD_ENDPOINT` set) it is a worker built on
+//! `herd::worker_loop::WorkerLoop`, which speaks protocol v1, and "runs" a test by checking that N
+//! is prime.
 
 use std::time::{Duration, Instant};
 
-use herd::client::{WorkerClient, WorkerEnv};
+use herd::client::WorkerEnv;
 use herd::core::outcome::{Phase, PhaseOutcome};
-use herd::core::protocol::{CoordinatorMessage, PhaseReport, WorkerMessage, ENV_ENDPOINT};
+use herd::core::protocol::{PhaseReport, ENV_ENDPOINT};
 use herd::core::TestId;
+use herd::worker_loop::WorkerLoop;
 use herd::{Outcome, Runner, RunnerError, Session, SessionConfig, WorkerCommand};
 
 /// Numbers to check; 91 = 7 x 13 is not prime, so one test fails.
@@ -44,49 +46,57 @@ fn is_prime(n: u64) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }
 
-/// The worker side: collect, then run groups until told there is no more work.
-fn work() -> Result<(), Box<dyn std::error::Error>> {
-    let client = WorkerClient::connect(WorkerEnv::from_env()?, Duration::from_secs(10))?;
-    let tests = NUMBERS.iter().map(|n| format!("n{n}::is_prime")).collect();
-    let collection = WorkerMessage::collection(tests);
-    client.send(&collection)?;
-    loop {
-        client.send(&WorkerMessage::NeedTests)?;
-        let tests = match client.recv(None)? {
-            Some(CoordinatorMessage::Tests { tests }) if !tests.is_empty() => tests,
-            _ => break,
-        };
-        for test in tests {
-            client.send(&WorkerMessage::TestStarted { test: test.clone() })?;
-            let started = Instant::now();
-            let n: u64 = test
-                .trim_start_matches('n')
-                .split("::")
-                .next()
-                .unwrap_or("0")
-                .parse()?;
-            let prime = is_prime(n);
-            let report = |when, outcome, message: Option<String>| PhaseReport {
-                longrepr: message.clone(),
-                message,
-                ..PhaseReport::new(test.clone(), when, outcome, started.elapsed().as_secs_f64())
-            };
-            let call = if prime {
-                report(Phase::Call, PhaseOutcome::Passed, None)
-            } else {
-                report(
-                    Phase::Call,
-                    PhaseOutcome::Failed,
-                    Some(format!("{n} is not prime")),
-                )
-            };
-            client.send_batch(&[
-                WorkerMessage::Report(call),
-                WorkerMessage::Report(report(Phase::Teardown, PhaseOutcome::Passed, None)),
-            ])?;
-        }
+/// The numbers a worker collects: `PRIMES` (comma-separated) when set, else [`NUMBERS`].
+/// `tests/custom_worker.rs` sets it, with `PRIMES_SLOW`, to watch a steal.
+fn numbers() -> Result<Vec<u64>, std::num::ParseIntError> {
+    match std::env::var("PRIMES") {
+        Ok(list) => list.split(',').map(|n| n.trim().parse()).collect(),
+        Err(_) => Ok(NUMBERS.to_vec()),
     }
-    client.send(&WorkerMessage::Shutdown)?;
+}
+
+/// The worker side: [`WorkerLoop`] speaks the protocol (asks for work ahead, answers steals
+/// while a test runs, honours stop); this code only collects and checks one number. The check
+/// of `PRIMES_SLOW`, if set, takes a second longer.
+fn work() -> Result<(), Box<dyn std::error::Error>> {
+    let worker = WorkerLoop::connect(WorkerEnv::from_env()?, Duration::from_secs(10), None)?;
+    let collection = numbers()?
+        .iter()
+        .map(|n| format!("n{n}::is_prime"))
+        .collect();
+    let slow: Option<u64> = std::env::var("PRIMES_SLOW")
+        .ok()
+        .and_then(|n| n.parse().ok());
+    worker.run(collection, move |test| {
+        let started = Instant::now();
+        let n: Option<u64> = test
+            .trim_start_matches('n')
+            .split("::")
+            .next()
+            .and_then(|n| n.parse().ok());
+        if n.is_some() && n == slow {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let report = |when, outcome, message: Option<String>| PhaseReport {
+            longrepr: message.clone(),
+            message,
+            ..PhaseReport::new(test.clone(), when, outcome, started.elapsed().as_secs_f64())
+        };
+        let call = match n {
+            Some(n) if is_prime(n) => report(Phase::Call, PhaseOutcome::Passed, None),
+            Some(n) => report(
+                Phase::Call,
+                PhaseOutcome::Failed,
+                Some(format!("{n} is not prime")),
+            ),
+            None => report(
+                Phase::Call,
+                PhaseOutcome::Failed,
+                Some(format!("{test} names no number")),
+            ),
+        };
+        vec![call, report(Phase::Teardown, PhaseOutcome::Passed, None)]
+    })?;
     Ok(())
 }
 

@@ -6,27 +6,23 @@
 //! instead of reading the `HERD_*` variables; without `--list` it runs the given worker command
 //! with those variables (a pytest command gets herd's plugin, embedded in this binary).
 //!
-//! Fault hooks for tests of herd itself (and, later, chaos runs): `HERD_WORKER_FAULT` holds
-//! `;`-separated `IDENTITY:ACTION=N` items; an item applies only to the spawn whose identity
-//! (`w1.1`) matches, so a respawned worker behaves. Actions: `exit0-after=N` (exit 0 without
-//! shutdown while starting the test after the Nth), `garbage-after=N` (send a malformed frame after N tests),
-//! `extra-test=ID` (report a collection with one more test), `wedge-after=N` (hang silently, no
-//! heartbeats, after N tests).
+//! The protocol itself (asking for work, answering `release`, `stop` and `error`, the status
+//! file, heartbeats) is [`WorkerLoop`]'s; so are the fault hooks of `HERD_WORKER_FAULT`
+//! ([`Faults`]), which this worker carries out.
 
-use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herd_core::collection::digest;
 use herd_core::outcome::{Phase, PhaseOutcome};
-use herd_core::protocol::{CollectScope, CoordinatorMessage, PhaseReport, WorkerMessage};
-use herd_core::TestId;
+use herd_core::protocol::{PhaseReport, WorkerMessage};
 
 use crate::cli::WorkerArgs;
-use crate::client::{ClientError, WorkerClient, WorkerEnv};
+use crate::client::{ClientError, WorkerEnv};
+use crate::preflight::Plugin;
 use crate::runner::{list_tests, Runner};
+pub use crate::worker_loop::Faults;
+use crate::worker_loop::WorkerLoop;
 
 /// How often herd's exec worker sends a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -36,43 +32,6 @@ pub const SKIP_EXIT_CODE: i32 = 77;
 /// The most output kept per test for its report (its head and tail, with a note saying what was
 /// cut between them).
 const MAX_OUTPUT: usize = 64 * 1024;
-
-/// Fault hooks that apply to this spawn.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Faults {
-    /// Exit 0 without `shutdown`, as the test after this many has started.
-    pub exit0_after: Option<usize>,
-    /// Send a malformed frame after this many tests.
-    pub garbage_after: Option<usize>,
-    /// Add this id to the reported collection.
-    pub extra_test: Option<String>,
-    /// Hang silently (no heartbeats) after this many tests.
-    pub wedge_after: Option<usize>,
-}
-
-impl Faults {
-    /// Parses `HERD_WORKER_FAULT` for the spawn named `identity`.
-    pub fn parse(spec: &str, identity: &str) -> Faults {
-        let mut faults = Faults::default();
-        for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let Some((who, action)) = item.split_once(':') else {
-                continue;
-            };
-            if who != identity {
-                continue;
-            }
-            let (name, value) = action.split_once('=').unwrap_or((action, ""));
-            match name {
-                "exit0-after" => faults.exit0_after = value.parse().ok(),
-                "garbage-after" => faults.garbage_after = value.parse().ok(),
-                "extra-test" => faults.extra_test = Some(value.to_string()),
-                "wedge-after" => faults.wedge_after = value.parse().ok(),
-                other => eprintln!("herd worker: unknown fault {other:?} ignored"),
-            }
-        }
-        faults
-    }
-}
 
 /// `herd worker`: serves as the exec worker (`--list`), or runs the worker command after `--`;
 /// returns the process exit code.
@@ -108,10 +67,12 @@ fn worker_env(args: &WorkerArgs) -> Result<WorkerEnv, ClientError> {
 }
 
 /// Runs a worker command with `env`'s `HERD_*` variables and returns its exit code. A pytest
-/// command gets herd's plugin (written to a private directory that lives as long as it runs).
+/// command is checked first as `herd run` checks a local one (its Python must import pytest
+/// and pyzmq, see [`crate::preflight`]) and gets herd's plugin: the one installed in that
+/// Python, or the embedded copy written to a private directory that lives as long as it runs.
 fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
     let (worker, _plugin) = if crate::PytestRunner::is_pytest_command(command) {
-        let runner = match crate::PytestRunner::new(command.to_vec()) {
+        let runner = match pytest_runner(command) {
             Ok(runner) => runner,
             Err(e) => {
                 eprintln!("herd worker: {e}");
@@ -149,6 +110,16 @@ fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
     }
 }
 
+/// The pytest runner for a pytest worker command, once its Python has passed the up-front check.
+fn pytest_runner(command: &[String]) -> Result<crate::PytestRunner, String> {
+    let command = command.to_vec();
+    let runner = match crate::preflight::check_pytest_command(&command)? {
+        Plugin::Installed { .. } => crate::PytestRunner::with_installed_plugin(command),
+        Plugin::Embedded => crate::PytestRunner::new(command),
+    };
+    runner.map_err(|e| e.to_string())
+}
+
 /// Runs the exec worker until the coordinator has no more work; returns the process exit code.
 pub fn run_worker(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> i32 {
     if let Err(e) = take_group_down_on_sigterm() {
@@ -181,218 +152,23 @@ fn take_group_down_on_sigterm() -> std::io::Result<()> {
 }
 
 fn serve(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> Result<(), ClientError> {
-    let faults = Faults::parse(
-        &std::env::var("HERD_WORKER_FAULT").unwrap_or_default(),
-        &env.identity(),
-    );
-    let client = Arc::new(WorkerClient::connect_with_heartbeat(
-        env,
-        connect_timeout(),
-        Some(HEARTBEAT),
-    )?);
-    let mut heartbeat = Some(client.start_heartbeat(HEARTBEAT));
-    let mut tests = match list_tests(list) {
+    let faults = Faults::from_env(&env.identity());
+    let worker = WorkerLoop::connect(env, connect_timeout(), Some(HEARTBEAT))?;
+    let tests = match list_tests(list) {
         Ok(tests) => tests,
         Err(e) => {
-            client.send(&WorkerMessage::InternalError {
+            worker.client().send(&WorkerMessage::InternalError {
                 message: e.to_string(),
             })?;
             return Err(ClientError::Unexpected(e.to_string()));
         }
     };
-    tests.extend(faults.extra_test.clone());
-    if client.collect_scope() == Some(&CollectScope::Digest) {
-        // The coordinator has the reference: a digest is enough (the ids if it asks for them).
-        client.send(&WorkerMessage::Collection {
-            tests: Vec::new(),
-            errors: Vec::new(),
-            herd_groups: Default::default(),
-            files: None,
-            scope: Some(CollectScope::Digest),
-            digest: Some(digest(&tests)),
-        })?;
-    } else {
-        client.send(&WorkerMessage::collection(tests.clone()))?;
+    let worker = worker.with_faults(faults);
+    if noop {
+        return worker.inline().run(tests, |test| noop_test(test));
     }
-    client.send(&WorkerMessage::NeedTests)?;
-
-    let status = StatusFile::from_env();
-    let mut state = Dealt {
-        requested: true,
-        collection: tests,
-        ..Dealt::default()
-    };
-    let mut done = 0usize;
-    loop {
-        // Take everything that has arrived; wait only when there is nothing to run.
-        loop {
-            let idle = state.queue.is_empty() && !state.no_more && !state.stop;
-            if idle {
-                client.send_batch(&std::mem::take(&mut state.outbox))?;
-            }
-            let wait = if idle {
-                Duration::from_secs(1)
-            } else {
-                Duration::ZERO
-            };
-            match client.recv(Some(wait))? {
-                Some(message) => state.take(message, &client)?,
-                None if idle => continue,
-                None => break,
-            }
-        }
-        if state.stop || (state.queue.is_empty() && state.no_more) {
-            state.outbox.push(WorkerMessage::Shutdown);
-            client.send_batch(&state.outbox)?;
-            return Ok(());
-        }
-        let Some(test) = state.queue.pop_front() else {
-            continue;
-        };
-        state.ask_if_empty();
-        status.starting(&test);
-        state
-            .outbox
-            .push(WorkerMessage::TestStarted { test: test.clone() });
-        client.send_batch(&std::mem::take(&mut state.outbox))?;
-        if faults.exit0_after == Some(done) {
-            // Close the socket first (its linger delivers what was sent), then vanish mid-test.
-            heartbeat.take();
-            drop(client);
-            std::process::exit(0);
-        }
-        let (call, teardown) = if noop {
-            noop_test(&test)
-        } else {
-            run_test_answering(&test, command, &mut state, &client)?
-        };
-        state.outbox.push(WorkerMessage::Report(call));
-        state.outbox.push(WorkerMessage::Report(teardown));
-        done += 1;
-        if faults.wedge_after == Some(done) {
-            // Hang for good, silently: no heartbeat, no progress (a deadlocked worker).
-            client.send_batch(&std::mem::take(&mut state.outbox))?;
-            heartbeat.take();
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
-            }
-        }
-        if faults.garbage_after == Some(done) {
-            client.send_batch(&std::mem::take(&mut state.outbox))?;
-            client.send_raw(b"{this is not json")?;
-        }
-    }
-}
-
-/// What the exec worker holds: the tests dealt to it and not started, and where the
-/// conversation stands.
-#[derive(Default)]
-struct Dealt {
-    queue: VecDeque<TestId>,
-    /// A `need_tests` is out and unanswered.
-    requested: bool,
-    /// The coordinator has no more tests.
-    no_more: bool,
-    /// The coordinator said stop.
-    stop: bool,
-    /// Messages that leave with the next frame (a test's reports go with the next start).
-    outbox: Vec<WorkerMessage>,
-    /// The collection, sent again as ids if the coordinator asks.
-    collection: Vec<TestId>,
-}
-
-impl Dealt {
-    /// Takes one message from the coordinator (between tests or while one runs).
-    fn take(
-        &mut self,
-        message: CoordinatorMessage,
-        client: &WorkerClient,
-    ) -> Result<(), ClientError> {
-        match message {
-            CoordinatorMessage::Tests { tests } => {
-                self.requested = false;
-                self.no_more |= tests.is_empty();
-                self.queue.extend(tests);
-            }
-            CoordinatorMessage::Release { tests } => {
-                // Work stealing: give back what has not started.
-                let wanted: HashSet<&TestId> = tests.iter().collect();
-                let (given, kept): (Vec<TestId>, Vec<TestId>) =
-                    self.queue.drain(..).partition(|t| wanted.contains(t));
-                self.queue = kept.into();
-                self.outbox.push(WorkerMessage::Released { tests: given });
-                self.ask_if_empty();
-                client.send_batch(&std::mem::take(&mut self.outbox))?;
-            }
-            CoordinatorMessage::CollectionNeeded => {
-                let tests = std::mem::take(&mut self.collection);
-                client.send(&WorkerMessage::collection(tests))?;
-            }
-            CoordinatorMessage::Stop => self.stop = true,
-            CoordinatorMessage::Error { message } => return Err(ClientError::Refused(message)),
-            CoordinatorMessage::Welcome { .. } | CoordinatorMessage::FileAccepted { .. } => {}
-        }
-        Ok(())
-    }
-
-    /// Asks for the next group when nothing is left to start (before the running test ends).
-    fn ask_if_empty(&mut self) {
-        if self.queue.is_empty() && !self.no_more && !self.requested {
-            self.outbox.push(WorkerMessage::NeedTests);
-            self.requested = true;
-        }
-    }
-}
-
-/// How often a worker running a test looks for messages (a `release` is answered this fast).
-const ANSWER_TICK: Duration = Duration::from_millis(5);
-
-/// Runs one test on a thread of its own while taking the coordinator's messages, so a
-/// `release` is answered during a long test.
-fn run_test_answering(
-    test: &str,
-    command: &[String],
-    state: &mut Dealt,
-    client: &WorkerClient,
-) -> Result<(PhaseReport, PhaseReport), ClientError> {
-    let (done, result) = std::sync::mpsc::channel();
-    let (id, command) = (test.to_string(), command.to_vec());
-    std::thread::spawn(move || {
-        let _ = done.send(run_test(&id, &command));
-    });
-    loop {
-        match result.recv_timeout(ANSWER_TICK) {
-            Ok(reports) => return Ok(reports),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                while let Some(message) = client.recv(Some(Duration::ZERO))? {
-                    state.take(message, client)?;
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(ClientError::Unexpected(format!(
-                    "the runner of {test} panicked"
-                )));
-            }
-        }
-    }
-}
-
-/// The file named by `HERD_STATUS_FILE`, holding the id of the test being started.
-struct StatusFile(Option<std::fs::File>);
-
-impl StatusFile {
-    fn from_env() -> StatusFile {
-        let path = std::env::var_os(herd_core::protocol::ENV_STATUS_FILE);
-        StatusFile(path.and_then(|p| std::fs::File::create(p).ok()))
-    }
-
-    /// Records `test` before any of its code runs (a plain write survives a sudden death).
-    fn starting(&self, test: &str) {
-        use std::os::unix::fs::FileExt;
-        if let Some(file) = &self.0 {
-            let _ = file.write_all_at(format!("{test}\n").as_bytes(), 0);
-        }
-    }
+    let command = command.to_vec();
+    worker.run(tests, move |test| run_test(test, &command))
 }
 
 /// How long to wait for the coordinator's welcome: `HERD_CONNECT_TIMEOUT` seconds, default 30.
@@ -414,15 +190,15 @@ pub fn test_command(command: &[String], test: &str) -> Vec<String> {
 }
 
 /// `--noop`: the reports of a test that passed without running anything.
-fn noop_test(test: &str) -> (PhaseReport, PhaseReport) {
-    (
+fn noop_test(test: &str) -> Vec<PhaseReport> {
+    vec![
         PhaseReport::new(test, Phase::Call, PhaseOutcome::Passed, 0.0),
         PhaseReport::new(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
-    )
+    ]
 }
 
 /// Runs one test; returns its call and teardown reports.
-fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
+fn run_test(test: &str, command: &[String]) -> Vec<PhaseReport> {
     let args = test_command(command, test);
     let started = Instant::now();
     // `status` says how the process ended; it closes the failure text.
@@ -463,10 +239,10 @@ fn run_test(test: &str, command: &[String]) -> (PhaseReport, PhaseReport) {
             None => status,
         });
     }
-    (
+    vec![
         call,
         PhaseReport::new(test, Phase::Teardown, PhaseOutcome::Passed, 0.0),
-    )
+    ]
 }
 
 /// Runs the test process; its output is kept for the report and copied to this worker's stderr
@@ -511,23 +287,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn faults_apply_to_one_spawn() {
-        let spec =
-            "w1.1:exit0-after=2; w2.1:garbage-after=1;w1.1:extra-test=bogus;w1.2:exit0-after=9";
-        assert_eq!(
-            Faults::parse(spec, "w1.1"),
-            Faults {
-                exit0_after: Some(2),
-                garbage_after: None,
-                extra_test: Some("bogus".into()),
-                wedge_after: None,
-            }
-        );
-        assert_eq!(Faults::parse(spec, "w2.1").garbage_after, Some(1));
-        assert_eq!(Faults::parse(spec, "w3.1"), Faults::default());
-    }
-
-    #[test]
     fn test_id_is_substituted_or_appended() {
         let cmd = vec!["sh".to_string(), "-c".to_string(), "run {}".to_string()];
         assert_eq!(test_command(&cmd, "t1"), vec!["sh", "-c", "run t1"]);
@@ -540,20 +299,22 @@ mod tests {
     #[test]
     fn exit_codes_decide_the_outcome() {
         let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
-        let (call, teardown) = run_test("t", &sh("echo hello"));
+        let [call, teardown] = &run_test("t", &sh("echo hello"))[..] else {
+            panic!("two reports");
+        };
         assert_eq!(
             (call.outcome, teardown.when),
             (PhaseOutcome::Passed, Phase::Teardown)
         );
-        let (call, _) = run_test("t", &sh("echo boom >&2; exit 3"));
+        let call = run_test("t", &sh("echo boom >&2; exit 3")).remove(0);
         assert_eq!(call.outcome, PhaseOutcome::Failed);
         assert_eq!(call.longrepr.as_deref(), Some("boom\nexit code 3"));
-        let (call, _) = run_test("t", &sh("echo no database; exit 77"));
+        let call = run_test("t", &sh("echo no database; exit 77")).remove(0);
         assert_eq!(
             (call.outcome, call.message.as_deref()),
             (PhaseOutcome::Skipped, Some("no database"))
         );
-        let (call, _) = run_test("t", &["/nonexistent/program".to_string()]);
+        let call = run_test("t", &["/nonexistent/program".to_string()]).remove(0);
         assert!(call.message.unwrap().contains("cannot run"));
     }
 }

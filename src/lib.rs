@@ -27,6 +27,7 @@ pub mod pytest;
 pub mod runner;
 pub mod session;
 pub mod values;
+pub mod worker_loop;
 
 pub use herd_actors as actors;
 pub use herd_actors::{SessionReport, TestResult, WorkerCommand};

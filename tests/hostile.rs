@@ -120,9 +120,12 @@ fn run_worker(suite: &Suite, command: &str) -> (i32, String) {
 
 #[test]
 fn squatters_on_the_workers_identities_do_not_lock_the_workers_out() {
-    let suite = Suite::new()
-        .passing("m", "t", 6)
-        .test("m::fails", "exit 1\n");
+    // Tests that take a while, so one worker cannot finish them all before the other joins.
+    let mut suite = Suite::new();
+    for i in 0..6 {
+        suite = suite.test(&format!("m::t{i}"), "sleep 0.4\nexit 0\n");
+    }
+    let suite = suite.test("m::fails", "sleep 0.4\nexit 1\n");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     // The squatters are connecting before herd even listens, so they are in before its
@@ -193,6 +196,14 @@ fn squatters_on_the_workers_identities_do_not_lock_the_workers_out() {
         .unwrap();
     assert!(first_refusal < first_start, "{}", run.dump());
     for worker in ["w1", "w2"] {
+        // It joined (not locked out, not given up on) and ended as it should.
+        assert!(
+            run.of("worker_exited")
+                .iter()
+                .any(|e| e["worker"] == worker && e["clean"] == true),
+            "{worker} did not end cleanly\n{}",
+            run.dump()
+        );
         assert!(
             run.of("test_finished")
                 .iter()

@@ -119,6 +119,29 @@ fn plugin_flags_at(command: &[String]) -> Option<usize> {
     None
 }
 
+/// Whether pytest arguments turn capturing off (`-s`, `--capture=no`, `--capture no`), the
+/// last of them winning as in pytest.
+fn captures_nothing(args: &[String]) -> bool {
+    let mut off = false;
+    let mut it = args.iter().take_while(|a| *a != "--");
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-s" => off = true,
+            "--capture" => off = it.next().map(String::as_str) == Some("no"),
+            a if a.starts_with("--capture=") => off = a == "--capture=no",
+            // Short flags run together: `-xs`, `-sv` (but not an option's value, like `-kfoo`).
+            a if a.starts_with('-') && !a.starts_with("--") && a.len() > 2 => {
+                let flags = &a[1..];
+                if flags.chars().all(|c| "svxqlr".contains(c)) && flags.contains('s') {
+                    off = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    off
+}
+
 impl Runner for PytestRunner {
     fn name(&self) -> &str {
         "pytest"
@@ -165,6 +188,11 @@ impl Runner for PytestRunner {
         true
     }
 
+    fn live_output(&self) -> bool {
+        let at = plugin_flags_at(&self.command).expect("checked in new()");
+        captures_nothing(&self.command[at..])
+    }
+
     fn default_dist(&self) -> Dist {
         // Module fixtures and providers: the seed's grouping.
         Dist::Modscope
@@ -178,6 +206,19 @@ impl Runner for PytestRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capturing_off_is_read_as_pytest_reads_it() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(captures_nothing(&args(&["-s", "tests/"])));
+        assert!(captures_nothing(&args(&["-xsv"])));
+        assert!(captures_nothing(&args(&["--capture=no"])));
+        assert!(captures_nothing(&args(&["--capture", "no"])));
+        assert!(!captures_nothing(&args(&["-s", "--capture=fd"])));
+        assert!(!captures_nothing(&args(&["-k", "s"])));
+        assert!(!captures_nothing(&args(&["-ks"])));
+        assert!(!captures_nothing(&args(&["tests/", "--", "-s"])));
+    }
 
     fn cmd(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()

@@ -38,6 +38,12 @@ pub trait Runner: Send {
     fn prefers_dots(&self) -> bool {
         false
     }
+    /// Whether the tests' own output is shown live on the terminal, a line at a time prefixed
+    /// with the worker id (pytest's `-s`); otherwise it reaches only the worker logs and the
+    /// reports.
+    fn live_output(&self) -> bool {
+        false
+    }
     /// How tests are dealt out unless `--dist` says otherwise: `load` (tests share no state).
     fn default_dist(&self) -> Dist {
         Dist::Load

@@ -490,6 +490,7 @@ impl Session {
                 heartbeat_timeout: config.heartbeat_timeout,
                 fingerprint,
                 fingerprint_required: config.fingerprint.is_some(),
+                live_output: runner.live_output(),
             },
             grouping,
             history: config

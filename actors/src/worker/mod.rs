@@ -112,6 +112,8 @@ pub struct WorkerSettings {
     pub fingerprint: String,
     /// Whether a worker must say a fingerprint (a `--fingerprint` command was given).
     pub fingerprint_required: bool,
+    /// Show the process's output live, a line at a time as a worker message (pytest's `-s`).
+    pub live_output: bool,
 }
 
 /// The actors a worker talks to.
@@ -198,6 +200,8 @@ struct Incarnation {
     collected: Option<Arc<HashSet<String>>>,
     /// The end of its output, for crash reports.
     tail: Vec<u8>,
+    /// Live output (`-s`): the start of a line not ended yet.
+    partial_line: Vec<u8>,
     log: Option<WorkerLog>,
     /// Its exit: (pid, exit code if it exited normally, status as text).
     exit: Option<(u32, Option<i32>, String)>,

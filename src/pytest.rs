@@ -16,13 +16,30 @@ use herd_core::TestId;
 
 use crate::runner::{Runner, RunnerError};
 
-/// The plugin package, as shipped in `python/herd_pytest/`.
-const PLUGIN_FILES: [(&str, &str); 2] = [
-    (
-        "__init__.py",
-        include_str!("../python/herd_pytest/__init__.py"),
-    ),
-    ("plugin.py", include_str!("../python/herd_pytest/plugin.py")),
+/// `(file name, text)` of one file of `python/herd_pytest/`, embedded in the binary.
+macro_rules! plugin_file {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../python/herd_pytest/", $name)),
+        )
+    };
+}
+
+/// The plugin package, as shipped in `python/herd_pytest/`: every module (a unit test checks
+/// that none is missing).
+const PLUGIN_FILES: &[(&str, &str)] = &[
+    plugin_file!("__init__.py"),
+    plugin_file!("channel.py"),
+    plugin_file!("chaos.py"),
+    plugin_file!("collection.py"),
+    plugin_file!("handshake.py"),
+    plugin_file!("loop.py"),
+    plugin_file!("plugin.py"),
+    plugin_file!("process.py"),
+    plugin_file!("reports.py"),
+    plugin_file!("settings.py"),
+    plugin_file!("wire.py"),
 ];
 
 /// The version of the embedded plugin: herd's own (`__version__` in `herd_pytest/__init__.py`
@@ -93,7 +110,7 @@ fn check_is_pytest(command: &[String]) -> Result<(), RunnerError> {
 
 fn write_plugin(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for (name, text) in PLUGIN_FILES {
+    for &(name, text) in PLUGIN_FILES {
         std::fs::write(dir.join(name), text)?;
     }
     Ok(())
@@ -256,7 +273,7 @@ mod tests {
         assert_eq!(key, "PYTHONPATH");
         let root = runner.plugin_root().unwrap();
         assert!(path.to_string_lossy().starts_with(root.to_str().unwrap()));
-        let plugin = std::fs::read_to_string(root.join("herd_pytest/plugin.py")).unwrap();
+        let plugin = std::fs::read_to_string(root.join("herd_pytest/loop.py")).unwrap();
         assert!(plugin.contains("need_tests"));
     }
 
@@ -275,15 +292,68 @@ mod tests {
         assert!(PytestRunner::with_installed_plugin(cmd("sh x")).is_err());
     }
 
+    fn embedded(name: &str) -> &'static str {
+        PLUGIN_FILES
+            .iter()
+            .find(|(file, _)| *file == name)
+            .unwrap_or_else(|| panic!("{name} is not embedded"))
+            .1
+    }
+
     #[test]
     fn the_embedded_plugin_says_herds_version_and_protocol() {
-        let [(_, init), (_, plugin)] = PLUGIN_FILES;
+        let init = embedded("__init__.py");
         let protocol = format!(
             "PROTOCOL_VERSION = {}\n",
             herd_core::protocol::PROTOCOL_VERSION
         );
         assert!(init.contains(&format!("__version__ = \"{PLUGIN_VERSION}\"\n")));
         assert!(init.contains(&protocol), "__init__.py: {protocol}");
-        assert!(plugin.contains(&protocol), "plugin.py: {protocol}");
+        // Said once: every module takes it from the package.
+        for (name, text) in PLUGIN_FILES {
+            if *name != "__init__.py" {
+                assert!(
+                    !text.contains("PROTOCOL_VERSION = "),
+                    "{name} says it again"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_module_of_the_package_is_embedded_as_it_is() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/herd_pytest");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let mut embedded_names: Vec<String> = PLUGIN_FILES
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        embedded_names.sort();
+        assert_eq!(
+            embedded_names, on_disk,
+            "PLUGIN_FILES in src/pytest.rs must list every module of python/herd_pytest/"
+        );
+        for name in &on_disk {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert_eq!(
+                embedded(name),
+                text,
+                "{name} differs from the embedded copy"
+            );
+        }
+    }
+
+    #[test]
+    fn the_written_plugin_is_the_whole_package() {
+        let runner = PytestRunner::new(cmd("pytest")).unwrap();
+        let dir = runner.plugin_root().unwrap().join("herd_pytest");
+        for (name, text) in PLUGIN_FILES {
+            assert_eq!(&std::fs::read_to_string(dir.join(name)).unwrap(), text);
+        }
     }
 }

@@ -528,3 +528,31 @@ fn exit_handlers_of_a_worker_still_run() {
         );
     }
 }
+
+#[test]
+fn capturing_off_shows_the_tests_output_live_with_the_worker_id() {
+    let text = "def test_a():\n    print('hello from a')\n\ndef test_b():\n    print('hello from b', end='')\n";
+    let suite = PySuite::new(&[("test_out.py", text)]);
+    let run = suite.herd(&["-n", "2"], &["-s"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    for line in ["hello from a", "hello from b"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with("[w") && l.ends_with(&format!("] {line}"))),
+            "{line:?} not shown live:\n{}",
+            run.dump()
+        );
+    }
+    // Only the tests' own output: not each worker's pytest header or summary.
+    assert!(
+        !run.stdout
+            .lines()
+            .any(|l| l.starts_with("[w") && (l.contains(" passed") || l.contains("session starts"))),
+        "{}",
+        run.dump()
+    );
+    // Without -s the output stays out of the terminal.
+    let run = suite.herd(&["-n", "2"], &[]);
+    assert!(!run.stdout.contains("hello from a"), "{}", run.dump());
+}

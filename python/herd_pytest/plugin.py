@@ -8,6 +8,7 @@ package docstring for the map and the protocol).
 
 from __future__ import annotations
 
+import os
 import traceback
 import warnings
 
@@ -48,6 +49,21 @@ def herd_appliance():
     return appliance()
 
 
+def _quiet_terminal(config):
+    """With capturing off (``-s``) herd shows the worker's output live, a line at a time: only
+    the tests' own output belongs there, so pytest's per-worker terminal report (its header,
+    progress and summary; herd prints the session's) goes nowhere."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    try:
+        from _pytest.config import create_terminal_writer
+
+        reporter._tw = create_terminal_writer(config, open(os.devnull, "w"))
+    except Exception as exc:  # a pytest without these internals: its report stays
+        warnings.warn(f"herd: cannot quiet the worker's terminal report: {exc}")
+
+
 # ---- the worker: active only under herd ------------------------------------------------------
 
 
@@ -72,6 +88,8 @@ class HerdWorker:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session):
         self.collection.session = session
+        if self.config.getoption("capture", None) == "no":
+            _quiet_terminal(self.config)
         welcome = greet(self.channel, self.settings)
         if welcome is not None:
             self.collection.scope = partial_scope(welcome.get("collect"), self.config.args)

@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn workers_load_an_installed_plugin_from_where_it_is() {
-        let runner = PytestRunner::with_installed_plugin(cmd("pytest -x")).unwrap();
+        let runner = PytestRunner::with_installed_plugin(cmd("pytest -l")).unwrap();
         assert!(runner.plugin_root().is_none());
         let command = runner.worker_command().unwrap();
         assert!(command.env.iter().all(|(key, _)| key != "PYTHONPATH"));
@@ -310,8 +310,35 @@ mod tests {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(args, cmd("-p herd_pytest.plugin -p no:xdist -x"));
+        assert_eq!(args, cmd("-p herd_pytest.plugin -p no:xdist -l"));
         assert!(PytestRunner::with_installed_plugin(cmd("sh x")).is_err());
+    }
+
+    #[test]
+    fn maxfail_is_the_sessions_and_options_herd_cannot_run_are_refused() {
+        let runner = PytestRunner::new(cmd("python3 -m pytest -vx tests --maxfail 2")).unwrap();
+        assert_eq!(runner.maxfail(), Some(2));
+        let args: Vec<String> = (runner.worker_command().unwrap().args.iter())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            cmd("-m pytest -p herd_pytest.plugin -p no:xdist -v tests")
+        );
+        let remote = runner.remote_worker_args().unwrap();
+        assert_eq!(remote, cmd("-- python3 -m pytest -v tests"));
+        assert_eq!(runner.usage_exit_code(), Some(4));
+        let xdist = PytestRunner::new(cmd("pytest -n 2 tests")).err().unwrap();
+        assert!(
+            xdist.to_string().contains("herd run -n 2 -- pytest tests"),
+            "{xdist}"
+        );
+        assert!(PytestRunner::new(cmd("pytest --co")).is_err());
+        assert_eq!(
+            ends_early(&cmd("python -m pytest --fixtures")).as_deref(),
+            Some("--fixtures")
+        );
+        assert_eq!(ends_early(&cmd("pytest tests -q")), None);
     }
 
     #[test]

@@ -956,6 +956,15 @@ mod tests {
     }
 
     #[test]
+    fn the_smaller_failure_limit_wins_and_zero_is_none() {
+        assert_eq!(smaller_limit(Some(5), Some(2)), Some(2));
+        assert_eq!(smaller_limit(Some(1), Some(3)), Some(1));
+        assert_eq!(smaller_limit(None, Some(3)), Some(3));
+        assert_eq!(smaller_limit(Some(4), Some(0)), Some(4));
+        assert_eq!(smaller_limit(None, None), None);
+    }
+
+    #[test]
     fn private_dir_is_0700() {
         use std::os::unix::fs::PermissionsExt;
         let dir = private_dir().unwrap();

@@ -68,6 +68,13 @@ pub struct RunArgs {
     pub options: RunOptions,
     /// The pytest command (`pytest ARGS`, `python -m pytest ARGS`), or with --list the command
     /// that runs one test (`{}` is replaced by the test id, or the id is appended).
+    ///
+    /// pytest options that run no test (--collect-only/--co, --fixtures, --fixtures-per-test,
+    /// --markers, --setup-plan, --cache-show, --version, -h/--help) run once as plain pytest,
+    /// its output and exit code passed through. A usage error or a missing path ends at once
+    /// with pytest's message (exit 4). --maxfail N, -x and --exitfirst count over every worker,
+    /// like herd's own (with both, the smaller limit wins). pytest-xdist's flags (-n, --dist...)
+    /// go before `--`, as herd's.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

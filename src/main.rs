@@ -54,13 +54,23 @@ fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
     if command.is_empty() {
         return usage("give the test command after `--`: `-- pytest ARGS` (pytest runner), or `--list CMD -- CMD {}` (exec runner)".into());
     }
+    let pytest = options.list.is_none() && herd::PytestRunner::is_pytest_command(&command);
+    if pytest && herd::pytest::ends_early(&command).is_some() {
+        // `--collect-only`, `--fixtures`, `--help`...: pytest runs no test; plain pytest, once.
+        return herd::pytest::run_plain(&command).unwrap_or_else(usage);
+    }
     // Workers started here are checked before any starts (see herd::preflight).
     let local = matches!(config.launcher.as_deref(), None | Some("local"));
-    let runner = match herd::preflight::runner_for(options.list.as_deref(), command, local) {
+    let runner = match herd::preflight::runner_for(options.list.as_deref(), command.clone(), local)
+    {
         Ok(runner) => runner,
         Err(e) => return usage(e.to_string()),
     };
     match Session::new(config, runner).run() {
+        Ok(report) if pytest && local && report.exit_code == exit_code::NO_TESTS => {
+            // A missing path: pytest says so only after its (empty) collection.
+            herd::pytest::why_nothing_collected(&command).map_or(report.exit_code, usage)
+        }
         Ok(report) => report.exit_code,
         Err(e) => {
             eprintln!("herd: error: {e}");

@@ -6,15 +6,24 @@
 //!
 //! The reference collection is the first worker's own collection (pytest collects once per
 //! worker, in parallel); every other worker's collection is checked against it.
+//!
+//! Some pytest arguments are herd's business (see [`args`]): options after which pytest ends
+//! without running a test are run once as plain pytest ([`run_plain`]), pytest-xdist's flags are
+//! a usage error, and `--maxfail`/`-x` become the session's maxfail.
+
+pub mod args;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use herd_actors::WorkerCommand;
 use herd_core::grouping::Dist;
 use herd_core::TestId;
 
 use crate::runner::{Runner, RunnerError};
+
+pub use self::args::{PytestArgs, XdistFlag};
 
 /// `(file name, text)` of one file of `python/herd_pytest/`, embedded in the binary.
 macro_rules! plugin_file {
@@ -49,6 +58,8 @@ pub const PLUGIN_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Runs a pytest command line across herd's workers.
 pub struct PytestRunner {
     command: Vec<String>,
+    /// What herd read in the pytest arguments (the workers' arguments, the session's maxfail).
+    args: PytestArgs,
     /// The private directory holding the embedded plugin; `None` when the installed one is used.
     plugin_root: Option<tempfile::TempDir>,
 }
@@ -57,7 +68,7 @@ impl PytestRunner {
     /// A runner for `command` (`pytest ARGS...` or `python -m pytest ARGS...`); writes the
     /// embedded plugin to a private directory that lives as long as the runner.
     pub fn new(command: Vec<String>) -> Result<PytestRunner, RunnerError> {
-        check_is_pytest(&command)?;
+        let args = read_args(&command)?;
         let cannot = |e: std::io::Error| {
             RunnerError::Usage(format!(
                 "cannot write herd's pytest plugin to a temporary directory: {e} \
@@ -71,6 +82,7 @@ impl PytestRunner {
         write_plugin(&plugin_root.path().join("herd_pytest")).map_err(cannot)?;
         Ok(PytestRunner {
             command,
+            args,
             plugin_root: Some(plugin_root),
         })
     }
@@ -79,9 +91,10 @@ impl PytestRunner {
     /// [`crate::preflight`] to be this herd's version): no copy is written, `PYTHONPATH` is left
     /// as it is.
     pub fn with_installed_plugin(command: Vec<String>) -> Result<PytestRunner, RunnerError> {
-        check_is_pytest(&command)?;
+        let args = read_args(&command)?;
         Ok(PytestRunner {
             command,
+            args,
             plugin_root: None,
         })
     }
@@ -98,14 +111,71 @@ impl PytestRunner {
     }
 }
 
-fn check_is_pytest(command: &[String]) -> Result<(), RunnerError> {
-    match plugin_flags_at(command) {
-        Some(_) => Ok(()),
-        None => Err(RunnerError::Usage(format!(
+/// Reads the pytest arguments of `command`; refuses a command that is not pytest, pytest-xdist's
+/// flags (herd runs the workers) and options after which pytest runs no test (see
+/// [`run_plain`]).
+fn read_args(command: &[String]) -> Result<PytestArgs, RunnerError> {
+    let Some(at) = plugin_flags_at(command) else {
+        return Err(RunnerError::Usage(format!(
             "`{}` is not a pytest command (expected `pytest ...` or `python -m pytest ...`)",
             command.join(" ")
-        ))),
+        )));
+    };
+    let args = PytestArgs::read(&command[at..]);
+    if let Some(flag) = &args.xdist {
+        return Err(RunnerError::Usage(flag.usage_error(command)));
     }
+    if let Some(option) = &args.ends_early {
+        return Err(RunnerError::Usage(format!(
+            "with {option} pytest runs no test: run `{}` as plain pytest (`herd run` does)",
+            command.join(" ")
+        )));
+    }
+    Ok(args)
+}
+
+/// The option of `command` (a pytest command) after which pytest ends without running a test
+/// (`--collect-only`, `--fixtures`, `--markers`, `--help`, `--version`...), if any.
+pub fn ends_early(command: &[String]) -> Option<String> {
+    let at = plugin_flags_at(command)?;
+    PytestArgs::read(&command[at..]).ends_early
+}
+
+/// Runs `command` once as plain pytest (without herd's plugin), its output going straight to
+/// herd's stdout and stderr; returns its exit code. For the options that end pytest before any
+/// test runs: pytest's own output and exit code are the truth, and no worker is needed.
+pub fn run_plain(command: &[String]) -> Result<i32, String> {
+    let (program, args) = command.split_first().ok_or("no pytest command")?;
+    let status = Command::new(program)
+        .args(args)
+        .stdin(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run `{}`: {e}", command.join(" ")))?;
+    Ok(status
+        .code()
+        .unwrap_or(herd_core::outcome::exit_code::INTERRUPTED))
+}
+
+/// Why a session of `command` collected no test, when pytest calls it a usage error: pytest
+/// reports a missing path (`ERROR: file or directory not found`) only after its (empty)
+/// collection, so herd, whose workers then sent that empty collection, asks plain pytest once,
+/// with `--collect-only -q`. pytest's message, or `None` when pytest too finds nothing to
+/// run (exit 5).
+pub fn why_nothing_collected(command: &[String]) -> Option<String> {
+    let (program, args) = command.split_first()?;
+    let out = Command::new(program)
+        .args(args)
+        .args(["--collect-only", "-q"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let usage = herd_core::outcome::exit_code::USAGE_ERROR;
+    (out.status.code() == Some(usage)).then(|| {
+        format!(
+            "pytest refused the command line (exit code {usage}):\n{}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )
+    })
 }
 
 fn write_plugin(dir: &Path) -> std::io::Result<()> {
@@ -172,7 +242,7 @@ impl Runner for PytestRunner {
         let at = plugin_flags_at(&self.command).expect("checked in new()");
         let mut args: Vec<OsString> = self.command[1..at].iter().map(OsString::from).collect();
         args.extend(["-p", "herd_pytest.plugin", "-p", "no:xdist"].map(OsString::from));
-        args.extend(self.command[at..].iter().map(OsString::from));
+        args.extend(self.args.for_workers.iter().map(OsString::from));
         let mut env = vec![(
             herd_core::protocol::ENV_VERSION.into(),
             env!("CARGO_PKG_VERSION").into(),
@@ -196,9 +266,19 @@ impl Runner for PytestRunner {
 
     fn remote_worker_args(&self) -> Result<Vec<String>, RunnerError> {
         // `herd worker` on the other host adds the plugin (embedded in it) itself.
+        let at = plugin_flags_at(&self.command).expect("checked in new()");
         let mut args = vec!["--".to_string()];
-        args.extend(self.command.iter().cloned());
+        args.extend(self.command[..at].iter().cloned());
+        args.extend(self.args.for_workers.iter().cloned());
         Ok(args)
+    }
+
+    fn maxfail(&self) -> Option<usize> {
+        self.args.maxfail
+    }
+
+    fn usage_exit_code(&self) -> Option<i32> {
+        Some(herd_core::outcome::exit_code::USAGE_ERROR)
     }
 
     fn prefers_dots(&self) -> bool {
@@ -279,7 +359,7 @@ mod tests {
 
     #[test]
     fn workers_load_an_installed_plugin_from_where_it_is() {
-        let runner = PytestRunner::with_installed_plugin(cmd("pytest -x")).unwrap();
+        let runner = PytestRunner::with_installed_plugin(cmd("pytest -l")).unwrap();
         assert!(runner.plugin_root().is_none());
         let command = runner.worker_command().unwrap();
         assert!(command.env.iter().all(|(key, _)| key != "PYTHONPATH"));
@@ -288,7 +368,7 @@ mod tests {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(args, cmd("-p herd_pytest.plugin -p no:xdist -x"));
+        assert_eq!(args, cmd("-p herd_pytest.plugin -p no:xdist -l"));
         assert!(PytestRunner::with_installed_plugin(cmd("sh x")).is_err());
     }
 
@@ -298,6 +378,33 @@ mod tests {
             .find(|(file, _)| *file == name)
             .unwrap_or_else(|| panic!("{name} is not embedded"))
             .1
+    }
+
+    #[test]
+    fn maxfail_is_the_sessions_and_options_herd_cannot_run_are_refused() {
+        let runner = PytestRunner::new(cmd("python3 -m pytest -vx tests --maxfail 2")).unwrap();
+        assert_eq!(runner.maxfail(), Some(2));
+        let args: Vec<String> = (runner.worker_command().unwrap().args.iter())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            cmd("-m pytest -p herd_pytest.plugin -p no:xdist -v tests")
+        );
+        let remote = runner.remote_worker_args().unwrap();
+        assert_eq!(remote, cmd("-- python3 -m pytest -v tests"));
+        assert_eq!(runner.usage_exit_code(), Some(4));
+        let xdist = PytestRunner::new(cmd("pytest -n 2 tests")).err().unwrap();
+        assert!(
+            xdist.to_string().contains("herd run -n 2 -- pytest tests"),
+            "{xdist}"
+        );
+        assert!(PytestRunner::new(cmd("pytest --co")).is_err());
+        assert_eq!(
+            ends_early(&cmd("python -m pytest --fixtures")).as_deref(),
+            Some("--fixtures")
+        );
+        assert_eq!(ends_early(&cmd("pytest tests -q")), None);
     }
 
     #[test]

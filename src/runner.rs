@@ -53,6 +53,19 @@ pub trait Runner: Send {
     fn shards_collection(&self) -> bool {
         false
     }
+    /// The failures after which the session stops, as the runner's own arguments ask (pytest's
+    /// `--maxfail N` or `-x`, taken out of the workers' arguments and counted over every worker);
+    /// the smaller of this and herd's own `--maxfail` applies. `None` or 0: no limit.
+    fn maxfail(&self) -> Option<usize> {
+        None
+    }
+    /// The exit code by which a worker process that ends before its hello says the command
+    /// line is wrong (pytest's usage error, 4: an unknown option, a conftest that cannot be
+    /// imported). Such a death ends the session at once as a usage error with the process's
+    /// output, instead of a respawn. `None` (the default): every early death is a crash.
+    fn usage_exit_code(&self) -> Option<i32> {
+        None
+    }
     /// What follows `herd worker --connect ...` to start this runner's worker on another host
     /// (`--launcher external`). By default: `-- PROGRAM ARGS` of [`Runner::worker_command`],
     /// which `herd worker` runs with the `HERD_*` variables of the slot it joins.

@@ -463,6 +463,9 @@ impl Session {
                 .unwrap_or_else(|| RespawnBudget::default_for(slots.len())),
             config.respawn_window,
         );
+        // A worker that finds the command line wrong leaves its output here (see
+        // WorkerSettings::usage_error).
+        let usage_error = Arc::new(std::sync::OnceLock::new());
         let plan = SessionPlan {
             runner: runner.name().to_string(),
             slots,
@@ -491,6 +494,8 @@ impl Session {
                 fingerprint,
                 fingerprint_required: config.fingerprint.is_some(),
                 live_output: runner.live_output(),
+                usage_exit: runner.usage_exit_code(),
+                usage_error: usage_error.clone(),
             },
             grouping,
             history: config
@@ -508,16 +513,34 @@ impl Session {
             events,
             report_files,
             verbosity: config.verbosity,
-            maxfail: config.maxfail,
+            maxfail: smaller_limit(config.maxfail, runner.maxfail()),
             dots: config.dots.unwrap_or(runner.prefers_dots()),
             durations: config.durations,
             subscribers,
             progress_bar,
             color,
         };
-        run_session(plan, output)
+        let report = run_session(plan, output)
             .await
-            .map_err(|e| SessionError::Internal(e.to_string()))
+            .map_err(|e| SessionError::Internal(e.to_string()))?;
+        match usage_error.get() {
+            Some(output) => Err(SessionError::Usage(format!(
+                "{} refused the command line (exit code {}):\n{output}",
+                runner.name(),
+                runner.usage_exit_code().unwrap_or_default()
+            ))),
+            None => Ok(report),
+        }
+    }
+}
+
+/// The smaller of two failure limits, where `None` and 0 mean no limit (herd's `--maxfail` and
+/// the runner's own, pytest's `--maxfail`/`-x` after `--`).
+fn smaller_limit(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    let limit = |n: Option<usize>| n.filter(|n| *n > 0);
+    match (limit(a), limit(b)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -931,6 +954,15 @@ mod tests {
             std::fs::read_dir(dir.path().join("logs")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn the_smaller_failure_limit_wins_and_zero_is_none() {
+        assert_eq!(smaller_limit(Some(5), Some(2)), Some(2));
+        assert_eq!(smaller_limit(Some(1), Some(3)), Some(1));
+        assert_eq!(smaller_limit(None, Some(3)), Some(3));
+        assert_eq!(smaller_limit(Some(4), Some(0)), Some(4));
+        assert_eq!(smaller_limit(None, None), None);
     }
 
     #[test]

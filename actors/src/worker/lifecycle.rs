@@ -312,8 +312,10 @@ impl Worker {
             self.state,
             State::Starting | State::Collecting | State::Checking
         );
+        let before_hello = self.state == State::Starting && !self.inc.external;
         let running = self.inc.running.take();
         let death = Death {
+            usage_error: is_usage_error(code, before_hello, self.settings.usage_exit),
             kill: self.inc.kill.clone(),
             shutdown_said: self.inc.shutdown_said,
             draining: self.draining,
@@ -352,7 +354,7 @@ impl Worker {
         }
         if self.inc.kill == Some(KillReason::Recollect) {
             self.notice(KillReason::Recollect.describe());
-        } else if early && !self.draining {
+        } else if early && !self.draining && plan.next != Next::UsageError {
             self.notice(format!(
                 "died before it was ready: {}\n{}",
                 plan.why,
@@ -390,7 +392,25 @@ impl Worker {
             Next::Done => self.done(false),
             Next::Retire(reason) => self.retire(reason),
             Next::Respawn { counted } => self.respawn_after_check(ctx, counted),
+            Next::UsageError => self.end_for_usage_error(),
         }
+    }
+
+    /// The process said the command line is wrong: the first slot to hear it keeps the
+    /// process's output as the session's usage error and ends the session; the slot is done,
+    /// never respawned (every respawn would say the same).
+    fn end_for_usage_error(&mut self) {
+        let output = String::from_utf8_lossy(&self.inc.tail)
+            .trim_end()
+            .to_string();
+        if self.settings.usage_error.set(output).is_ok() {
+            let code = self.settings.usage_exit.unwrap_or_default();
+            self.peers.supervisor.do_send(SessionExitRequested {
+                worker: self.id(),
+                reason: format!("usage error: its command line is wrong (exit code {code})"),
+            });
+        }
+        self.done(false);
     }
 
     /// Respawns the slot, after the appliance check if there is one (a failed check retires

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -36,7 +36,7 @@ use herd_core::protocol::{
     self, CollectionError, CoordinatorMessage, PhaseReport, Token, WorkerMessage,
 };
 use herd_core::restart::RetirePolicy;
-use herd_core::slot::death::{plan_death, Death, DeathPlan, KillReason, Next};
+use herd_core::slot::death::{is_usage_error, plan_death, Death, DeathPlan, KillReason, Next};
 use herd_core::slot::steal::{Handshake, Step};
 use herd_core::untrusted;
 use herd_core::TestId;
@@ -114,6 +114,12 @@ pub struct WorkerSettings {
     pub fingerprint_required: bool,
     /// Show the process's output live, a line at a time as a worker message (pytest's `-s`).
     pub live_output: bool,
+    /// The exit code by which a process that ends before its hello says the command line is
+    /// wrong (the runner's usage error, pytest's 4); `None`: every early death is a crash.
+    pub usage_exit: Option<i32>,
+    /// The output of the first process that said so: the session then ends as a usage error
+    /// (whoever ran it reads this to say why), with no respawn.
+    pub usage_error: Arc<OnceLock<String>>,
 }
 
 /// The actors a worker talks to.

@@ -21,6 +21,11 @@
 //!   JoinTimeout     -                 -                         retire
 //!   Unneeded        -                 -                         done
 //! ```
+//!
+//! A process that exits by itself before its hello with the runner's usage-error code (pytest's
+//! 4: see [`is_usage_error`]) found the command line wrong; every respawn would too. It is not a
+//! crash: nothing is blamed or counted, and the session ends as a usage error
+//! ([`Next::UsageError`]).
 
 use std::time::Duration;
 
@@ -141,6 +146,15 @@ pub struct Death {
     pub status: String,
     /// The slot's deaths in a row without a finished test, before this one.
     pub streak: u32,
+    /// It said the command line is wrong (see [`is_usage_error`]).
+    pub usage_error: bool,
+}
+
+/// Whether a process that exited with `code` says the command line is wrong: it exited by
+/// itself, before its hello, with the runner's usage-error code `usage_exit` (pytest's 4), if
+/// the runner has one.
+pub fn is_usage_error(code: Option<i32>, before_hello: bool, usage_exit: Option<i32>) -> bool {
+    before_hello && code.is_some() && code == usage_exit
 }
 
 /// The test a death is blamed on.
@@ -167,6 +181,9 @@ pub enum Next {
         /// Whether this respawn takes from the budget.
         counted: bool,
     },
+    /// The command line is wrong: the slot is done and the session ends as a usage error, with
+    /// the process's output.
+    UsageError,
 }
 
 /// What to do about a death.
@@ -213,6 +230,12 @@ pub fn plan_death(death: Death, retire: RetirePolicy) -> DeathPlan {
         next: Next::Done,
     };
     if clean && running.is_none() && requeue.is_empty() {
+        return plan;
+    }
+    if death.usage_error && kill.is_none() {
+        plan.why = format!("its command line is wrong: it exited with {}", death.status);
+        plan.requeue = requeue;
+        plan.next = Next::UsageError;
         return plan;
     }
     plan.blamed = blame(&death, running, &mut requeue);

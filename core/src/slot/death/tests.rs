@@ -328,3 +328,39 @@ fn only_misbehaviour_condemns_and_only_herds_own_stops_are_free() {
         ]
     );
 }
+
+#[test]
+fn a_usage_error_before_hello_ends_the_session_without_blame_or_count() {
+    assert!(is_usage_error(Some(4), true, Some(4)));
+    assert!(
+        !is_usage_error(Some(4), false, Some(4)),
+        "after its hello: a crash"
+    );
+    assert!(
+        !is_usage_error(Some(4), true, None),
+        "the runner has no usage code"
+    );
+    assert!(
+        !is_usage_error(None, true, Some(4)),
+        "a signal is not a usage error"
+    );
+    assert!(!is_usage_error(Some(3), true, Some(4)));
+    let death = Death {
+        early: true,
+        status: "exit code 4".into(),
+        streak: 1,
+        usage_error: true,
+        ..Death::default()
+    };
+    let plan = plan_death(death.clone(), retire3());
+    assert_eq!(plan.next, Next::UsageError);
+    assert_eq!((plan.blamed, plan.streak), (None, 1));
+    assert!(plan.why.contains("command line is wrong"), "{}", plan.why);
+    // Killed by herd (a drain, a timeout): the kill decides, as ever.
+    let drained = Death {
+        kill: Some(KillReason::Drain),
+        draining: true,
+        ..death
+    };
+    assert_eq!(plan_death(drained, retire3()).next, Next::Done);
+}

@@ -1,5 +1,5 @@
 //! `herd worker`: the exec runner's worker process. It speaks protocol v1 through
-//! [`WorkerClient`], collects with the list command, and runs each test as its own process
+//! [`crate::worker_loop::WorkerLoop`], collects with the list command, and runs each test as its own process
 //! (`--noop`: reports each test passed without running anything, to measure herd itself).
 //!
 //! With `--connect ENDPOINT --token-file F --worker ID` it joins a coordinator from any host

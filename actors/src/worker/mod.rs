@@ -3,9 +3,9 @@
 //! and its restart policy: when the process dies it reports the running test, returns the rest,
 //! and either retires the slot or asks the Supervisor for a respawn.
 //!
-//! The actor is split by concern: [`lifecycle`] (spawn, kill, exit, the death plan, respawn),
-//! [`inbound`] (what the process says: hello, collection, messages), [`work`] (its tests:
-//! requests, delivery, starts, timeouts, steals) and [`liveness`] (stopped or silent; chaos
+//! The actor is split by concern: `lifecycle` (spawn, kill, exit, the death plan, respawn),
+//! `inbound` (what the process says: hello, collection, messages), `work` (its tests:
+//! requests, delivery, starts, timeouts, steals) and `liveness` (stopped or silent; chaos
 //! strikes). The decisions with rules in them are pure, in `herd_core::slot` and
 //! `herd_core::liveness`.
 //!

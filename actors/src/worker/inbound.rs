@@ -50,7 +50,9 @@ impl Worker {
             return;
         }
         self.inc.identity = Some(identity);
-        self.state = State::Collecting;
+        self.state = State::Collecting {
+            early_request: false,
+        };
         // A worker that promised heartbeats is hung when silent (and idle) for three of them
         // (and at least --heartbeat-timeout).
         self.inc.liveness = heartbeat.filter(|s| s.is_finite() && *s > 0.0).map(|s| {
@@ -103,10 +105,13 @@ impl Worker {
                 tests,
                 errors,
             } => self.on_file_collection(file, tests, errors),
-            WorkerMessage::NeedTests
-                if matches!(self.state, State::Checking | State::Collecting) =>
-            {
-                self.inc.need_tests_pending = true
+            WorkerMessage::NeedTests if self.state.is_early() && self.state != State::Starting => {
+                // Served once its collection is accepted.
+                if let State::Collecting { early_request } | State::Checking { early_request, .. } =
+                    &mut self.state
+                {
+                    *early_request = true;
+                }
             }
             WorkerMessage::NeedTests => self.need_tests(ctx),
             WorkerMessage::Warning { text, test, when } => {
@@ -141,10 +146,13 @@ impl Worker {
 
     /// Its collection (whole, a shard, or a digest) goes to the Supervisor to be checked.
     fn on_collection(&mut self, ctx: &mut Context<Self>, part: Part) {
-        if self.state != State::Collecting {
+        let State::Collecting { early_request } = self.state else {
             return self.violation("a collection at the wrong time".into());
-        }
-        self.state = State::Checking;
+        };
+        self.state = State::Checking {
+            early_request,
+            awaiting_reference: false,
+        };
         self.inc.collected = (!part.is_whole()).then(|| Arc::new(collected_files(&part)));
         let check = CheckCollection {
             worker: self.id(),
@@ -154,7 +162,7 @@ impl Worker {
         let incarnation = self.incarnation;
         let ask = self.peers.supervisor.send(check);
         ctx.spawn(ask.into_actor(self).map(move |verdict, act, ctx| {
-            if act.incarnation == incarnation && act.state == State::Checking {
+            if act.incarnation == incarnation && matches!(act.state, State::Checking { .. }) {
                 act.collection_checked(ctx, verdict.unwrap_or(CollectionVerdict::Refused));
             }
         }));
@@ -206,10 +214,24 @@ impl Worker {
                 self.start_working(ctx);
             }
             CollectionVerdict::Pending if self.reference.is_some() => self.start_working(ctx),
-            CollectionVerdict::Pending => self.inc.awaiting_reference = true,
+            CollectionVerdict::Pending => {
+                if let State::Checking {
+                    awaiting_reference, ..
+                } = &mut self.state
+                {
+                    *awaiting_reference = true;
+                }
+            }
             CollectionVerdict::IdsNeeded => {
                 // Its digest differs: the ids show how (and are checked as usual).
-                self.state = State::Collecting;
+                let early_request = matches!(
+                    self.state,
+                    State::Checking {
+                        early_request: true,
+                        ..
+                    }
+                );
+                self.state = State::Collecting { early_request };
                 self.send_to_process(CoordinatorMessage::CollectionNeeded);
             }
             CollectionVerdict::Mismatch(diff) => {
@@ -228,9 +250,19 @@ impl Worker {
     }
 
     pub(super) fn start_working(&mut self, ctx: &mut Context<Self>) {
-        self.state = State::Working;
-        self.inc.awaiting_reference = false;
-        if std::mem::take(&mut self.inc.need_tests_pending) {
+        let early_request = matches!(
+            self.state,
+            State::Collecting {
+                early_request: true
+            } | State::Checking {
+                early_request: true,
+                ..
+            }
+        );
+        self.state = State::Working {
+            awaiting_work: false,
+        };
+        if early_request {
             self.need_tests(ctx);
         }
     }
@@ -340,7 +372,13 @@ impl Handler<ReferenceReady> for Worker {
 
     fn handle(&mut self, ReferenceReady(reference): ReferenceReady, ctx: &mut Self::Context) {
         self.reference = Some(reference);
-        if self.state == State::Checking && self.inc.awaiting_reference {
+        if matches!(
+            self.state,
+            State::Checking {
+                awaiting_reference: true,
+                ..
+            }
+        ) {
             self.start_working(ctx);
         }
     }

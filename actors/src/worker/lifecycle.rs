@@ -116,12 +116,7 @@ impl Worker {
     pub(super) fn start_timer(&self, ctx: &mut Context<Self>) {
         let incarnation = self.incarnation;
         ctx.run_later(self.settings.start_timeout, move |act, _| {
-            if act.incarnation != incarnation
-                || !matches!(
-                    act.state,
-                    State::Starting | State::Collecting | State::Checking
-                )
-            {
+            if act.incarnation != incarnation || !act.state.is_early() {
                 return;
             }
             let secs = act.settings.start_timeout.as_secs_f64();
@@ -283,7 +278,6 @@ impl Worker {
         };
         self.flush_live();
         self.inc.identity = None;
-        self.inc.awaiting_work = false;
         self.forget_steal();
         if self.aborted {
             self.state = State::Done;
@@ -308,10 +302,7 @@ impl Worker {
                 self.inc.running.as_ref().map(|r| r.test.clone()),
             );
         }
-        let early = matches!(
-            self.state,
-            State::Starting | State::Collecting | State::Checking
-        );
+        let early = self.state.is_early();
         let before_hello = self.state == State::Starting && !self.inc.external;
         let running = self.inc.running.take();
         let death = Death {
@@ -617,8 +608,10 @@ impl Handler<Drain> for Worker {
     fn handle(&mut self, _: Drain, _: &mut Self::Context) {
         self.draining = true;
         match self.state {
-            State::Starting | State::Collecting | State::Checking => self.kill(KillReason::Drain),
-            State::Working => self.send_to_process(CoordinatorMessage::Stop),
+            State::Starting | State::Collecting { .. } | State::Checking { .. } => {
+                self.kill(KillReason::Drain)
+            }
+            State::Working { .. } => self.send_to_process(CoordinatorMessage::Stop),
             State::Respawning => self.done(false),
             State::Stopping | State::Done => {}
         }

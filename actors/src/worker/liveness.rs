@@ -41,7 +41,7 @@ impl Worker {
         }
         let live = matches!(
             self.state,
-            State::Collecting | State::Checking | State::Working
+            State::Collecting { .. } | State::Checking { .. } | State::Working { .. }
         ) && (self.inc.pid.is_some()
             || self.inc.identity.is_some() && self.inc.external);
         let pid = self.inc.pid;

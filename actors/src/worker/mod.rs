@@ -135,15 +135,49 @@ pub struct Peers {
     pub transport: Addr<Transport>,
 }
 
+/// Where the slot is in its life; each phase carries what only it needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// Its process is starting (or, external, awaited); no hello yet.
     Starting,
-    Collecting,
-    Checking,
-    Working,
+    /// Hello accepted; its collection is awaited.
+    Collecting {
+        /// It already asked for work (served once its collection is accepted).
+        early_request: bool,
+    },
+    /// Its collection is being checked against the reference.
+    Checking {
+        /// It already asked for work (served once its collection is accepted).
+        early_request: bool,
+        /// Its part is accepted, but the reference is not complete yet (a shard).
+        awaiting_reference: bool,
+    },
+    /// It runs tests.
+    Working {
+        /// A request for work is at the Scheduler.
+        awaiting_work: bool,
+    },
+    /// It said `shutdown` and is exiting.
     Stopping,
+    /// Its process is gone; a respawn, retirement or the end is being decided.
     Respawning,
+    /// The slot is done.
     Done,
+}
+
+impl State {
+    /// Before its collection was accepted: starting, collecting or checking.
+    fn is_early(self) -> bool {
+        matches!(
+            self,
+            State::Starting | State::Collecting { .. } | State::Checking { .. }
+        )
+    }
+
+    /// Running tests.
+    fn is_working(self) -> bool {
+        matches!(self, State::Working { .. })
+    }
 }
 
 struct Running {
@@ -194,14 +228,8 @@ struct Incarnation {
     /// The tests it holds, in order (the running one first).
     queue: VecDeque<TestId>,
     running: Option<Running>,
-    /// A request for work is at the Scheduler.
-    awaiting_work: bool,
-    /// It asked for work before its collection was accepted.
-    need_tests_pending: bool,
     /// Work stealing with this process: deferred, asked, answered once.
     steal: Handshake<Steal>,
-    /// Its collection waits for the reference to be complete (a shard).
-    awaiting_reference: bool,
     /// The files it has collected, when it collected only some.
     collected: Option<Arc<HashSet<String>>>,
     /// The end of its output, for crash reports.

@@ -6,13 +6,13 @@ use super::*;
 
 impl Worker {
     pub(super) fn need_tests(&mut self, ctx: &mut Context<Self>) {
-        if self.state != State::Working {
+        let State::Working { awaiting_work } = &mut self.state else {
             return self.violation("need_tests before its collection was accepted".into());
-        }
+        };
         if self.draining {
             self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
-        } else if !self.inc.awaiting_work {
-            self.inc.awaiting_work = true;
+        } else if !*awaiting_work {
+            *awaiting_work = true;
             let (reply, steal) = (ctx.address().recipient(), ctx.address().recipient());
             let (worker, incarnation) = (self.id(), self.incarnation);
             self.peers.scheduler.do_send(RequestWork {
@@ -27,7 +27,7 @@ impl Worker {
     }
 
     pub(super) fn on_test_started(&mut self, ctx: &mut Context<Self>, test: TestId) {
-        if self.state != State::Working {
+        if !self.state.is_working() {
             return self.violation(format!("test_started for {test} at the wrong time"));
         }
         if let Some(running) = &self.inc.running {
@@ -140,7 +140,7 @@ impl Worker {
     /// Steal is answered once.
     pub(super) fn steal(&mut self, msg: Steal, ctx: &mut Context<Self>) {
         let tail: Vec<TestId> =
-            if self.state == State::Working && !self.draining && !self.inc.steal.asking() {
+            if self.state.is_working() && !self.draining && !self.inc.steal.asking() {
                 let running = self.inc.running.as_ref().map(|r| &r.test);
                 let unstarted = self.unstarted();
                 msg.policy
@@ -193,7 +193,7 @@ impl Worker {
     }
 
     pub(super) fn deliver(&mut self, incarnation: u32, tests: Vec<TestId>) {
-        if incarnation != self.incarnation || self.state != State::Working || self.draining {
+        if incarnation != self.incarnation || !self.state.is_working() || self.draining {
             self.peers.scheduler.do_send(ReturnTests {
                 worker: self.id(),
                 tests,
@@ -213,10 +213,12 @@ impl Handler<Assignment> for Worker {
 
     fn handle(&mut self, msg: Assignment, ctx: &mut Self::Context) {
         if msg.incarnation == self.incarnation {
-            self.inc.awaiting_work = false;
+            if let State::Working { awaiting_work } = &mut self.state {
+                *awaiting_work = false;
+            }
         }
         if msg.tests.is_empty() {
-            if msg.incarnation == self.incarnation && self.state == State::Working {
+            if msg.incarnation == self.incarnation && self.state.is_working() {
                 self.send_to_process(CoordinatorMessage::Tests { tests: Vec::new() });
             }
             return;
@@ -252,7 +254,7 @@ impl Handler<Steal> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Steal, ctx: &mut Self::Context) {
-        let working = self.state == State::Working && !self.draining;
+        let working = self.state.is_working() && !self.draining;
         match self.inc.steal.requested(msg, working) {
             Step::Ask(msg) => self.steal(msg, ctx),
             Step::Deferred => {

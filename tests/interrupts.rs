@@ -125,9 +125,11 @@ fn no_test_process_outlives_a_sigkilled_herd() {
     signal(&child, Signal::SIGKILL);
     let _ = Run::wait(child, &suite.events_path());
     assert_no_orphans(marker);
+    // Nothing of this session is left: no worker and no test process in its directory.
     assert!(
-        no_processes_with("herd-test", Duration::from_secs(3)),
-        "orphaned workers' tests"
+        no_processes_in(suite.path(), Duration::from_secs(3)),
+        "orphaned workers or tests: {:?}",
+        processes_in(suite.path())
     );
 }
 

@@ -240,6 +240,37 @@ pub fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// The processes (other than this one) whose working directory is `dir`: a session's workers
+/// and tests run in its suite's directory, so this finds only that session's processes.
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .collect()
+}
+
+/// Waits up to `limit` for no process to remain in `dir` (see [`processes_in`]).
+pub fn no_processes_in(dir: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if processes_in(dir).is_empty() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits up to `limit` for no process with `marker` in its command line to remain.
 pub fn no_processes_with(marker: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;

@@ -33,6 +33,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("channel.py"),
     plugin_file!("chaos.py"),
     plugin_file!("collection.py"),
+    plugin_file!("controller.py"),
     plugin_file!("handshake.py"),
     plugin_file!("loop.py"),
     plugin_file!("plugin.py"),
@@ -96,7 +97,43 @@ impl PytestRunner {
     pub fn plugin_root(&self) -> Option<&Path> {
         self.plugin_root.as_ref().map(|root| root.path())
     }
+
+    /// `self.command` with herd's `-p` flags after `pytest` (`-p herd_pytest.<module>`, no
+    /// xdist), and the environment that finds the plugin.
+    fn command_with(&self, module: &str) -> WorkerCommand {
+        let at = plugin_flags_at(&self.command).expect("checked in new()");
+        let mut args: Vec<OsString> = self.command[1..at].iter().map(OsString::from).collect();
+        args.extend(["-p", module, "-p", "no:xdist"].map(OsString::from));
+        args.extend(self.command[at..].iter().map(OsString::from));
+        let mut env = vec![(
+            herd_core::protocol::ENV_VERSION.into(),
+            env!("CARGO_PKG_VERSION").into(),
+        )];
+        if let Some(root) = self.plugin_root() {
+            // First on the path, so it wins over any other herd_pytest the suite's Python has.
+            let mut path = root.as_os_str().to_owned();
+            if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+                path.push(":");
+                path.push(existing);
+            }
+            env.insert(0, ("PYTHONPATH".into(), path));
+        }
+        WorkerCommand {
+            program: PathBuf::from(&self.command[0]),
+            args,
+            env,
+            cwd: None,
+        }
+    }
 }
+
+/// Set in the controller's environment: `herd_pytest.controller` is active only there.
+pub const ENV_CONTROLLER: &str = "HERD_PYTEST_CONTROLLER";
+
+/// Set in the workers' environment when the controller is on: each report then carries pytest's
+/// serialized form, and the workers leave the session's files (`--junitxml`, the cache, ...) to
+/// the controller.
+pub const ENV_REPORTS: &str = "HERD_PYTEST_REPORTS";
 
 fn check_is_pytest(command: &[String]) -> Result<(), RunnerError> {
     match plugin_flags_at(command) {
@@ -169,29 +206,13 @@ impl Runner for PytestRunner {
     }
 
     fn worker_command(&self) -> Result<WorkerCommand, RunnerError> {
-        let at = plugin_flags_at(&self.command).expect("checked in new()");
-        let mut args: Vec<OsString> = self.command[1..at].iter().map(OsString::from).collect();
-        args.extend(["-p", "herd_pytest.plugin", "-p", "no:xdist"].map(OsString::from));
-        args.extend(self.command[at..].iter().map(OsString::from));
-        let mut env = vec![(
-            herd_core::protocol::ENV_VERSION.into(),
-            env!("CARGO_PKG_VERSION").into(),
-        )];
-        if let Some(root) = self.plugin_root() {
-            // First on the path, so it wins over any other herd_pytest the suite's Python has.
-            let mut path = root.as_os_str().to_owned();
-            if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-                path.push(":");
-                path.push(existing);
-            }
-            env.insert(0, ("PYTHONPATH".into(), path));
-        }
-        Ok(WorkerCommand {
-            program: PathBuf::from(&self.command[0]),
-            args,
-            env,
-            cwd: None,
-        })
+        Ok(self.command_with("herd_pytest.plugin"))
+    }
+
+    fn controller_command(&self) -> Option<WorkerCommand> {
+        let mut command = self.command_with("herd_pytest.controller");
+        command.env.push((ENV_CONTROLLER.into(), "1".into()));
+        Some(command)
     }
 
     fn remote_worker_args(&self) -> Result<Vec<String>, RunnerError> {

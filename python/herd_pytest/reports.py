@@ -10,7 +10,11 @@ import json
 
 import pytest
 
+from .controller import reports_go_to_controller
 from .wire import jsonable
+
+# Whether each report carries pytest's serialized form, for herd's pytest controller.
+_SERIALIZED = reports_go_to_controller()
 
 
 class Rounds:
@@ -74,6 +78,8 @@ def report_message(report, config):
     subtest = subtest_description(report)
     if subtest is not None:
         msg["subtest"] = subtest
+    if _SERIALIZED:
+        msg["pytest"] = config.hook.pytest_report_to_serializable(config=config, report=report)
     return msg
 
 

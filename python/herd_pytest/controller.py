@@ -24,12 +24,16 @@ import json
 import linecache
 import os
 import re
+import time
 import warnings
 
 import pytest
 
 ENV_CONTROLLER = "HERD_PYTEST_CONTROLLER"
 ENV_REPORTS = "HERD_PYTEST_REPORTS"
+# For the benchmark (scripts/bench-pytest): a file the controller writes its CPU seconds and
+# its number of tests to at the end.
+ENV_CPU_FILE = "HERD_PYTEST_CONTROLLER_CPU"
 
 # herd's lines arrive on stdin: its descriptor is kept before pytest's capturing can replace it.
 _INPUT_FD = os.dup(0) if os.environ.get(ENV_CONTROLLER) == "1" else None
@@ -78,6 +82,7 @@ class Controller:
     def __init__(self, config):
         self.config = config
         self.writer = None  # the terminal's writer, while it is quiet
+        self.tests = 0
 
     # ---- the session, without tests of its own ----------------------------------------------
 
@@ -106,6 +111,10 @@ class Controller:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session):
         self._loud()  # before the terminal reporter prints pytest's summary
+        cpu_file = os.environ.get(ENV_CPU_FILE)
+        if cpu_file:
+            with open(cpu_file, "w") as f:
+                json.dump({"cpu_seconds": time.process_time(), "tests": self.tests}, f)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_internalerror(self, excrepr, excinfo):
@@ -130,6 +139,7 @@ class Controller:
     def _test(self, message):
         hook = self.config.hook
         nodeid = message["test"]
+        self.tests += 1
         reports = [
             hook.pytest_report_from_serializable(config=self.config, data=with_tuples(data))
             for data in message.get("reports") or []

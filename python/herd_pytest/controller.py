@@ -211,19 +211,37 @@ def with_tuples(data):
 
 
 def herd_reports(nodeid, worker, herd):
-    """The reports of a test pytest never finished (it crashed its worker, or timed out): a
-    failed call saying so, as xdist reports a crashed worker's test, and its teardown."""
+    """The reports of a test that came without pytest's own (a worker that does not send them,
+    or a test herd decided: it crashed its worker, or timed out), from herd's verdict. A crash or
+    a timeout is a failed call saying so, as xdist reports a crashed worker's test."""
     path, _, name = nodeid.partition("::")
     location = (path, None, name or path)
-    word = herd.get("word") or "CRASHED"
-    why = herd.get("message") or word.lower()
-    text = f"herd: {word} on worker {worker}: {why}"
-    if herd.get("details"):
-        text += "\n" + herd["details"]
+    outcome = herd.get("outcome") or "crashed"
+    why = herd.get("message") or ""
+    text = herd.get("details") or why
+    if outcome in ("crashed", "timed_out"):
+        word = herd.get("word") or outcome.upper()
+        text = f"herd: {word} on worker {worker}: {why or word.lower()}" + (
+            "\n" + herd["details"] if herd.get("details") else ""
+        )
+    when, phase_outcome, extra = {
+        "passed": ("call", "passed", {}),
+        "xpassed": ("call", "passed", {"wasxfail": why}),
+        "skipped": ("call", "skipped", {}),
+        "xfailed": ("call", "skipped", {"wasxfail": why}),
+        "error": ("setup", "failed", {}),
+    }.get(outcome, ("call", "failed", {}))
+    longrepr = None
+    if phase_outcome == "skipped" and not extra:
+        longrepr = (path, None, why or "skipped")
+    elif phase_outcome == "failed":
+        longrepr = text
     common = dict(nodeid=nodeid, location=location, keywords={}, duration=0.0)
-    call = pytest.TestReport(outcome="failed", longrepr=text, when="call", **common)
+    main = pytest.TestReport(
+        outcome=phase_outcome, longrepr=longrepr, when=when, **common, **extra
+    )
     teardown = pytest.TestReport(outcome="passed", longrepr=None, when="teardown", **common)
-    return [call, teardown]
+    return [main, teardown]
 
 
 def warning_record(text):

@@ -313,6 +313,26 @@ mod tests {
         assert!(PytestRunner::with_installed_plugin(cmd("sh x")).is_err());
     }
 
+    #[test]
+    fn the_controller_is_the_users_command_with_the_controller_plugin() {
+        let runner = PytestRunner::new(cmd("python3 -m pytest tests --junitxml=x.xml")).unwrap();
+        let command = runner.controller_command().unwrap();
+        let args: Vec<String> = command
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            cmd("-m pytest -p herd_pytest.controller -p no:xdist tests --junitxml=x.xml")
+        );
+        assert!(command
+            .env
+            .iter()
+            .any(|(k, v)| k == ENV_CONTROLLER && v == "1"));
+        assert_eq!(command.env[0].0, "PYTHONPATH");
+    }
+
     fn embedded(name: &str) -> &'static str {
         PLUGIN_FILES
             .iter()

@@ -36,7 +36,11 @@ fn herd(suite: &PySuite, herd_args: &[&str], pytest_args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_herd"))
         .current_dir(suite.path())
         .arg("run")
-        .args(if herd_args.contains(&"-n") { &[][..] } else { &["-n", "2"][..] })
+        .args(if herd_args.contains(&"-n") {
+            &[][..]
+        } else {
+            &["-n", "2"][..]
+        })
         .args(herd_args)
         .arg("--events")
         .arg(suite.events())
@@ -99,7 +103,11 @@ fn junitxml_has_every_test_case_once_as_plain_pytest_writes_them() {
     let plain_xml = suite.path().join("plain.xml");
     let (plain_code, _) = plain(
         &suite,
-        &["-p", "no:cacheprovider", &format!("--junitxml={}", plain_xml.display())],
+        &[
+            "-p",
+            "no:cacheprovider",
+            &format!("--junitxml={}", plain_xml.display()),
+        ],
     );
     let run = herd(
         &suite,
@@ -136,7 +144,11 @@ fn the_short_summary_and_the_counts_are_plain_pytests() {
     // Without the controller, herd's own summary has the same counts.
     let run = herd(&suite, &["--no-controller"], &args);
     assert_eq!(run.code, plain_code, "{}", run.dump());
-    assert!(run.stdout.contains("short test summary info"), "{}", run.dump());
+    assert!(
+        run.stdout.contains("short test summary info"),
+        "{}",
+        run.dump()
+    );
 }
 
 #[test]
@@ -165,7 +177,10 @@ fn report_log_is_valid_json_lines_with_one_session_finish() {
         &["-p", "no:cacheprovider", "--report-log=log.jsonl"],
     );
     assert_eq!(run.code, 1, "{}", run.dump());
-    plain(&suite, &["-p", "no:cacheprovider", "--report-log=plain.jsonl"]);
+    plain(
+        &suite,
+        &["-p", "no:cacheprovider", "--report-log=plain.jsonl"],
+    );
     let records = |name: &str| -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(suite.path().join(name)).unwrap();
         text.lines()
@@ -178,7 +193,11 @@ fn report_log_is_valid_json_lines_with_one_session_finish() {
     };
     assert_eq!(kind(&herds, "SessionFinish"), 1, "{herds:?}");
     assert_eq!(kind(&herds, "SessionStart"), 1, "{herds:?}");
-    assert_eq!(kind(&herds, "TestReport"), kind(&plains, "TestReport"), "{herds:?}");
+    assert_eq!(
+        kind(&herds, "TestReport"),
+        kind(&plains, "TestReport"),
+        "{herds:?}"
+    );
     assert_eq!(herds.last().unwrap()["exitstatus"], 1);
 }
 
@@ -207,12 +226,14 @@ fn a_controller_killed_mid_session_leaves_herds_own_summary_with_every_outcome()
         cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n        except OSError:\n            continue\n        \
         if int(stat[1]) == herd and b'herd_pytest.controller' in cmd:\n            \
         os.kill(int(pid), signal.SIGKILL)\n    time.sleep(0.5)\n";
-    let later = "def test_1():\n    pass\n\ndef test_2():\n    pass\n\ndef test_3():\n    assert False\n";
+    let later =
+        "def test_1():\n    pass\n\ndef test_2():\n    pass\n\ndef test_3():\n    assert False\n";
     let suite = PySuite::new(&[("test_0.py", killer), ("test_later.py", later)]);
     let run = herd(&suite, &["-n", "1"], &["-p", "no:cacheprovider"]);
     assert_eq!(run.code, 1, "{}", run.dump());
     assert!(
-        run.stdout.contains("herd: the pytest controller exited early (signal 9"),
+        run.stdout
+            .contains("herd: the pytest controller exited early (signal 9"),
         "{}",
         run.dump()
     );

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //!   Event (in the Reporter's order) --ControllerFeed::lines--> JSON lines on the controller's stdin
+//!     collected       {"type":"collected", "count"}
 //!     test_finished   {"type":"test", "test", "worker", "reports":[pytest's serialized reports]}
 //!                     or, for what herd decided (crashed, timed out): "herd":{outcome, message, details}
 //!     collection_errors  {"type":"collect_error", "nodeid", "longrepr"}   (once per collector)
@@ -33,7 +34,7 @@ impl ControllerFeed {
         match event {
             Event::Collected { tests } => {
                 self.collected = tests.len();
-                Vec::new()
+                vec![json!({"type": "collected", "count": tests.len()})]
             }
             Event::TestFinished {
                 verdict,
@@ -170,13 +171,17 @@ mod tests {
     #[test]
     fn the_finish_line_says_the_end_and_the_collection() {
         let mut feed = ControllerFeed::default();
-        feed.lines(&Event::Collected {
+        let collected = feed.lines(&Event::Collected {
             tests: vec!["a".into(), "b".into()],
         });
+        assert_eq!(collected[0]["count"], 2);
         let line = feed.finish(&SessionEnd::Interrupted("enough".into()), 2);
         assert_eq!(line["end"], "interrupted");
         assert_eq!(line["reason"], "enough");
-        assert_eq!((line["exitstatus"].clone(), line["collected"].clone()), (json!(2), json!(2)));
+        assert_eq!(
+            (line["exitstatus"].clone(), line["collected"].clone()),
+            (json!(2), json!(2))
+        );
     }
 
     #[test]

@@ -255,7 +255,11 @@ impl TestRecord {
                 .filter(|c| !c.is_empty())
                 .collect(),
             properties: self.properties(),
-            runner_reports: self.phases.iter().filter_map(|p| p.pytest.clone()).collect(),
+            runner_reports: self
+                .phases
+                .iter()
+                .filter_map(|p| p.pytest.clone())
+                .collect(),
         }
     }
 

@@ -223,7 +223,11 @@ fn write_lines(stdin: std::process::ChildStdin) -> Sender<String> {
                 return;
             }
             // Write out what is queued, then wait for more: a batch per wakeup.
-            if rx.try_iter().try_for_each(|l| writeln!(stdin, "{l}")).is_err() {
+            if rx
+                .try_iter()
+                .try_for_each(|l| writeln!(stdin, "{l}"))
+                .is_err()
+            {
                 return;
             }
             if stdin.flush().is_err() {

@@ -125,8 +125,17 @@ def bench_trivial(d: Path):
     xdist = Run(f"pytest-xdist -n {WORKERS}", xdist_cmd(), d)
     xdist.show()
     events = d / ".events-shared.jsonl"
-    herd = Run(f"herd -n {WORKERS}", herd_cmd(d, "--events", str(events)), d, events=events)
+    cpu_file = d / ".controller-cpu.json"
+    herd = Run(f"herd -n {WORKERS}", herd_cmd(d, "--events", str(events)), d, events=events,
+               env={"HERD_PYTEST_CONTROLLER_CPU": str(cpu_file)})
     herd.show()
+    if cpu_file.exists():
+        cpu = json.loads(cpu_file.read_text())
+        per_test = cpu["cpu_seconds"] / max(1, cpu["tests"]) * 1e6
+        print(f"  pytest controller: {cpu['cpu_seconds']:.2f} s CPU for {cpu['tests']} tests "
+              f"({per_test:.0f} us per test, its start included)")
+    bare = Run(f"herd -n {WORKERS} --no-controller", herd_cmd(d, "--no-controller"), d)
+    bare.show()
     events_all = d / ".events-all.jsonl"
     whole = Run(f"herd -n {WORKERS} --collect-all", herd_cmd(d, "--collect-all", "--events",
                 str(events_all)), d, events=events_all)

@@ -220,6 +220,11 @@ run_options! {
         #[arg(long, value_name = "SECONDS", allow_negative_numbers = true,
               value_parser = values::HEARTBEAT_TIMEOUT.parser())]
         pub heartbeat_timeout: Option<f64> => values::HEARTBEAT_TIMEOUT,
+        /// pytest runner: no pytest controller (by default one pytest process gets every report
+        /// and writes pytest's own summary, --junitxml, --report-log and cache, once); herd's
+        /// summary is then the report. Example: herd run --no-controller -- pytest
+        #[arg(long, action = ArgAction::SetTrue, value_parser = switch())]
+        pub no_controller: Switch,
         /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
         /// Example: --color never
         #[arg(long, value_enum, value_name = "WHEN")]
@@ -306,6 +311,7 @@ impl RunOptions {
             dist: self.dist.as_deref().map(str::parse).transpose()?,
             history: self.history.clone().or(defaults.history),
             collect_all: self.collect_all.unwrap_or(false),
+            controller: self.no_controller != Some(true),
         })
     }
 }

@@ -42,6 +42,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("channel.py"),
     plugin_file!("chaos.py"),
     plugin_file!("collection.py"),
+    plugin_file!("controller.py"),
     plugin_file!("handshake.py"),
     plugin_file!("loop.py"),
     plugin_file!("plugin.py"),
@@ -109,7 +110,43 @@ impl PytestRunner {
     pub fn plugin_root(&self) -> Option<&Path> {
         self.plugin_root.as_ref().map(|root| root.path())
     }
+
+    /// `self.command` with herd's `-p` flags after `pytest` (`-p herd_pytest.<module>`, no
+    /// xdist), and the environment that finds the plugin.
+    fn command_with(&self, module: &str, pytest_args: &[String]) -> WorkerCommand {
+        let at = plugin_flags_at(&self.command).expect("checked in new()");
+        let mut args: Vec<OsString> = self.command[1..at].iter().map(OsString::from).collect();
+        args.extend(["-p", module, "-p", "no:xdist"].map(OsString::from));
+        args.extend(pytest_args.iter().map(OsString::from));
+        let mut env = vec![(
+            herd_core::protocol::ENV_VERSION.into(),
+            env!("CARGO_PKG_VERSION").into(),
+        )];
+        if let Some(root) = self.plugin_root() {
+            // First on the path, so it wins over any other herd_pytest the suite's Python has.
+            let mut path = root.as_os_str().to_owned();
+            if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+                path.push(":");
+                path.push(existing);
+            }
+            env.insert(0, ("PYTHONPATH".into(), path));
+        }
+        WorkerCommand {
+            program: PathBuf::from(&self.command[0]),
+            args,
+            env,
+            cwd: None,
+        }
+    }
 }
+
+/// Set in the controller's environment: `herd_pytest.controller` is active only there.
+pub const ENV_CONTROLLER: &str = "HERD_PYTEST_CONTROLLER";
+
+/// Set in the workers' environment when the controller is on: each report then carries pytest's
+/// serialized form, and the workers leave the session's files (`--junitxml`, the cache, ...) to
+/// the controller.
+pub const ENV_REPORTS: &str = "HERD_PYTEST_REPORTS";
 
 /// Reads the pytest arguments of `command`; refuses a command that is not pytest, pytest-xdist's
 /// flags (herd runs the workers) and options after which pytest runs no test (see
@@ -239,29 +276,15 @@ impl Runner for PytestRunner {
     }
 
     fn worker_command(&self) -> Result<WorkerCommand, RunnerError> {
+        Ok(self.command_with("herd_pytest.plugin", &self.args.for_workers))
+    }
+
+    fn controller_command(&self) -> Option<WorkerCommand> {
+        // The user's arguments as given: the controller counts `--maxfail`/`-x` as pytest does.
         let at = plugin_flags_at(&self.command).expect("checked in new()");
-        let mut args: Vec<OsString> = self.command[1..at].iter().map(OsString::from).collect();
-        args.extend(["-p", "herd_pytest.plugin", "-p", "no:xdist"].map(OsString::from));
-        args.extend(self.args.for_workers.iter().map(OsString::from));
-        let mut env = vec![(
-            herd_core::protocol::ENV_VERSION.into(),
-            env!("CARGO_PKG_VERSION").into(),
-        )];
-        if let Some(root) = self.plugin_root() {
-            // First on the path, so it wins over any other herd_pytest the suite's Python has.
-            let mut path = root.as_os_str().to_owned();
-            if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-                path.push(":");
-                path.push(existing);
-            }
-            env.insert(0, ("PYTHONPATH".into(), path));
-        }
-        Ok(WorkerCommand {
-            program: PathBuf::from(&self.command[0]),
-            args,
-            env,
-            cwd: None,
-        })
+        let mut command = self.command_with("herd_pytest.controller", &self.command[at..]);
+        command.env.push((ENV_CONTROLLER.into(), "1".into()));
+        Some(command)
     }
 
     fn remote_worker_args(&self) -> Result<Vec<String>, RunnerError> {
@@ -370,6 +393,26 @@ mod tests {
             .collect();
         assert_eq!(args, cmd("-p herd_pytest.plugin -p no:xdist -l"));
         assert!(PytestRunner::with_installed_plugin(cmd("sh x")).is_err());
+    }
+
+    #[test]
+    fn the_controller_is_the_users_command_with_the_controller_plugin() {
+        let runner = PytestRunner::new(cmd("python3 -m pytest tests --junitxml=x.xml")).unwrap();
+        let command = runner.controller_command().unwrap();
+        let args: Vec<String> = command
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            cmd("-m pytest -p herd_pytest.controller -p no:xdist tests --junitxml=x.xml")
+        );
+        assert!(command
+            .env
+            .iter()
+            .any(|(k, v)| k == ENV_CONTROLLER && v == "1"));
+        assert_eq!(command.env[0].0, "PYTHONPATH");
     }
 
     fn embedded(name: &str) -> &'static str {

@@ -66,6 +66,12 @@ pub trait Runner: Send {
     fn usage_exit_code(&self) -> Option<i32> {
         None
     }
+    /// The command of the runner's controller: one process configured like the workers that
+    /// takes every report and writes the runner's own report (pytest's summary, `--junitxml`,
+    /// the cache); `None` when the runner has none (herd's summary is the report).
+    fn controller_command(&self) -> Option<WorkerCommand> {
+        None
+    }
     /// What follows `herd worker --connect ...` to start this runner's worker on another host
     /// (`--launcher external`). By default: `-- PROGRAM ARGS` of [`Runner::worker_command`],
     /// which `herd worker` runs with the `HERD_*` variables of the slot it joins.

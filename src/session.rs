@@ -100,6 +100,9 @@ pub struct SessionConfig {
     /// `--collect-all`: every worker collects the whole suite, even when the runner can share
     /// collection out file by file.
     pub collect_all: bool,
+    /// Whether the runner's controller (pytest's: its own summary, `--junitxml`, cache) is
+    /// started; `--no-controller` turns it off.
+    pub controller: bool,
 }
 
 /// When to color the output.
@@ -152,6 +155,7 @@ impl Default for SessionConfig {
             history: Some(PathBuf::from(".herd/durations.json")),
             dist: None,
             collect_all: false,
+            controller: true,
         }
     }
 }
@@ -429,6 +433,12 @@ impl Session {
             }
             None => protocol::fingerprint(env!("CARGO_PKG_VERSION"), None),
         };
+        let controller = runner.controller_command().filter(|_| config.controller);
+        if controller.is_some() {
+            command
+                .env
+                .push((crate::pytest::ENV_REPORTS.into(), "1".into()));
+        }
         let reference = runner.collect()?;
         let reference_known = reference.is_some();
         if let Some(reference) = &reference {
@@ -519,6 +529,7 @@ impl Session {
             subscribers,
             progress_bar,
             color,
+            controller,
         };
         let report = run_session(plan, output)
             .await

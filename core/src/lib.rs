@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod collection;
+pub mod controller;
 pub mod diff;
 pub mod events;
 pub mod faults;

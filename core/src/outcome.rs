@@ -180,6 +180,10 @@ pub struct Verdict {
     /// Properties the test recorded, from all its phases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<(String, serde_json::Value)>,
+    /// The runner's serialized reports of every phase, in order, for the pytest controller
+    /// (empty unless it is on); not part of the events.
+    #[serde(skip)]
+    pub runner_reports: Vec<serde_json::Value>,
 }
 
 impl Verdict {
@@ -197,6 +201,7 @@ impl Verdict {
             message,
             categories: Vec::new(),
             properties: Vec::new(),
+            runner_reports: Vec::new(),
         }
     }
 }
@@ -250,6 +255,11 @@ impl TestRecord {
                 .filter(|c| !c.is_empty())
                 .collect(),
             properties: self.properties(),
+            runner_reports: self
+                .phases
+                .iter()
+                .filter_map(|p| p.pytest.clone())
+                .collect(),
         }
     }
 

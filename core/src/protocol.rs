@@ -240,6 +240,11 @@ pub struct PhaseReport {
     /// test goes on, and only its last round decides its outcome.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub intermediate: bool,
+    /// The runner's own serialized form of this report (pytest's
+    /// `pytest_report_to_serializable`), sent only when a controller takes it (the pytest
+    /// controller): opaque to herd, forwarded as it is, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pytest: Option<serde_json::Value>,
 }
 
 impl PhaseReport {
@@ -263,6 +268,7 @@ impl PhaseReport {
             user_properties: Vec::new(),
             subtest: None,
             intermediate: false,
+            pytest: None,
         }
     }
 }

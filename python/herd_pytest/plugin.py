@@ -17,6 +17,7 @@ import pytest
 from .channel import Channel, HerdError
 from .chaos import Chaos
 from .collection import Collection, partial_scope
+from .controller import leave_files_to_controller, reports_go_to_controller
 from .handshake import greet
 from .loop import Pending, RunLoop
 from .process import StatusFile, exit_fast_at_exit, install_sigterm_handler
@@ -32,12 +33,15 @@ _MARKER_HELP = (
 # ---- inert part: always active ---------------------------------------------------------------
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml's and the report plugins' (see controller.py)
 def pytest_configure(config):
     config.addinivalue_line("markers", _MARKER_HELP)
     if not under_herd():
         return
     if config.pluginmanager.has_plugin("herd_worker"):
         return
+    if reports_go_to_controller():
+        leave_files_to_controller(config)
     worker = HerdWorker(config)
     config.pluginmanager.register(worker, "herd_worker")
     install_sigterm_handler()

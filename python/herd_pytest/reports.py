@@ -10,7 +10,11 @@ import json
 
 import pytest
 
-from .wire import jsonable
+from .controller import reports_go_to_controller
+from .wire import MESSAGE_LIMIT, _cut_middle, jsonable
+
+# Whether each report carries pytest's serialized form, for herd's pytest controller.
+_SERIALIZED = reports_go_to_controller()
 
 
 class Rounds:
@@ -74,7 +78,27 @@ def report_message(report, config):
     subtest = subtest_description(report)
     if subtest is not None:
         msg["subtest"] = subtest
+    if _SERIALIZED:
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        msg["pytest"] = _fitted(data, _SERIALIZED_TEXT_LIMIT)
     return msg
+
+
+# The longest text of a serialized report: it travels beside herd's own fields (which the
+# frame limit cuts on their own), so together they still fit in a frame.
+_SERIALIZED_TEXT_LIMIT = MESSAGE_LIMIT // 16
+
+
+def _fitted(value, limit):
+    """``value`` with every string longer than ``limit`` characters cut in the middle, with a
+    note (captured output of tens of MiB must not make the report too big for a frame)."""
+    if isinstance(value, str):
+        return _cut_middle(value, limit)
+    if isinstance(value, dict):
+        return {k: _fitted(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_fitted(v, limit) for v in value]
+    return value
 
 
 def as_text(message):

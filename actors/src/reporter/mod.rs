@@ -7,7 +7,7 @@
 //!                        |
 //!                        v  Stamped{t, event}
 //!          Subscribers, JsonLines (--events), Terminal, ReportFileSink (--junit-xml,
-//!          history), Summary   (in this order)
+//!          history), ControllerSink (the pytest controller), Summary   (in this order)
 //!
 //!   Finish(end): the ledger settles the rest as "not run" (their events go to the sinks),
 //!     every sink's finish(report)  (the bar goes, the report files are written, the summary),
@@ -16,6 +16,7 @@
 //! ```
 
 mod console;
+mod controller;
 mod json_lines;
 mod lives;
 mod progress;
@@ -28,6 +29,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use actix::prelude::*;
+use herd_core::controller::session_exit_code;
 use herd_core::events::{Event, Stamped};
 use herd_core::ledger::{Effect, Ledger};
 use herd_core::outcome::{exit_code, SessionEnd};
@@ -37,6 +39,7 @@ use crate::output::{LineFile, OutputFailure, ReportFile};
 use crate::report::SessionReport;
 
 use console::SharedConsole;
+use controller::{ControllerSink, PytestSummary};
 use json_lines::JsonLines;
 use report_file::ReportFileSink;
 use subscribers::Subscribers;
@@ -58,6 +61,12 @@ pub trait Sink: Send {
     fn finish(&mut self, report: &SessionReport, ledger: &Ledger) -> Result<(), OutputFailure> {
         let _ = (report, ledger);
         Ok(())
+    }
+
+    /// The exit code the runner's own report gives (the pytest controller's), if this output
+    /// has one: it becomes the session's unless herd decided part of the session.
+    fn runner_exit_code(&self) -> Option<i32> {
+        None
     }
 
     /// Whether this output has already failed (the session then exits 3).
@@ -96,6 +105,9 @@ pub struct ReporterOptions {
     pub color: bool,
     /// Called with every event as it happens (the embedding program's live view).
     pub subscribers: Vec<EventSubscriber>,
+    /// The pytest controller's command: started now, before any worker; its summary, files
+    /// and exit code are pytest's own (`None`: herd's summary).
+    pub controller: Option<crate::WorkerCommand>,
 }
 
 impl ReporterOptions {
@@ -114,10 +126,21 @@ impl ReporterOptions {
         for file in self.report_files {
             sinks.push(Box::new(ReportFileSink::new(file)));
         }
+        let pytest_summary = PytestSummary::default();
+        if let Some(command) = &self.controller {
+            match ControllerSink::start(command, console.clone(), pytest_summary.clone()) {
+                Ok(sink) => sinks.push(Box::new(sink)),
+                Err(e) => console.lock().line(format!(
+                    "herd: cannot start the pytest controller ({}: {e}); herd's summary follows",
+                    command.program.display()
+                )),
+            }
+        }
         sinks.push(Box::new(Summary::new(
             console,
             self.verbosity,
             self.durations,
+            pytest_summary,
         )));
         sinks
     }
@@ -188,6 +211,10 @@ impl Reporter {
             if let Err(failure) = sink.finish(&report, &self.ledger) {
                 self.output_failures.push(failure);
             }
+        }
+        if let Some(code) = self.sinks.iter().find_map(|s| s.runner_exit_code()) {
+            report.exit_code =
+                session_exit_code(report.exit_code, &report.end, &report.tally, Some(code));
         }
         let failed = self.sinks.iter().any(|s| s.failed());
         if failed || self.output_failures.iter().any(|f| f.fails_session) {

@@ -9,6 +9,7 @@ use herd_core::outcome::SessionEnd;
 use herd_core::TestId;
 
 use super::console::{Console, SharedConsole};
+use super::controller::PytestSummary;
 use super::Sink;
 use crate::output::OutputFailure;
 use crate::report::{InjectedFault, SessionReport};
@@ -22,16 +23,25 @@ pub struct Summary {
     durations: Option<usize>,
     /// The final line, known when the report is.
     final_line: Option<String>,
+    /// Whether the pytest controller printed pytest's own summary: then herd's sections and
+    /// final line are left out, and only what pytest cannot know is said.
+    pytest_summary: PytestSummary,
 }
 
 impl Summary {
     /// The summary sink on `console`.
-    pub fn new(console: SharedConsole, verbosity: i8, durations: Option<usize>) -> Summary {
+    pub fn new(
+        console: SharedConsole,
+        verbosity: i8,
+        durations: Option<usize>,
+        pytest_summary: PytestSummary,
+    ) -> Summary {
         Summary {
             console,
             verbosity,
             durations,
             final_line: None,
+            pytest_summary,
         }
     }
 }
@@ -41,11 +51,12 @@ impl Sink for Summary {
 
     fn finish(&mut self, report: &SessionReport, ledger: &Ledger) -> Result<(), OutputFailure> {
         let mut console = self.console.lock();
-        if self.verbosity >= 0 {
+        let pytests = self.pytest_summary.shown();
+        if self.verbosity >= 0 && !pytests {
             print_warnings(&mut console, ledger.warnings());
             print_failures(&mut console, &report.results);
         }
-        if let Some(n) = self.durations {
+        if let Some(n) = self.durations.filter(|_| !pytests) {
             print_durations(&mut console, &report.results, n);
         }
         match &report.end {
@@ -57,8 +68,12 @@ impl Sink for Summary {
         if !report.faults.is_empty() {
             console.line(faults_line(&report.faults));
         }
-        let summary = format!(" {} ", report.tally.summary_line(report.duration));
-        self.final_line = Some(format!("{summary:=^78}"));
+        self.final_line = if pytests {
+            herd_only_line(&report.tally)
+        } else {
+            let summary = format!(" {} ", report.tally.summary_line(report.duration));
+            Some(format!("{summary:=^78}"))
+        };
         Ok(())
     }
 
@@ -154,6 +169,28 @@ fn print_durations(console: &mut Console, results: &[TestResult], n: usize) {
     for (secs, test) in &ran[..shown] {
         console.line(format!("{secs:>8.2}s {test}"));
     }
+}
+
+/// Below pytest's summary, what herd decided and pytest does not know: tests that crashed or
+/// timed out (shown to pytest as failed) and tests not run (not shown to it).
+fn herd_only_line(tally: &herd_core::outcome::Tally) -> Option<String> {
+    use herd_core::outcome::Outcome;
+    let parts: Vec<String> = [Outcome::Crashed, Outcome::TimedOut, Outcome::NotRun]
+        .iter()
+        .map(|o| (o, tally.get(*o)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(o, n)| format!("{n} {}", o.noun(n)))
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let shown = tally.get(Outcome::Crashed) + tally.get(Outcome::TimedOut);
+    let note = if shown > 0 {
+        "; pytest counted the crashed and timed out as failed"
+    } else {
+        ""
+    };
+    Some(format!("herd: {}{note}", parts.join(", ")))
 }
 
 /// `herd: injected 14 faults: 6 kill, 4 stop, ...`

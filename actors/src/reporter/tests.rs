@@ -27,6 +27,7 @@ fn reporter() -> Addr<Reporter> {
         progress_bar: false,
         color: false,
         subscribers: Vec::new(),
+        controller: None,
     })
     .start()
 }
@@ -100,6 +101,7 @@ async fn a_failed_output_file_is_said_before_the_summary_and_exits_3() {
         progress_bar: false,
         color: false,
         subscribers: Vec::new(),
+        controller: None,
     })
     .start();
     reporter.do_send(Publish(Event::Collected {
@@ -147,6 +149,7 @@ async fn a_failed_warning_file_keeps_the_exit_code() {
         progress_bar: false,
         color: false,
         subscribers: Vec::new(),
+        controller: None,
     })
     .start();
     reporter.do_send(Publish(Event::Collected {
@@ -198,6 +201,7 @@ async fn scripted(verbosity: i8, dots: bool) -> (String, String, usize) {
         progress_bar: false,
         color: true,
         subscribers: vec![Box::new(move |_| *counter.lock().unwrap() += 1)],
+        controller: None,
     })
     .start();
     for event in script() {

@@ -1,0 +1,262 @@
+//! The controller sink: the pytest controller (one pytest process configured with the user's
+//! arguments, which collects nothing and runs no test) gets every finished test's serialized
+//! reports, the collection errors and the warnings, in the Reporter's order, as JSON lines on its
+//! stdin (see `herd_core::controller`), and at the end how the session ended. It hands them to
+//! pytest's own hooks, so `--junitxml`, `--report-log`, the cache, `-r`, `--tb`, `--durations`
+//! and plugins' summaries come from pytest, written once. Its stdout is relayed to the console in
+//! order; its exit code is pytest's.
+//!
+//! ```text
+//!   Sink::event --ControllerFeed--> writer thread --stdin--> controller --stdout--> reader thread
+//!                                                                                   |  lines
+//!   Sink::event / finish: the lines read so far go to the console <-----------------+
+//! ```
+//!
+//! If it dies, herd says so and its own summary is printed instead (nothing is lost: the events
+//! and herd's tally do not depend on it).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herd_core::controller::ControllerFeed;
+use herd_core::events::{Event, Stamped};
+use herd_core::ledger::Ledger;
+use nix::sys::signal::Signal;
+
+use super::console::SharedConsole;
+use super::Sink;
+use crate::output::OutputFailure;
+use crate::process::{describe_status, die_with_parent, WorkerCommand};
+use crate::report::SessionReport;
+
+/// How long the controller may take to print pytest's summary once it has every report.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether the controller printed pytest's final summary (then the summary sink leaves its own
+/// sections out). Shared by the controller and summary sinks.
+#[derive(Clone, Default)]
+pub struct PytestSummary(Arc<AtomicBool>);
+
+impl PytestSummary {
+    /// Whether pytest's summary was printed.
+    pub fn shown(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+}
+
+/// Feeds the pytest controller and relays its output.
+pub struct ControllerSink {
+    console: SharedConsole,
+    child: Child,
+    feed: ControllerFeed,
+    /// Lines to its stdin; `None` once it is closed (the end was said, or the controller died).
+    input: Option<Sender<String>>,
+    /// Its stdout, a line at a time; `None` when it ended.
+    output: Receiver<String>,
+    summary: PytestSummary,
+    /// Its exit code, once it ended after the end was said.
+    exit_code: Option<i32>,
+    dead: bool,
+}
+
+impl ControllerSink {
+    /// Starts the controller `command` (in its own process group, so a Ctrl-C reaches herd
+    /// only); its stderr is herd's.
+    pub fn start(
+        command: &WorkerCommand,
+        console: SharedConsole,
+        summary: PytestSummary,
+    ) -> std::io::Result<ControllerSink> {
+        let mut cmd = Command::new(&command.program);
+        cmd.args(&command.args)
+            .envs(command.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if let Some(cwd) = &command.cwd {
+            cmd.current_dir(cwd);
+        }
+        die_with_parent(&mut cmd, Signal::SIGTERM);
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        tracing::debug!(pid = child.id(), "pytest controller started");
+        Ok(ControllerSink {
+            console,
+            child,
+            feed: ControllerFeed::default(),
+            input: Some(write_lines(stdin)),
+            output: read_lines(stdout),
+            summary,
+            exit_code: None,
+            dead: false,
+        })
+    }
+
+    /// Relays what it printed so far; notices once that it died.
+    fn relay(&mut self) {
+        let lines: Vec<String> = self.output.try_iter().collect();
+        self.print(&lines);
+        if !self.dead {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.died(&describe_status(&status));
+            }
+        }
+    }
+
+    fn print(&self, lines: &[String]) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut console = self.console.lock();
+        for line in lines {
+            console.line(line);
+        }
+    }
+
+    fn died(&mut self, status: &str) {
+        self.dead = true;
+        self.input = None;
+        self.console.lock().line(format!(
+            "herd: the pytest controller exited early ({status}): pytest's own report \
+             (its summary, --junitxml, --report-log, the cache) is not written; herd's summary \
+             has every outcome (--no-controller turns the controller off)"
+        ));
+    }
+
+    fn send(&mut self, line: &serde_json::Value) {
+        if let Some(input) = &self.input {
+            if input.send(line.to_string()).is_err() {
+                self.input = None;
+            }
+        }
+    }
+
+    /// Closes its input and relays its output until it ends (or the time is up).
+    fn wait_for_the_end(&mut self) -> Result<i32, String> {
+        self.input = None;
+        let deadline = Instant::now() + FINISH_TIMEOUT;
+        loop {
+            match self
+                .output
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.print(&[line]),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "it did not end within {}s; killed",
+                        FINISH_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+        }
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        status.code().ok_or_else(|| describe_status(&status))
+    }
+}
+
+impl Sink for ControllerSink {
+    fn runner_exit_code(&self) -> Option<i32> {
+        self.exit_code
+    }
+
+    fn event(&mut self, stamped: &Stamped, _: &Ledger) {
+        if !self.dead {
+            for line in self.feed.lines(&stamped.event) {
+                self.send(&line);
+            }
+        }
+        if !matches!(stamped.event, Event::SessionFinished { .. }) {
+            self.relay();
+        }
+    }
+
+    fn finish(&mut self, report: &SessionReport, _: &Ledger) -> Result<(), OutputFailure> {
+        self.relay();
+        if self.dead {
+            return Ok(());
+        }
+        let end = self.feed.finish(&report.end, report.exit_code);
+        self.send(&end);
+        match self.wait_for_the_end() {
+            // pytest's usage error or internal error: its message is above; herd's summary stays.
+            Ok(code) if code == 3 || code == 4 => self.died(&format!("exit code {code}")),
+            Ok(code) => {
+                self.exit_code = Some(code);
+                self.summary.set();
+            }
+            Err(status) => self.died(&status),
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ControllerSink {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A thread writing each line sent to `stdin`; it closes `stdin` when the sender is dropped or
+/// the controller stops reading.
+fn write_lines(stdin: std::process::ChildStdin) -> Sender<String> {
+    let (tx, rx) = channel::<String>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::BufWriter::new(stdin);
+        while let Ok(line) = rx.recv() {
+            if writeln!(stdin, "{line}").is_err() {
+                return;
+            }
+            // Write out what is queued, then wait for more: a batch per wakeup.
+            if rx
+                .try_iter()
+                .try_for_each(|l| writeln!(stdin, "{l}"))
+                .is_err()
+            {
+                return;
+            }
+            if stdin.flush().is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+/// A thread reading `stdout` a line at a time (lossily decoded); the channel closes at its end.
+fn read_lines(stdout: ChildStdout) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_string();
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}

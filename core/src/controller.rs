@@ -1,0 +1,199 @@
+//! What herd tells a runner's controller (the pytest controller: one pytest process that collects
+//! nothing and runs no test, but hands every report to pytest's own reporting hooks), and what
+//! its answer means for the session's exit code. Pure: the Reporter's controller sink carries
+//! the lines out.
+//!
+//! ```text
+//!   Event (in the Reporter's order) --ControllerFeed::lines--> JSON lines on the controller's stdin
+//!     collected       {"type":"collected", "count"}
+//!     test_finished   {"type":"test", "test", "worker", "reports":[pytest's serialized reports]}
+//!                     or, for what herd decided (crashed, timed out): "herd":{outcome, message, details}
+//!     collection_errors  {"type":"collect_error", "nodeid", "longrepr"}   (once per collector)
+//!     warning         {"type":"warning", "text", "test", "when"}  (outside tests: once per text)
+//!   the end           {"type":"finish", "end", "reason", "exitstatus", "collected"}
+//! ```
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use crate::events::Event;
+use crate::outcome::{Outcome, SessionEnd, Tally};
+
+/// Turns the session's events into the controller's input lines; remembers what it already said
+/// once (warnings outside tests and collection errors come from every worker alike).
+#[derive(Debug, Default)]
+pub struct ControllerFeed {
+    said_once: HashSet<String>,
+    collected: usize,
+}
+
+impl ControllerFeed {
+    /// The lines `event` gives the controller (none for most events).
+    pub fn lines(&mut self, event: &Event) -> Vec<Value> {
+        match event {
+            Event::Collected { tests } => {
+                self.collected = tests.len();
+                vec![json!({"type": "collected", "count": tests.len()})]
+            }
+            Event::TestFinished {
+                verdict,
+                test,
+                worker,
+            } => {
+                if verdict.outcome == Outcome::NotRun {
+                    // pytest never ran it: its summary does not count it (herd's line does).
+                    return Vec::new();
+                }
+                let mut line = json!({"type": "test", "test": test, "worker": worker,
+                    "reports": verdict.runner_reports});
+                if verdict.runner_reports.is_empty() {
+                    line["herd"] = json!({
+                        "outcome": verdict.outcome,
+                        "word": verdict.outcome.word(),
+                        "message": verdict.message,
+                        "details": verdict.details,
+                    });
+                }
+                vec![line]
+            }
+            Event::CollectionErrors { errors, .. } => errors
+                .iter()
+                .filter(|e| self.said_once.insert(format!("collect\0{}", e.nodeid)))
+                .map(|e| json!({"type": "collect_error", "nodeid": e.nodeid, "longrepr": e.longrepr}))
+                .collect(),
+            Event::Warning {
+                test,
+                text,
+                outside_tests,
+                ..
+            } => {
+                if *outside_tests && !self.said_once.insert(format!("warning\0{text}")) {
+                    return Vec::new();
+                }
+                let when = if test.is_some() { "runtest" } else { "config" };
+                vec![json!({"type": "warning", "text": text, "test": test, "when": when})]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The last line: how the session ended and the exit code herd would give.
+    pub fn finish(&self, end: &SessionEnd, exit_code: i32) -> Value {
+        let (name, reason) = match end {
+            SessionEnd::Completed => ("completed", None),
+            SessionEnd::MaxfailReached => ("maxfail", None),
+            SessionEnd::Interrupted(why) => ("interrupted", Some(why.as_str())),
+            SessionEnd::Aborted(why) => ("aborted", Some(why.as_str())),
+        };
+        json!({"type": "finish", "end": name, "reason": reason, "exitstatus": exit_code,
+            "collected": self.collected})
+    }
+}
+
+/// Whether herd itself decided part of the session (a crash, a timeout, tests not run, an end
+/// that pytest did not choose): then herd's exit code stands, whatever the controller says.
+pub fn herd_decided(end: &SessionEnd, tally: &Tally) -> bool {
+    matches!(end, SessionEnd::Aborted(_) | SessionEnd::Interrupted(_))
+        || [Outcome::Crashed, Outcome::TimedOut, Outcome::NotRun]
+            .iter()
+            .any(|o| tally.get(*o) > 0)
+}
+
+/// The session's exit code: the controller's (pytest's own, a plugin's `session.exitstatus`
+/// included) unless herd decided part of the session, or the controller gave none.
+pub fn session_exit_code(
+    herd: i32,
+    end: &SessionEnd,
+    tally: &Tally,
+    controller: Option<i32>,
+) -> i32 {
+    match controller {
+        Some(code) if !herd_decided(end, tally) => code,
+        _ => herd,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Verdict;
+    use crate::protocol::CollectionError;
+
+    fn finished(test: &str, verdict: Verdict) -> Event {
+        Event::TestFinished {
+            test: test.into(),
+            worker: Some("w1".into()),
+            verdict,
+        }
+    }
+
+    #[test]
+    fn a_test_goes_with_its_reports_and_a_crash_with_herds_words() {
+        let mut feed = ControllerFeed::default();
+        let mut passed = Verdict::decided(Outcome::Passed, 0.1, None, None);
+        passed.runner_reports = vec![json!({"when": "call"})];
+        let lines = feed.lines(&finished("t::a", passed));
+        assert_eq!(lines[0]["reports"][0]["when"], "call");
+        assert!(lines[0].get("herd").is_none());
+        let crashed = Verdict::decided(Outcome::Crashed, 0.0, Some("boom".into()), None);
+        let lines = feed.lines(&finished("t::b", crashed));
+        assert_eq!(lines[0]["herd"]["outcome"], "crashed");
+        assert_eq!(lines[0]["herd"]["message"], "boom");
+        let not_run = Verdict::decided(Outcome::NotRun, 0.0, None, None);
+        assert!(feed.lines(&finished("t::c", not_run)).is_empty());
+    }
+
+    #[test]
+    fn what_every_worker_says_alike_is_said_once() {
+        let mut feed = ControllerFeed::default();
+        let warning = |test: Option<&str>| Event::Warning {
+            worker: "w1".into(),
+            test: test.map(Into::into),
+            text: "x.py:1: UserWarning: hm".into(),
+            outside_tests: test.is_none(),
+        };
+        assert_eq!(feed.lines(&warning(None)).len(), 1);
+        assert!(feed.lines(&warning(None)).is_empty());
+        assert_eq!(feed.lines(&warning(Some("t::a")))[0]["when"], "runtest");
+        assert_eq!(feed.lines(&warning(Some("t::a"))).len(), 1);
+        let errors = Event::CollectionErrors {
+            worker: "w2".into(),
+            errors: vec![CollectionError {
+                nodeid: "t.py".into(),
+                longrepr: "ImportError".into(),
+            }],
+        };
+        assert_eq!(feed.lines(&errors).len(), 1);
+        assert!(feed.lines(&errors).is_empty());
+    }
+
+    #[test]
+    fn the_finish_line_says_the_end_and_the_collection() {
+        let mut feed = ControllerFeed::default();
+        let collected = feed.lines(&Event::Collected {
+            tests: vec!["a".into(), "b".into()],
+        });
+        assert_eq!(collected[0]["count"], 2);
+        let line = feed.finish(&SessionEnd::Interrupted("enough".into()), 2);
+        assert_eq!(line["end"], "interrupted");
+        assert_eq!(line["reason"], "enough");
+        assert_eq!(
+            (line["exitstatus"].clone(), line["collected"].clone()),
+            (json!(2), json!(2))
+        );
+    }
+
+    #[test]
+    fn pytests_exit_code_counts_unless_herd_decided() {
+        let clean = Tally::default();
+        let done = SessionEnd::Completed;
+        assert_eq!(session_exit_code(0, &done, &clean, Some(7)), 7);
+        assert_eq!(session_exit_code(1, &done, &clean, None), 1);
+        let interrupted = SessionEnd::Interrupted("SIGINT".into());
+        assert_eq!(session_exit_code(2, &interrupted, &clean, Some(0)), 2);
+        let mut crashed = Tally::default();
+        crashed.add(Outcome::Crashed);
+        assert_eq!(session_exit_code(1, &done, &crashed, Some(0)), 1);
+    }
+}

@@ -1,0 +1,270 @@
+"""herd's pytest controller (``-p herd_pytest.controller``; active only with
+``HERD_PYTEST_CONTROLLER=1`` in the environment, which herd sets).
+
+One pytest process, configured with the user's own arguments, that collects nothing and runs no
+test: its test loop reads what herd says (JSON lines on its stdin, in order; see
+``herd_core::controller``) and hands every report to pytest's own hooks, as pytest-xdist's
+controller does with its workers' reports. So ``pytest_runtest_logreport``,
+``pytest_collectreport``, ``pytest_warning_recorded``, ``pytest_sessionfinish`` and
+``pytest_terminal_summary`` run once, here: ``--junitxml``, ``--report-log``, the cache, ``-r``,
+``--tb``, ``--durations`` and plugins' summaries are pytest's, written once and complete.
+
+Its terminal report is quiet until the end (herd prints the live per-test lines); then pytest's
+summary goes to stdout, which herd relays. Its exit code is pytest's (a plugin's
+``session.exitstatus`` included).
+
+The worker side of the contract is :func:`leave_files_to_controller`: a worker whose reports go
+to the controller writes none of the session's files itself.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import linecache
+import os
+import re
+import time
+import warnings
+
+import pytest
+
+ENV_CONTROLLER = "HERD_PYTEST_CONTROLLER"
+ENV_REPORTS = "HERD_PYTEST_REPORTS"
+# For the benchmark (scripts/bench-pytest): a file the controller writes its CPU seconds and
+# its number of tests to at the end.
+ENV_CPU_FILE = "HERD_PYTEST_CONTROLLER_CPU"
+
+# herd's lines arrive on stdin: its descriptor is kept before pytest's capturing can replace it.
+_INPUT_FD = os.dup(0) if os.environ.get(ENV_CONTROLLER) == "1" else None
+
+_WARNING_LINE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<category>[A-Za-z_][\w.]*): ")
+
+
+def pytest_configure(config):
+    if _INPUT_FD is None or config.pluginmanager.has_plugin("herd_controller"):
+        return
+    config.pluginmanager.register(Controller(config), "herd_controller")
+
+
+def reports_go_to_controller():
+    """Whether this worker's reports go to herd's pytest controller."""
+    return os.environ.get(ENV_REPORTS) == "1"
+
+
+def leave_files_to_controller(config):
+    """On a worker whose reports go to the controller: the session's files (``--junitxml``,
+    ``--report-log``, ``--html``, the cache's ``lastfailed``, ``nodeids`` and stepwise) are
+    the controller's to write; the worker still reads the cache (``--lf`` selects with it)."""
+    for dest in ("xmlpath", "report_log", "htmlpath"):
+        if getattr(config.option, dest, None) is not None:
+            setattr(config.option, dest, None)
+    config.pluginmanager.register(_ReadOnlyCache(), "herd_read_only_cache")
+
+
+class _ReadOnlyCache:
+    """Once the cache exists (the session starts): the worker reads it, never writes it."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session):
+        cache = getattr(session.config, "cache", None)
+        if cache is None:
+            return
+        try:
+            cache.set = lambda key, value: None
+        except Exception as exc:  # a cache of another make: it may write, as before
+            warnings.warn(f"herd: the worker's cache may be written: {exc}")
+
+
+class Controller:
+    """The plugin object of the controller: no collection, a test loop that replays reports."""
+
+    def __init__(self, config):
+        self.config = config
+        self.writer = None  # the terminal's writer, while it is quiet
+        self.tests = 0
+
+    # ---- the session, without tests of its own ----------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session):
+        self._quiet()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session):
+        session.items = []
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        finish = None
+        with os.fdopen(_INPUT_FD, "rb") as stream:
+            for raw in stream:
+                message = json.loads(raw)
+                if message.get("type") == "finish":
+                    finish = message
+                    break
+                self._handle(session, message)
+        self._end(session, finish)
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session):
+        self._loud()  # before the terminal reporter prints pytest's summary
+        cpu_file = os.environ.get(ENV_CPU_FILE)
+        if cpu_file:
+            with open(cpu_file, "w") as f:
+                json.dump({"cpu_seconds": time.process_time(), "tests": self.tests}, f)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_internalerror(self, excrepr, excinfo):
+        self._loud()  # pytest's internal error is shown, not swallowed by the quiet terminal
+
+    # ---- what herd says ---------------------------------------------------------------------
+
+    def _handle(self, session, message):
+        kind = message.get("type")
+        if kind == "collected":
+            session.testscollected = int(message.get("count") or 0)
+        elif kind == "test":
+            self._test(message)
+        elif kind == "collect_error":
+            report = pytest.CollectReport(
+                message["nodeid"], "failed", message.get("longrepr") or "", []
+            )
+            self.config.hook.pytest_collectreport(report=report)
+        elif kind == "warning":
+            self._warning(message)
+
+    def _test(self, message):
+        hook = self.config.hook
+        nodeid = message["test"]
+        self.tests += 1
+        reports = [
+            hook.pytest_report_from_serializable(config=self.config, data=with_tuples(data))
+            for data in message.get("reports") or []
+        ]
+        reports = [r for r in reports if r is not None]
+        if not reports:
+            reports = herd_reports(nodeid, message.get("worker"), message.get("herd") or {})
+        location = reports[0].location
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        for report in reports:
+            hook.pytest_runtest_logreport(report=report)
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    def _warning(self, message):
+        record = warning_record(message.get("text") or "")
+        self.config.hook.pytest_warning_recorded.call_historic(
+            kwargs=dict(
+                warning_message=record,
+                when=message.get("when") or "runtest",
+                nodeid=message.get("test") or "",
+                location=None,
+            )
+        )
+
+    def _end(self, session, finish):
+        """Ends the test loop as pytest's own does, with herd's end if pytest has none."""
+        if finish is None:
+            raise session.Interrupted("herd ended the session without saying how")
+        session.testscollected = max(session.testscollected, int(finish.get("collected") or 0))
+        end, reason = finish.get("end"), finish.get("reason")
+        if end == "maxfail" and not session.shouldfail:
+            session.shouldfail = f"stopping after {session.testsfailed} failures"
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if end in ("interrupted", "aborted"):
+            raise session.Interrupted(reason or end)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+
+    # ---- the terminal: quiet during the run, pytest's summary at the end --------------------
+
+    def _terminal(self):
+        return self.config.pluginmanager.get_plugin("terminalreporter")
+
+    def _quiet(self):
+        reporter = self._terminal()
+        if reporter is None or self.writer is not None:
+            return
+        from _pytest.config import create_terminal_writer
+
+        self.writer = reporter._tw
+        reporter._tw = create_terminal_writer(self.config, open(os.devnull, "w"))
+
+    def _loud(self):
+        reporter = self._terminal()
+        if reporter is not None and self.writer is not None:
+            reporter._tw.flush()
+            reporter._tw = self.writer
+            self.writer = None
+
+
+def with_tuples(data):
+    """``data`` with the tuples JSON made lists given back: a skip's ``longrepr`` (path, line,
+    reason) and the ``location``, as pytest's plugins expect them."""
+    for key in ("longrepr", "location"):
+        if isinstance(data.get(key), list):
+            data[key] = tuple(data[key])
+    return data
+
+
+def herd_reports(nodeid, worker, herd):
+    """The reports of a test that came without pytest's own (a worker that does not send them,
+    or a test herd decided: it crashed its worker, or timed out), from herd's verdict. A crash or
+    a timeout is a failed call saying so, as xdist reports a crashed worker's test."""
+    path, _, name = nodeid.partition("::")
+    location = (path, None, name or path)
+    outcome = herd.get("outcome") or "crashed"
+    why = herd.get("message") or ""
+    text = herd.get("details") or why
+    if outcome in ("crashed", "timed_out"):
+        word = herd.get("word") or outcome.upper()
+        text = f"herd: {word} on worker {worker}: {why or word.lower()}" + (
+            "\n" + herd["details"] if herd.get("details") else ""
+        )
+    when, phase_outcome, extra = {
+        "passed": ("call", "passed", {}),
+        "xpassed": ("call", "passed", {"wasxfail": why}),
+        "skipped": ("call", "skipped", {}),
+        "xfailed": ("call", "skipped", {"wasxfail": why}),
+        "error": ("setup", "failed", {}),
+    }.get(outcome, ("call", "failed", {}))
+    longrepr = None
+    if phase_outcome == "skipped" and not extra:
+        longrepr = (path, None, why or "skipped")
+    elif phase_outcome == "failed":
+        longrepr = text
+    common = dict(nodeid=nodeid, location=location, keywords={}, duration=0.0)
+    main = pytest.TestReport(
+        outcome=phase_outcome, longrepr=longrepr, when=when, **common, **extra
+    )
+    teardown = pytest.TestReport(outcome="passed", longrepr=None, when="teardown", **common)
+    return [main, teardown]
+
+
+def warning_record(text):
+    """A ``warnings.WarningMessage`` giving back ``text`` (``path:line: Category: message``
+    and its source line, as the worker formatted it) when pytest formats it again."""
+    first, _, _ = text.partition("\n")
+    match = _WARNING_LINE.match(first)
+    if match is None:
+        return warnings.WarningMessage(UserWarning(text), UserWarning, "", 0)
+    filename, lineno = match["file"], int(match["line"])
+    body = text[match.end() :]
+    source = linecache.getline(filename, lineno).strip()
+    if source and body.endswith("\n  " + source):
+        body = body[: -len("\n  " + source)]
+    category = _category(match["category"])
+    return warnings.WarningMessage(category(body), category, filename, lineno)
+
+
+def _category(name):
+    """The warning class called ``name``: a builtin or pytest's, else one made with that name."""
+    short = name.rsplit(".", 1)[-1]
+    for namespace in (builtins, pytest):
+        found = getattr(namespace, short, None)
+        if isinstance(found, type) and issubclass(found, Warning):
+            return found
+    return type(short, (UserWarning,), {})

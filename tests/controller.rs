@@ -1,0 +1,248 @@
+//! The pytest controller: pytest's own report (its summary, `--junitxml`, `--report-log`, the
+//! cache, the exit status) from one pytest process that gets every worker's reports, compared
+//! with plain pytest on suites the tests write.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use common::pysuite::{summary_counts, venv_pytest, PySuite};
+use common::Run;
+
+const SUITE: &[(&str, &str)] = &[
+    (
+        "test_a.py",
+        "import pytest, warnings\n\n\
+         def test_ok():\n    pass\n\n\
+         def test_fail():\n    assert 1 + 1 == 3, 'arithmetic is broken'\n\n\
+         @pytest.mark.skip(reason='not today')\ndef test_skip():\n    pass\n\n\
+         def test_warn():\n    warnings.warn('careful', UserWarning)\n\n\
+         @pytest.fixture\ndef bad():\n    raise RuntimeError('setup boom')\n\n\
+         def test_err(bad):\n    pass\n\n\
+         @pytest.mark.xfail(reason='known')\ndef test_xfail():\n    assert False\n\n\
+         @pytest.mark.parametrize('n', range(3))\ndef test_p(n):\n    assert n != 1\n",
+    ),
+    (
+        "test_b.py",
+        "def test_b1():\n    pass\n\ndef test_b2():\n    assert False\n",
+    ),
+];
+
+/// `herd run -n 2 ... -- pytest ARGS` in the suite's directory, with the cache on (unlike
+/// `PySuite::herd`).
+fn herd(suite: &PySuite, herd_args: &[&str], pytest_args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .current_dir(suite.path())
+        .arg("run")
+        .args(if herd_args.contains(&"-n") {
+            &[][..]
+        } else {
+            &["-n", "2"][..]
+        })
+        .args(herd_args)
+        .arg("--events")
+        .arg(suite.events())
+        .arg("--")
+        .arg(venv_pytest())
+        .args(pytest_args)
+        .env_remove("PYTEST_ADDOPTS")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    Run::from_output(out, &suite.events())
+}
+
+/// Plain pytest in the suite's directory: (exit code, stdout).
+fn plain(suite: &PySuite, args: &[&str]) -> (i32, String) {
+    let out = Command::new(venv_pytest())
+        .current_dir(suite.path())
+        .args(args)
+        .env_remove("PYTEST_ADDOPTS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap(), stdout)
+}
+
+/// The `(classname, name)` of every `<testcase>` of a JUnit file, with how often it appears.
+fn test_cases(path: &Path) -> Vec<(String, String)> {
+    let xml = std::fs::read_to_string(path).unwrap();
+    let mut cases: Vec<(String, String)> = xml
+        .split("<testcase ")
+        .skip(1)
+        .map(|case| {
+            let attr = |name: &str| {
+                let start = case.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                case[start..start + case[start..].find('"').unwrap()].to_string()
+            };
+            (attr("classname"), attr("name"))
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// The short test summary's lines (`-rA`), sorted: the order of tests differs, the lines not.
+fn short_summary(stdout: &str) -> Vec<String> {
+    let mut lines: Vec<String> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("short test summary info"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("==="))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn junitxml_has_every_test_case_once_as_plain_pytest_writes_them() {
+    let suite = PySuite::new(SUITE);
+    let plain_xml = suite.path().join("plain.xml");
+    let (plain_code, _) = plain(
+        &suite,
+        &[
+            "-p",
+            "no:cacheprovider",
+            &format!("--junitxml={}", plain_xml.display()),
+        ],
+    );
+    let run = herd(
+        &suite,
+        &[],
+        &["-p", "no:cacheprovider", "--junitxml=herd.xml"],
+    );
+    assert_eq!(run.code, plain_code, "{}", run.dump());
+    let cases = test_cases(&suite.path().join("herd.xml"));
+    assert_eq!(cases.len(), 11, "{cases:?}");
+    assert_eq!(cases, test_cases(&plain_xml), "{}", run.dump());
+}
+
+#[test]
+fn the_short_summary_and_the_counts_are_plain_pytests() {
+    let suite = PySuite::new(SUITE);
+    let args = ["-p", "no:cacheprovider", "-rA"];
+    let (plain_code, plain_out) = plain(&suite, &args);
+    let run = herd(&suite, &[], &args);
+    assert_eq!(run.code, plain_code, "{}", run.dump());
+    assert_eq!(
+        short_summary(&run.stdout),
+        short_summary(&plain_out),
+        "{plain_out}\n{}",
+        run.dump()
+    );
+    assert_eq!(
+        summary_counts(&run.stdout),
+        summary_counts(&plain_out),
+        "{}",
+        run.dump()
+    );
+    // pytest's summary is the final one: herd's own sections are not printed again.
+    assert_eq!(run.stdout.matches(" short test summary info ").count(), 1);
+    // Without the controller, herd's own summary has the same counts.
+    let run = herd(&suite, &["--no-controller"], &args);
+    assert_eq!(run.code, plain_code, "{}", run.dump());
+    assert!(
+        run.stdout.contains("short test summary info"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn last_failed_after_a_failing_run_reruns_exactly_the_failures() {
+    let suite = PySuite::new(SUITE);
+    let first = herd(&suite, &[], &["-q"]);
+    assert_eq!(first.code, 1, "{}", first.dump());
+    let failed: BTreeSet<String> = first
+        .outcomes()
+        .into_iter()
+        .filter(|(_, o)| o == "failed" || o == "error")
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    let again = herd(&suite, &[], &["-q", "--lf"]);
+    let rerun: BTreeSet<String> = again.outcomes().into_keys().collect();
+    assert_eq!(rerun, failed, "{}", again.dump());
+}
+
+#[test]
+fn report_log_is_valid_json_lines_with_one_session_finish() {
+    let suite = PySuite::new(SUITE);
+    let run = herd(
+        &suite,
+        &[],
+        &["-p", "no:cacheprovider", "--report-log=log.jsonl"],
+    );
+    assert_eq!(run.code, 1, "{}", run.dump());
+    plain(
+        &suite,
+        &["-p", "no:cacheprovider", "--report-log=plain.jsonl"],
+    );
+    let records = |name: &str| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(suite.path().join(name)).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let (herds, plains) = (records("log.jsonl"), records("plain.jsonl"));
+    let kind = |records: &[serde_json::Value], k: &str| {
+        records.iter().filter(|r| r["$report_type"] == k).count()
+    };
+    assert_eq!(kind(&herds, "SessionFinish"), 1, "{herds:?}");
+    assert_eq!(kind(&herds, "SessionStart"), 1, "{herds:?}");
+    assert_eq!(
+        kind(&herds, "TestReport"),
+        kind(&plains, "TestReport"),
+        "{herds:?}"
+    );
+    assert_eq!(herds.last().unwrap()["exitstatus"], 1);
+}
+
+#[test]
+fn an_exit_status_a_plugin_sets_at_the_end_is_the_sessions() {
+    let conftest = "def pytest_sessionfinish(session, exitstatus):\n    session.exitstatus = 7\n";
+    let suite = PySuite::new(&[
+        ("conftest.py", conftest),
+        ("test_a.py", "def test_a():\n    pass\n"),
+    ]);
+    let (plain_code, _) = plain(&suite, &["-p", "no:cacheprovider"]);
+    assert_eq!(plain_code, 7);
+    let run = herd(&suite, &[], &["-p", "no:cacheprovider"]);
+    assert_eq!(run.code, 7, "{}", run.dump());
+    let run = herd(&suite, &["--no-controller"], &["-p", "no:cacheprovider"]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+}
+
+#[test]
+fn a_controller_killed_mid_session_leaves_herds_own_summary_with_every_outcome() {
+    // The first test kills the controller: herd's child whose command loads it.
+    let killer = "import os, signal, time\n\n\
+        def test_kill_the_controller():\n    herd = os.getppid()\n    \
+        for pid in filter(str.isdigit, os.listdir('/proc')):\n        \
+        try:\n            stat = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n            \
+        cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n        except OSError:\n            continue\n        \
+        if int(stat[1]) == herd and b'herd_pytest.controller' in cmd:\n            \
+        os.kill(int(pid), signal.SIGKILL)\n    time.sleep(0.5)\n";
+    let later =
+        "def test_1():\n    pass\n\ndef test_2():\n    pass\n\ndef test_3():\n    assert False\n";
+    let suite = PySuite::new(&[("test_0.py", killer), ("test_later.py", later)]);
+    let run = herd(&suite, &["-n", "1"], &["-p", "no:cacheprovider"]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert!(
+        run.stdout
+            .contains("herd: the pytest controller exited early (signal 9"),
+        "{}",
+        run.dump()
+    );
+    let counts = summary_counts(&run.stdout);
+    assert_eq!(
+        (counts.get("passed"), counts.get("failed")),
+        (Some(&3), Some(&1)),
+        "{}",
+        run.dump()
+    );
+    assert_eq!(run.outcomes().len(), 4);
+}

@@ -40,6 +40,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("reports.py"),
     plugin_file!("settings.py"),
     plugin_file!("wire.py"),
+    plugin_file!("xdist_contract.py"),
 ];
 
 /// The version of the embedded plugin: herd's own (`__version__` in `herd_pytest/__init__.py`
@@ -216,6 +217,10 @@ impl Runner for PytestRunner {
     }
 
     fn shards_collection(&self) -> bool {
+        true
+    }
+
+    fn xdist_contract(&self) -> bool {
         true
     }
 }

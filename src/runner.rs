@@ -53,6 +53,12 @@ pub trait Runner: Send {
     fn shards_collection(&self) -> bool {
         false
     }
+    /// Whether the runner's workers take the worker side of pytest-xdist's contract: herd sets
+    /// `PYTEST_XDIST_WORKER`, `PYTEST_XDIST_WORKER_COUNT` and `PYTEST_XDIST_TESTRUNUID` in their
+    /// environment (see [`herd_actors::worker::XdistContract`]).
+    fn xdist_contract(&self) -> bool {
+        false
+    }
     /// What follows `herd worker --connect ...` to start this runner's worker on another host
     /// (`--launcher external`). By default: `-- PROGRAM ARGS` of [`Runner::worker_command`],
     /// which `herd worker` runs with the `HERD_*` variables of the slot it joins.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_actors::output::LineFile;
+use herd_actors::worker::XdistContract;
 use herd_actors::{
     run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReportFile,
     ReporterOptions, SessionPlan, SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
@@ -463,6 +464,9 @@ impl Session {
                 .unwrap_or_else(|| RespawnBudget::default_for(slots.len())),
             config.respawn_window,
         );
+        let xdist = runner
+            .xdist_contract()
+            .then(|| XdistContract::new(slots.len()));
         let plan = SessionPlan {
             runner: runner.name().to_string(),
             slots,
@@ -491,6 +495,7 @@ impl Session {
                 fingerprint,
                 fingerprint_required: config.fingerprint.is_some(),
                 live_output: runner.live_output(),
+                xdist,
             },
             grouping,
             history: config

@@ -62,7 +62,11 @@ fn herd(suite: &PySuite, pytest_args: &[&str], pythonpath: Option<&Path>) -> Run
         cmd.env("PYTHONPATH", path);
     }
     let run = Run::from_output(cmd.output().unwrap(), &suite.events());
-    assert!(!run.respawned(), "no worker may be respawned\n{}", run.dump());
+    assert!(
+        !run.respawned(),
+        "no worker may be respawned\n{}",
+        run.dump()
+    );
     run
 }
 
@@ -132,7 +136,10 @@ fn check_seen(seen: &[Value], count: &str) -> (BTreeSet<String>, String) {
     for s in seen {
         let id = s["worker_id"].as_str().unwrap();
         ids.insert(id.to_string());
-        assert_eq!(s["testrun_uid"], uid, "one run id on every worker: {seen:?}");
+        assert_eq!(
+            s["testrun_uid"], uid,
+            "one run id on every worker: {seen:?}"
+        );
         let input = &s["workerinput"];
         assert_eq!(input["workerid"], id, "{s}");
         assert_eq!(input["testrunuid"], uid, "{s}");
@@ -230,7 +237,11 @@ fn each_worker_has_its_own_basetemp_under_one_root_per_session() {
         let (root, names) = basetemps(&suite);
         assert_eq!(names, BTreeSet::from(["w1".into(), "w2".into()]));
         // Where pytest (and xdist's controller) makes its own: pytest-of-USER/pytest-N.
-        assert_eq!(root.parent(), xdist_root.parent(), "{root:?} {xdist_root:?}");
+        assert_eq!(
+            root.parent(),
+            xdist_root.parent(),
+            "{root:?} {xdist_root:?}"
+        );
         let root_name = root.file_name().unwrap().to_string_lossy().into_owned();
         assert!(root_name.starts_with("pytest-"), "{root:?}");
         roots.insert(root);
@@ -342,14 +353,20 @@ def test_own_table(alongside):
 #[test]
 fn pytest_django_gives_each_worker_its_own_test_database() {
     let django = optional_plugin("django");
-    let files = [("proj_settings.py", DJANGO_SETTINGS), ("pytest.ini", DJANGO_INI)];
+    let files = [
+        ("proj_settings.py", DJANGO_SETTINGS),
+        ("pytest.ini", DJANGO_INI),
+    ];
     let names = |suite: &PySuite| records(suite, "db-").into_iter().collect::<BTreeSet<_>>();
 
     let suite = two_workers_suite(DJANGO_TEST, &files);
     let xdist = pytest(&suite, &["-n", "2"], Some(&django));
     assert!(xdist.status.success(), "{}", text(&xdist));
     let expected = |a: &str, b: &str| {
-        BTreeSet::from([format!("test_db.sqlite3_{a}"), format!("test_db.sqlite3_{b}")])
+        BTreeSet::from([
+            format!("test_db.sqlite3_{a}"),
+            format!("test_db.sqlite3_{b}"),
+        ])
     };
     assert_eq!(names(&suite), expected("gw0", "gw1"));
 

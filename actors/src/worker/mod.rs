@@ -322,3 +322,24 @@ impl Actor for Worker {
         self.spawn(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn every_worker_of_a_session_is_told_its_id_the_slot_count_and_one_run_id() {
+        let contract = XdistContract::new(3);
+        assert_eq!(contract.test_run_uid.len(), 32);
+        assert!(contract.test_run_uid.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(contract.test_run_uid, XdistContract::new(3).test_run_uid);
+        let env = |id| contract.env(id).into_iter().collect::<HashMap<_, _>>();
+        let (w1, w2) = (env("w1"), env("w2"));
+        assert_eq!(w1[ENV_XDIST_WORKER], "w1");
+        assert_eq!(w2[ENV_XDIST_WORKER], "w2");
+        assert_eq!(w1[ENV_XDIST_WORKER_COUNT], "3");
+        assert_eq!(w1[ENV_XDIST_TESTRUNUID], w2[ENV_XDIST_TESTRUNUID]);
+    }
+}

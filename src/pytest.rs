@@ -50,6 +50,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("reports.py"),
     plugin_file!("settings.py"),
     plugin_file!("wire.py"),
+    plugin_file!("xdist_contract.py"),
 ];
 
 /// The version of the embedded plugin: herd's own (`__version__` in `herd_pytest/__init__.py`
@@ -279,6 +280,20 @@ impl Runner for PytestRunner {
         Ok(self.command_with("herd_pytest.plugin", &self.args.for_workers))
     }
 
+    fn file_for_controller(&self) -> Option<String> {
+        const FILES: [&str; 4] = ["--junitxml", "--junit-xml", "--report-log", "--html"];
+        let at = plugin_flags_at(&self.command).expect("checked in new()");
+        self.command[at..]
+            .iter()
+            .take_while(|a| *a != "--")
+            .find(|a| {
+                FILES
+                    .iter()
+                    .any(|f| a.as_str() == *f || a.starts_with(&format!("{f}=")))
+            })
+            .cloned()
+    }
+
     fn controller_command(&self) -> Option<WorkerCommand> {
         // The user's arguments as given: the controller counts `--maxfail`/`-x` as pytest does.
         let at = plugin_flags_at(&self.command).expect("checked in new()");
@@ -319,6 +334,10 @@ impl Runner for PytestRunner {
     }
 
     fn shards_collection(&self) -> bool {
+        true
+    }
+
+    fn xdist_contract(&self) -> bool {
         true
     }
 }

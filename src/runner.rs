@@ -72,6 +72,18 @@ pub trait Runner: Send {
     fn controller_command(&self) -> Option<WorkerCommand> {
         None
     }
+    /// An option of the runner's own arguments whose file only the controller writes (pytest's
+    /// `--junitxml`, `--report-log`, `--html`: workers leave them to it), as given; without the
+    /// controller such a file would silently stay unwritten, so the session refuses it.
+    fn file_for_controller(&self) -> Option<String> {
+        None
+    }
+    /// Whether the runner's workers take the worker side of pytest-xdist's contract: herd sets
+    /// `PYTEST_XDIST_WORKER`, `PYTEST_XDIST_WORKER_COUNT` and `PYTEST_XDIST_TESTRUNUID` in their
+    /// environment (see [`herd_actors::worker::XdistContract`]).
+    fn xdist_contract(&self) -> bool {
+        false
+    }
     /// What follows `herd worker --connect ...` to start this runner's worker on another host
     /// (`--launcher external`). By default: `-- PROGRAM ARGS` of [`Runner::worker_command`],
     /// which `herd worker` runs with the `HERD_*` variables of the slot it joins.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_actors::output::LineFile;
+use herd_actors::worker::XdistContract;
 use herd_actors::{
     run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReportFile,
     ReporterOptions, SessionPlan, SessionReport, TemplateLauncher, WorkerSettings, WorkerSlot,
@@ -433,6 +434,15 @@ impl Session {
             }
             None => protocol::fingerprint(env!("CARGO_PKG_VERSION"), None),
         };
+        if !config.controller {
+            if let Some(option) = runner.file_for_controller() {
+                return Err(SessionError::Usage(format!(
+                    "{option} is written by pytest's controller, which --no-controller turns off \
+                     (the workers leave it to the controller, as pytest-xdist's workers do): drop \
+                     --no-controller, or use herd's own --junit-xml or --events"
+                )));
+            }
+        }
         let controller = runner.controller_command().filter(|_| config.controller);
         if controller.is_some() {
             command
@@ -476,6 +486,9 @@ impl Session {
         // A worker that finds the command line wrong leaves its output here (see
         // WorkerSettings::usage_error).
         let usage_error = Arc::new(std::sync::OnceLock::new());
+        let xdist = runner
+            .xdist_contract()
+            .then(|| XdistContract::new(slots.len()));
         let plan = SessionPlan {
             runner: runner.name().to_string(),
             slots,
@@ -506,6 +519,7 @@ impl Session {
                 live_output: runner.live_output(),
                 usage_exit: runner.usage_exit_code(),
                 usage_error: usage_error.clone(),
+                xdist,
             },
             grouping,
             history: config

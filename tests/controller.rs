@@ -246,3 +246,24 @@ fn a_controller_killed_mid_session_leaves_herds_own_summary_with_every_outcome()
     );
     assert_eq!(run.outcomes().len(), 4);
 }
+
+#[test]
+fn a_file_only_the_controller_writes_is_refused_without_it() {
+    // The workers leave --junitxml to the controller: without it the file would silently stay
+    // unwritten, so herd refuses the combination before any worker starts.
+    let suite = PySuite::new(SUITE);
+    let run = herd(
+        &suite,
+        &["--no-controller"],
+        &["-p", "no:cacheprovider", "--junitxml=herd.xml"],
+    );
+    assert_eq!(run.code, 4, "{}", run.dump());
+    assert!(
+        run.stderr
+            .contains("--junitxml=herd.xml is written by pytest's controller"),
+        "{}",
+        run.dump()
+    );
+    assert!(run.of("worker_spawned").is_empty(), "{}", run.dump());
+    assert!(!suite.path().join("herd.xml").exists());
+}

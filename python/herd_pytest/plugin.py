@@ -1,9 +1,10 @@
 """The pytest hooks of herd's worker plugin (load it with ``-p herd_pytest.plugin``).
 
 Without ``HERD_ENDPOINT`` in the environment it is inert: it registers the ``herd_group(name)``
-marker and provides the ``herd_appliance`` fixture, nothing else. Under herd it registers a
-``HerdWorker``, whose hooks are thin: each hands its work to the module that owns it (see the
-package docstring for the map and the protocol).
+marker and provides the ``herd_appliance`` fixture (and xdist's ``worker_id`` and ``testrun_uid``
+when xdist is not active), nothing else. Under herd it takes the worker side of xdist's contract
+(``xdist_contract``) and registers a ``HerdWorker``, whose hooks are thin: each hands its work
+to the module that owns it (see the package docstring for the map and the protocol).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 
 import pytest
 
+from . import xdist_contract
 from .channel import Channel, HerdError
 from .chaos import Chaos
 from .collection import Collection, partial_scope
@@ -33,9 +35,18 @@ _MARKER_HELP = (
 # ---- inert part: always active ---------------------------------------------------------------
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Under herd, before any ``pytest_configure``: ``config.workerinput`` and the rest of
+    xdist's worker contract, as an xdist worker has them."""
+    if under_herd() and xdist_contract.requested():
+        xdist_contract.become_worker(config, Settings().incarnation)
+
+
 @pytest.hookimpl(tryfirst=True)  # before junitxml's and the report plugins' (see controller.py)
 def pytest_configure(config):
     config.addinivalue_line("markers", _MARKER_HELP)
+    xdist_contract.register_fixtures(config)
     if not under_herd():
         return
     if config.pluginmanager.has_plugin("herd_worker"):
@@ -96,8 +107,15 @@ class HerdWorker:
             _quiet_terminal(self.config)
         welcome = greet(self.channel, self.settings)
         if welcome is not None:
+            self._say_seed()
             self.collection.scope = partial_scope(welcome.get("collect"), self.config.args)
             self.channel.start_io_thread()
+
+    def _say_seed(self):
+        """The session's pytest-randomly seed, said once: by the first spawn of ``w1``."""
+        notice = xdist_contract.seed_notice(self.config)
+        if notice and self.identity == "w1.1":
+            self.channel.message(notice)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_make_collect_report(self, collector):

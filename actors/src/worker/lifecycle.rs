@@ -72,7 +72,8 @@ impl Worker {
     }
 
     /// The environment of a new incarnation: who it is, where to connect, its token, its
-    /// status file and the faults a `--chaos` plan arms it with (rolled here, per spawn).
+    /// status file, the faults a `--chaos` plan arms it with (rolled here, per spawn) and, for
+    /// pytest, the `PYTEST_XDIST_*` variables of xdist's worker contract.
     fn spawn_env(&mut self) -> Vec<(String, String)> {
         let incarnation = self.incarnation;
         let mut env = self.hook_env();
@@ -107,6 +108,9 @@ impl Worker {
         if let Some(path) = self.status_path() {
             let _ = std::fs::remove_file(&path);
             env.push((protocol::ENV_STATUS_FILE.into(), path.display().to_string()));
+        }
+        if let Some(xdist) = &self.settings.xdist {
+            env.extend(xdist.env(&self.slot.id));
         }
         env
     }

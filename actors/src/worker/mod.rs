@@ -120,6 +120,47 @@ pub struct WorkerSettings {
     /// The output of the first process that said so: the session then ends as a usage error
     /// (whoever ran it reads this to say why), with no respawn.
     pub usage_error: Arc<OnceLock<String>>,
+    /// The worker side of pytest-xdist's contract (`PYTEST_XDIST_*` in every worker's
+    /// environment), for runners whose plugins expect it; `None` for the others.
+    pub xdist: Option<XdistContract>,
+}
+
+/// What every worker of a session is told so that it looks like a pytest-xdist worker to
+/// plugins written for xdist: its id, the number of slots and one id for the whole run, set in
+/// its environment before it starts (so before any conftest file loads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdistContract {
+    /// `PYTEST_XDIST_TESTRUNUID`: one random id per session, the same on every worker.
+    pub test_run_uid: String,
+    /// `PYTEST_XDIST_WORKER_COUNT`: how many worker slots the session has.
+    pub worker_count: usize,
+}
+
+/// `PYTEST_XDIST_WORKER`: the worker's id (`w1`; pytest-django suffixes its test database with it).
+pub const ENV_XDIST_WORKER: &str = "PYTEST_XDIST_WORKER";
+/// `PYTEST_XDIST_WORKER_COUNT`: see [`XdistContract::worker_count`].
+pub const ENV_XDIST_WORKER_COUNT: &str = "PYTEST_XDIST_WORKER_COUNT";
+/// `PYTEST_XDIST_TESTRUNUID`: see [`XdistContract::test_run_uid`].
+pub const ENV_XDIST_TESTRUNUID: &str = "PYTEST_XDIST_TESTRUNUID";
+
+impl XdistContract {
+    /// The contract of a new session with `worker_count` slots and a fresh test-run id (128
+    /// random bits as 32 hex digits, the shape of xdist's `uuid4().hex`).
+    pub fn new(worker_count: usize) -> XdistContract {
+        XdistContract {
+            test_run_uid: Token::generate().as_str().to_string(),
+            worker_count,
+        }
+    }
+
+    /// The environment variables of worker `worker_id`.
+    pub fn env(&self, worker_id: &str) -> Vec<(String, String)> {
+        vec![
+            (ENV_XDIST_WORKER.into(), worker_id.into()),
+            (ENV_XDIST_WORKER_COUNT.into(), self.worker_count.to_string()),
+            (ENV_XDIST_TESTRUNUID.into(), self.test_run_uid.clone()),
+        ]
+    }
 }
 
 /// The actors a worker talks to.
@@ -313,5 +354,26 @@ impl Actor for Worker {
             act.watch_for_stops(ctx)
         });
         self.spawn(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn every_worker_of_a_session_is_told_its_id_the_slot_count_and_one_run_id() {
+        let contract = XdistContract::new(3);
+        assert_eq!(contract.test_run_uid.len(), 32);
+        assert!(contract.test_run_uid.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(contract.test_run_uid, XdistContract::new(3).test_run_uid);
+        let env = |id| contract.env(id).into_iter().collect::<HashMap<_, _>>();
+        let (w1, w2) = (env("w1"), env("w2"));
+        assert_eq!(w1[ENV_XDIST_WORKER], "w1");
+        assert_eq!(w2[ENV_XDIST_WORKER], "w2");
+        assert_eq!(w1[ENV_XDIST_WORKER_COUNT], "3");
+        assert_eq!(w1[ENV_XDIST_TESTRUNUID], w2[ENV_XDIST_TESTRUNUID]);
     }
 }

@@ -53,63 +53,88 @@ impl PytestSummary {
 }
 
 /// Feeds the pytest controller and relays its output.
+///
+/// The controller starts with the session's collection (the first `collected` event): a
+/// command line pytest refuses is then reported once, by the workers, and a session that
+/// collects nothing has herd's summary. What the feed makes before it starts (collection
+/// errors) is sent once it has.
 pub struct ControllerSink {
     console: SharedConsole,
-    child: Child,
+    command: WorkerCommand,
+    process: Option<Controller>,
     feed: ControllerFeed,
-    /// Lines to its stdin; `None` once it is closed (the end was said, or the controller died).
-    input: Option<Sender<String>>,
-    /// Its stdout, a line at a time; `None` when it ended.
-    output: Receiver<String>,
+    /// Lines made before the controller started.
+    pending: Vec<serde_json::Value>,
     summary: PytestSummary,
     /// Its exit code, once it ended after the end was said.
     exit_code: Option<i32>,
     dead: bool,
 }
 
+/// The running controller process.
+struct Controller {
+    child: Child,
+    /// Lines to its stdin; `None` once it is closed (the end was said, or the controller died).
+    input: Option<Sender<String>>,
+    /// Its stdout, a line at a time; `None` when it ended.
+    output: Receiver<String>,
+}
+
 impl ControllerSink {
-    /// Starts the controller `command` (in its own process group, so a Ctrl-C reaches herd
-    /// only); its stderr is herd's.
-    pub fn start(
+    /// A sink for the controller `command`, started with the session's collection.
+    pub fn new(
         command: &WorkerCommand,
         console: SharedConsole,
         summary: PytestSummary,
-    ) -> std::io::Result<ControllerSink> {
-        let mut cmd = Command::new(&command.program);
-        cmd.args(&command.args)
-            .envs(command.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        if let Some(cwd) = &command.cwd {
-            cmd.current_dir(cwd);
-        }
-        die_with_parent(&mut cmd, Signal::SIGTERM);
-        let mut child = cmd.spawn()?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
-        tracing::debug!(pid = child.id(), "pytest controller started");
-        Ok(ControllerSink {
+    ) -> ControllerSink {
+        ControllerSink {
             console,
-            child,
+            command: command.clone(),
+            process: None,
             feed: ControllerFeed::default(),
-            input: Some(write_lines(stdin)),
-            output: read_lines(stdout),
+            pending: Vec::new(),
             summary,
             exit_code: None,
             dead: false,
-        })
+        }
+    }
+
+    /// Starts the controller (in its own process group, so a Ctrl-C reaches herd only; its
+    /// stderr is herd's) and sends what waited for it.
+    fn start(&mut self) {
+        if self.process.is_some() || self.dead {
+            return;
+        }
+        match spawn(&self.command) {
+            Ok(process) => {
+                self.process = Some(process);
+                for line in std::mem::take(&mut self.pending) {
+                    self.send(&line);
+                }
+            }
+            Err(e) => {
+                self.dead = true;
+                self.console.lock().line(format!(
+                    "herd: cannot start the pytest controller ({}: {e}); herd's summary follows",
+                    self.command.program.display()
+                ));
+            }
+        }
     }
 
     /// Relays what it printed so far; notices once that it died.
     fn relay(&mut self) {
-        let lines: Vec<String> = self.output.try_iter().collect();
+        let Some(process) = &mut self.process else {
+            return;
+        };
+        let lines: Vec<String> = process.output.try_iter().collect();
+        let status = match self.dead {
+            false => process.child.try_wait().ok().flatten(),
+            true => None,
+        };
         self.print(&lines);
-        if !self.dead {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.died(&describe_status(&status));
-            }
+        if let Some(status) = status {
+            self.died(&describe_status(&status));
         }
     }
 
@@ -125,7 +150,9 @@ impl ControllerSink {
 
     fn died(&mut self, status: &str) {
         self.dead = true;
-        self.input = None;
+        if let Some(process) = &mut self.process {
+            process.input = None;
+        }
         self.console.lock().line(format!(
             "herd: the pytest controller exited early ({status}): pytest's own report \
              (its summary, --junitxml, --report-log, the cache) is not written; herd's summary \
@@ -134,27 +161,35 @@ impl ControllerSink {
     }
 
     fn send(&mut self, line: &serde_json::Value) {
-        if let Some(input) = &self.input {
+        let Some(process) = &mut self.process else {
+            self.pending.push(line.clone());
+            return;
+        };
+        if let Some(input) = &process.input {
             if input.send(line.to_string()).is_err() {
-                self.input = None;
+                process.input = None;
             }
         }
     }
 
     /// Closes its input and relays its output until it ends (or the time is up).
     fn wait_for_the_end(&mut self) -> Result<i32, String> {
-        self.input = None;
+        let process = self.process.as_mut().expect("started");
+        process.input = None;
         let deadline = Instant::now() + FINISH_TIMEOUT;
         loop {
-            match self
+            let next = process
                 .output
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => self.print(&[line]),
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            match next {
+                Ok(line) => {
+                    let mut console = self.console.lock();
+                    console.line(&line);
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
+                    let _ = process.child.kill();
+                    let _ = process.child.wait();
                     return Err(format!(
                         "it did not end within {}s; killed",
                         FINISH_TIMEOUT.as_secs()
@@ -162,9 +197,33 @@ impl ControllerSink {
                 }
             }
         }
-        let status = self.child.wait().map_err(|e| e.to_string())?;
+        let status = process.child.wait().map_err(|e| e.to_string())?;
         status.code().ok_or_else(|| describe_status(&status))
     }
+}
+
+/// Spawns the controller `command` with its stdin and stdout piped to two threads.
+fn spawn(command: &WorkerCommand) -> std::io::Result<Controller> {
+    let mut cmd = Command::new(&command.program);
+    cmd.args(&command.args)
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Some(cwd) = &command.cwd {
+        cmd.current_dir(cwd);
+    }
+    die_with_parent(&mut cmd, Signal::SIGTERM);
+    let mut child = cmd.spawn()?;
+    let stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    tracing::debug!(pid = child.id(), "pytest controller started");
+    Ok(Controller {
+        child,
+        input: Some(write_lines(stdin)),
+        output: read_lines(stdout),
+    })
 }
 
 impl Sink for ControllerSink {
@@ -173,10 +232,14 @@ impl Sink for ControllerSink {
     }
 
     fn event(&mut self, stamped: &Stamped, _: &Ledger) {
-        if !self.dead {
-            for line in self.feed.lines(&stamped.event) {
-                self.send(&line);
-            }
+        if self.dead {
+            return;
+        }
+        if matches!(stamped.event, Event::Collected { .. }) {
+            self.start();
+        }
+        for line in self.feed.lines(&stamped.event) {
+            self.send(&line);
         }
         if !matches!(stamped.event, Event::SessionFinished { .. }) {
             self.relay();
@@ -184,8 +247,12 @@ impl Sink for ControllerSink {
     }
 
     fn finish(&mut self, report: &SessionReport, _: &Ledger) -> Result<(), OutputFailure> {
+        if self.process.is_none() && !self.pending.is_empty() {
+            // No collection, but something for pytest's report (collection errors).
+            self.start();
+        }
         self.relay();
-        if self.dead {
+        if self.dead || self.process.is_none() {
             return Ok(());
         }
         let end = self.feed.finish(&report.end, report.exit_code);
@@ -205,9 +272,11 @@ impl Sink for ControllerSink {
 
 impl Drop for ControllerSink {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Some(process) = &mut self.process {
+            if process.child.try_wait().ok().flatten().is_none() {
+                let _ = process.child.kill();
+                let _ = process.child.wait();
+            }
         }
     }
 }

@@ -128,13 +128,11 @@ impl ReporterOptions {
         }
         let pytest_summary = PytestSummary::default();
         if let Some(command) = &self.controller {
-            match ControllerSink::start(command, console.clone(), pytest_summary.clone()) {
-                Ok(sink) => sinks.push(Box::new(sink)),
-                Err(e) => console.lock().line(format!(
-                    "herd: cannot start the pytest controller ({}: {e}); herd's summary follows",
-                    command.program.display()
-                )),
-            }
+            sinks.push(Box::new(ControllerSink::new(
+                command,
+                console.clone(),
+                pytest_summary.clone(),
+            )));
         }
         sinks.push(Box::new(Summary::new(
             console,

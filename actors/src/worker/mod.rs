@@ -5,7 +5,8 @@
 //!
 //! The actor is split by concern: `lifecycle` (spawn, kill, exit, the death plan, respawn),
 //! `inbound` (what the process says: hello, collection, messages), `work` (its tests:
-//! requests, delivery, starts, timeouts, steals) and `liveness` (stopped or silent; chaos
+//! requests, delivery, starts, timeouts, steals), `output` (its log, crash-report tail and `-s`
+//! live lines) and `liveness` (stopped or silent; chaos
 //! strikes). The decisions with rules in them are pure, in `herd_core::slot` and
 //! `herd_core::liveness`.
 //!
@@ -57,6 +58,7 @@ use crate::transport::Transport;
 mod inbound;
 mod lifecycle;
 mod liveness;
+mod output;
 mod work;
 
 /// A worker slot: its id and the appliance it owns exclusively.

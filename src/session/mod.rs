@@ -1,0 +1,442 @@
+//! A session from start to end: collect the reference, check it, open a private endpoint, run the
+//! actor tree, return the report.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_actors::output::LineFile;
+use herd_actors::worker::XdistContract;
+use herd_actors::{
+    run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReportFile,
+    ReporterOptions, SessionPlan, SessionReport, TemplateLauncher, WorkerCommand, WorkerSettings,
+    WorkerSlot,
+};
+use herd_core::diff::duplicates_error;
+use herd_core::events::Stamped;
+use herd_core::faults::FaultPlan;
+use herd_core::grouping::{Dist, GroupingPolicy};
+use herd_core::history::History;
+use herd_core::outcome::exit_code;
+use herd_core::protocol::{self, Token};
+use herd_core::providers::Providers;
+use herd_core::restart::{RespawnBudget, RetirePolicy};
+
+use crate::runner::{Runner, RunnerError};
+use crate::values;
+
+mod config;
+mod files;
+mod remote;
+
+pub use config::{ColorChoice, SessionConfig};
+use files::*;
+pub use remote::endpoint_is_local;
+use remote::*;
+
+/// Why a session could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The options do not make sense.
+    #[error("{0}")]
+    Usage(String),
+    /// The reference collection could not be obtained or is unusable.
+    #[error("{0}")]
+    Collection(String),
+    /// The suite has no tests.
+    #[error("no tests collected")]
+    NoTests,
+    /// herd itself failed (endpoint, files).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SessionError {
+    /// The process exit code for this error (pytest's conventions).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SessionError::Usage(_) => exit_code::USAGE_ERROR,
+            SessionError::Collection(_) => exit_code::INTERRUPTED,
+            SessionError::NoTests => exit_code::NO_TESTS,
+            SessionError::Internal(_) => exit_code::INTERNAL_ERROR,
+        }
+    }
+}
+
+impl From<RunnerError> for SessionError {
+    fn from(e: RunnerError) -> Self {
+        match e {
+            RunnerError::Collection(_) => SessionError::Collection(e.to_string()),
+            RunnerError::Usage(msg) => SessionError::Usage(msg),
+        }
+    }
+}
+
+/// One run of a suite.
+pub struct Session {
+    config: SessionConfig,
+    runner: Box<dyn Runner>,
+    out: Box<dyn Write + Send>,
+    out_is_stdout: bool,
+    subscribers: Vec<EventSubscriber>,
+    launcher: Option<Arc<dyn Launcher>>,
+    grouping: Option<Arc<dyn GroupingPolicy>>,
+}
+
+impl Session {
+    /// A session that runs `runner`'s suite with `config`, printing to stdout.
+    pub fn new(config: SessionConfig, runner: Box<dyn Runner>) -> Session {
+        Session {
+            config,
+            runner,
+            out: Box::new(std::io::stdout()),
+            out_is_stdout: true,
+            subscribers: Vec::new(),
+            launcher: None,
+            grouping: None,
+        }
+    }
+
+    /// Sends the user-facing output somewhere else than stdout.
+    pub fn with_output(mut self, out: Box<dyn Write + Send>) -> Session {
+        self.out = out;
+        self.out_is_stdout = false;
+        self
+    }
+
+    /// Starts workers with `launcher` instead of on this machine (overrides `config.launcher`).
+    pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Session {
+        self.launcher = Some(launcher);
+        self
+    }
+
+    /// Cuts the collection into groups with `grouping` (overrides `config.dist`). With a duration
+    /// history (`config.history`) the groups are still dealt longest first.
+    pub fn with_grouping(mut self, grouping: Arc<dyn GroupingPolicy>) -> Session {
+        self.grouping = Some(grouping);
+        self
+    }
+
+    /// Calls `subscriber` with every event of the session as it happens (the same typed events
+    /// `--events` writes), on the session's thread.
+    pub fn on_event(mut self, subscriber: impl FnMut(&Stamped) + Send + 'static) -> Session {
+        self.subscribers.push(Box::new(subscriber));
+        self
+    }
+
+    /// The worker slots the config asks for.
+    pub fn slots(config: &SessionConfig) -> Result<Vec<WorkerSlot>, SessionError> {
+        if !config.appliances.is_empty() {
+            values::WORKERS
+                .check(
+                    || format!("{} --appliance values", config.appliances.len()),
+                    config.appliances.len() as u64,
+                )
+                .map_err(|e| SessionError::Usage(e.to_string()))?;
+            if let Some(n) = config.workers.filter(|n| *n != config.appliances.len()) {
+                return Err(SessionError::Usage(format!(
+                    "-n {n} conflicts with {} --appliance values (one worker per appliance)",
+                    config.appliances.len()
+                )));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = config.appliances.iter().find(|a| !seen.insert(a.as_str())) {
+                return Err(SessionError::Usage(format!(
+                    "--appliance {dup} is given twice"
+                )));
+            }
+            return Ok(config
+                .appliances
+                .iter()
+                .enumerate()
+                .map(|(i, a)| WorkerSlot {
+                    id: format!("w{}", i + 1),
+                    appliance: Some(a.clone()),
+                })
+                .collect());
+        }
+        let n = config.workers.unwrap_or_else(|| {
+            if config.hosts.is_empty() {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                config.hosts.len()
+            }
+        });
+        values::WORKERS
+            .check_flag(n)
+            .map_err(|e| SessionError::Usage(e.to_string()))?;
+        Ok((1..=n)
+            .map(|i| WorkerSlot {
+                id: format!("w{i}"),
+                appliance: None,
+            })
+            .collect())
+    }
+
+    /// Runs the session in a new actix system and returns its report.
+    pub fn run(self) -> Result<SessionReport, SessionError> {
+        let system = actix::System::new();
+        let result = system.block_on(self.run_in_system());
+        drop(system);
+        result
+    }
+
+    /// Runs the session inside an actix system that is already running.
+    pub async fn run_in_system(self) -> Result<SessionReport, SessionError> {
+        let Session {
+            config,
+            runner,
+            out,
+            out_is_stdout,
+            subscribers,
+            launcher,
+            grouping,
+        } = self;
+        config.check()?;
+        let grouping =
+            grouping.unwrap_or_else(|| config.dist.unwrap_or(runner.default_dist()).policy());
+        let token = check_remote_options(&config)?;
+        let slots = Session::slots(&config)?;
+        let launcher = make_launcher(launcher, &config, runner.as_ref(), &slots)?;
+        let (color, progress_bar) = terminal_settings(&config, out_is_stdout);
+        let (command, fingerprint, controller) = commands(&config, runner.as_ref())?;
+        let reference = runner.collect()?;
+        let reference_known = reference.is_some();
+        if let Some(reference) = &reference {
+            check_reference(reference)?;
+        }
+        // Every output path is checked before any worker starts: a wrong one is a usage error.
+        let (events, report_files) = outputs(&config)?;
+        // The session's private directory: the ipc socket and the workers' status files.
+        let private = private_dir()?;
+        let endpoint = match &config.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => format!("ipc://{}/herd.sock", private.path().display()),
+        };
+        let budget = RespawnBudget::new(
+            config
+                .max_respawns
+                .unwrap_or_else(|| RespawnBudget::default_for(slots.len())),
+            config.respawn_window,
+        );
+        // A worker that finds the command line wrong leaves its output here (see
+        // WorkerSettings::usage_error).
+        let usage_error = Arc::new(std::sync::OnceLock::new());
+        let xdist = runner
+            .xdist_contract()
+            .then(|| XdistContract::new(slots.len()));
+        let plan = SessionPlan {
+            runner: runner.name().to_string(),
+            slots,
+            reference,
+            shard_collection: runner.shards_collection() && !config.collect_all,
+            worker: WorkerSettings {
+                command,
+                launcher,
+                endpoint,
+                token,
+                status_dir: Some(private.path().to_path_buf()),
+                reference_known,
+                fingerprint,
+                usage_error: usage_error.clone(),
+                xdist,
+                ..worker_settings(&config, runner.as_ref())
+            },
+            grouping,
+            history: config
+                .history
+                .as_deref()
+                .map(load_history)
+                .unwrap_or_default(),
+            providers: Providers::new(config.providers.iter().cloned()),
+            crash_retries: config.crash_retries,
+            budget,
+            handle_signals: config.handle_signals,
+        };
+        let output = ReporterOptions {
+            out,
+            events,
+            report_files,
+            verbosity: config.verbosity,
+            maxfail: smaller_limit(config.maxfail, runner.maxfail()),
+            dots: config.dots.unwrap_or(runner.prefers_dots()),
+            durations: config.durations,
+            subscribers,
+            progress_bar,
+            color,
+            controller,
+        };
+        let report = run_session(plan, output)
+            .await
+            .map_err(|e| SessionError::Internal(e.to_string()))?;
+        match usage_error.get() {
+            Some(output) => Err(SessionError::Usage(format!(
+                "{} refused the command line (exit code {}):\n{output}",
+                runner.name(),
+                runner.usage_exit_code().unwrap_or_default()
+            ))),
+            None => Ok(report),
+        }
+    }
+}
+
+/// The settings every worker shares that follow from the config and the runner alone (the
+/// session fills in the command, launcher, endpoint, token and the rest).
+fn worker_settings(config: &SessionConfig, runner: &dyn Runner) -> WorkerSettings {
+    WorkerSettings {
+        command: WorkerCommand {
+            program: PathBuf::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        },
+        launcher: Arc::new(LocalLauncher),
+        endpoint: String::new(),
+        token: Token::generate(),
+        timeout: config.timeout,
+        start_timeout: config.start_timeout,
+        grace: config.grace,
+        cleanse: config.cleanse.clone(),
+        appliance_check: config.appliance_check.clone(),
+        hook_timeout: config.hook_timeout,
+        retire: RetirePolicy {
+            after_consecutive_crashes: config.retire_after,
+        },
+        log_dir: config.log_dir.clone(),
+        status_dir: None,
+        faults: config.faults.clone(),
+        reference_known: false,
+        hang_timeout: config.hang_timeout,
+        heartbeat_timeout: config.heartbeat_timeout,
+        fingerprint: String::new(),
+        fingerprint_required: config.fingerprint.is_some(),
+        live_output: runner.live_output(),
+        usage_exit: runner.usage_exit_code(),
+        usage_error: Arc::default(),
+        xdist: None,
+    }
+}
+
+/// What starts the workers: the embedder's launcher, or the one `--launcher` names.
+fn make_launcher(
+    launcher: Option<Arc<dyn Launcher>>,
+    config: &SessionConfig,
+    runner: &dyn Runner,
+    slots: &[WorkerSlot],
+) -> Result<Arc<dyn Launcher>, SessionError> {
+    Ok(match (launcher, config.launcher.as_deref()) {
+        (Some(launcher), _) => launcher,
+        (None, None | Some("local")) => Arc::new(LocalLauncher),
+        (None, Some("external")) => {
+            let herd = std::env::current_exe()
+                .map_or_else(|_| "herd".to_string(), |p| p.display().to_string());
+            let token_file = config.token_file.as_ref().map_or_else(String::new, |p| {
+                std::path::absolute(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            });
+            Arc::new(ExternalLauncher::new(
+                herd,
+                token_file,
+                runner.remote_worker_args()?,
+            ))
+        }
+        (None, Some(template)) => {
+            let hosts = slots
+                .iter()
+                .zip(config.hosts.iter().cycle())
+                .map(|(slot, host)| (slot.id.clone(), host.clone()))
+                .collect();
+            Arc::new(
+                TemplateLauncher::new(template)
+                    .map_err(SessionError::Usage)?
+                    .with_hosts(hosts),
+            )
+        }
+    })
+}
+
+/// `(color, progress bar)`: on a terminal unless told otherwise (`--color`, `NO_COLOR`, `-q`).
+fn terminal_settings(config: &SessionConfig, out_is_stdout: bool) -> (bool, bool) {
+    let terminal = out_is_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let color = match config.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let progress_bar =
+        out_is_stdout && config.progress.unwrap_or(terminal && config.verbosity >= 0);
+    (color, progress_bar)
+}
+
+/// The worker command (with the fingerprint command in its environment), the fingerprint the
+/// workers must present, and the runner's controller command when it is on.
+fn commands(
+    config: &SessionConfig,
+    runner: &dyn Runner,
+) -> Result<(WorkerCommand, String, Option<WorkerCommand>), SessionError> {
+    let mut command = runner.worker_command()?;
+    let fingerprint = match &config.fingerprint {
+        Some(cmd) => {
+            let output = crate::client::run_fingerprint_cmd(cmd).map_err(SessionError::Usage)?;
+            command
+                .env
+                .push((protocol::ENV_FINGERPRINT_CMD.into(), cmd.clone().into()));
+            protocol::fingerprint(env!("CARGO_PKG_VERSION"), Some(&output))
+        }
+        None => protocol::fingerprint(env!("CARGO_PKG_VERSION"), None),
+    };
+    if !config.controller {
+        if let Some(option) = runner.file_for_controller() {
+            return Err(SessionError::Usage(format!(
+                "{option} is written by pytest's controller, which --no-controller turns off \
+                 (the workers leave it to the controller, as pytest-xdist's workers do): drop \
+                 --no-controller, or use herd's own --junit-xml or --events"
+            )));
+        }
+    }
+    let controller = runner.controller_command().filter(|_| config.controller);
+    if controller.is_some() {
+        command
+            .env
+            .push((crate::pytest::ENV_REPORTS.into(), "1".into()));
+    }
+    Ok((command, fingerprint, controller))
+}
+
+/// `--events` and the files written from the finished report (`--junit-xml`, the history),
+/// each path checked (and `--log-dir` too) before any worker starts.
+fn outputs(config: &SessionConfig) -> Result<(Option<LineFile>, Vec<ReportFile>), SessionError> {
+    let events = match &config.events {
+        Some(path) => Some(LineFile::new(
+            "--events",
+            path.clone(),
+            open_output("--events", path)?,
+        )),
+        None => None,
+    };
+    let mut report_files = Vec::new();
+    if let Some(path) = &config.junit_xml {
+        report_files.push(junit_file(path.clone(), open_output("--junit-xml", path)?));
+    }
+    if let Some(dir) = &config.log_dir {
+        check_output_dir("--log-dir", dir)?;
+    }
+    report_files.extend(config.history.clone().map(history_file));
+    Ok((events, report_files))
+}
+
+/// The smaller of two failure limits, where `None` and 0 mean no limit (herd's `--maxfail` and
+/// the runner's own, pytest's `--maxfail`/`-x` after `--`).
+fn smaller_limit(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    let limit = |n: Option<usize>| n.filter(|n| *n > 0);
+    match (limit(a), limit(b)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests;

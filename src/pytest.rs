@@ -44,6 +44,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("collection.py"),
     plugin_file!("controller.py"),
     plugin_file!("handshake.py"),
+    plugin_file!("hooks.py"),
     plugin_file!("loop.py"),
     plugin_file!("plugin.py"),
     plugin_file!("process.py"),

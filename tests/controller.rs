@@ -267,3 +267,68 @@ fn a_file_only_the_controller_writes_is_refused_without_it() {
     assert!(run.of("worker_spawned").is_empty(), "{}", run.dump());
     assert!(!suite.path().join("herd.xml").exists());
 }
+
+#[test]
+fn harness_hooks_follow_the_session_in_the_controller() {
+    // The seed's pytest_parallel_configured and node-shutdown hooks: a conftest records them.
+    let conftest = r#"
+import json
+
+def pytest_herd_configured(config, workers):
+    with open("hooks.log", "a") as f:
+        f.write(json.dumps({"configured": workers}) + "\n")
+
+def pytest_herd_worker_down(config, worker, appliance, reason):
+    with open("hooks.log", "a") as f:
+        f.write(json.dumps({"down": worker, "appliance": appliance, "reason": reason}) + "\n")
+"#;
+    let tests = "def test_a():\n    pass\n\ndef test_b():\n    pass\n\ndef test_c():\n    pass\n";
+    let suite = PySuite::new(&[("conftest.py", conftest), ("test_h.py", tests)]);
+    let run = herd(
+        &suite,
+        &["--appliance", "https://a1", "--appliance", "https://a2"],
+        &["-p", "no:cacheprovider"],
+    );
+    assert_eq!(run.code, 0, "{}", run.dump());
+    let log = std::fs::read_to_string(suite.path().join("hooks.log")).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let configured: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("configured").is_some())
+        .collect();
+    assert_eq!(configured.len(), 1, "{log}");
+    assert_eq!(
+        configured[0]["configured"],
+        serde_json::json!([
+            {"id": "w1", "appliance": "https://a1"},
+            {"id": "w2", "appliance": "https://a2"}
+        ]),
+        "{log}"
+    );
+    assert!(
+        lines.iter().position(|l| l.get("configured").is_some()) == Some(0),
+        "configured comes first: {log}"
+    );
+    let mut down: Vec<(String, String)> = lines
+        .iter()
+        .filter(|l| l.get("down").is_some())
+        .map(|l| {
+            (
+                l["down"].as_str().unwrap().to_string(),
+                l["appliance"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    down.sort();
+    assert_eq!(
+        down,
+        [
+            ("w1".to_string(), "https://a1".to_string()),
+            ("w2".to_string(), "https://a2".to_string())
+        ],
+        "{log}"
+    );
+}

@@ -26,15 +26,44 @@ use crate::outcome::{Outcome, SessionEnd, Tally};
 pub struct ControllerFeed {
     said_once: HashSet<String>,
     collected: usize,
+    /// The worker slots seen so far, in order, with their appliances (for `configured`).
+    workers: Vec<(String, Option<String>)>,
+    configured: bool,
 }
 
 impl ControllerFeed {
     /// The lines `event` gives the controller (none for most events).
     pub fn lines(&mut self, event: &Event) -> Vec<Value> {
         match event {
+            Event::WorkerSpawned {
+                worker, appliance, ..
+            } => {
+                if !self.workers.iter().any(|(w, _)| w == worker) {
+                    self.workers.push((worker.clone(), appliance.clone()));
+                }
+                Vec::new()
+            }
             Event::Collected { tests } => {
                 self.collected = tests.len();
-                vec![json!({"type": "collected", "count": tests.len()})]
+                let mut lines = Vec::new();
+                if !std::mem::replace(&mut self.configured, true) {
+                    let workers: Vec<Value> = self
+                        .workers
+                        .iter()
+                        .map(|(id, appliance)| json!({"id": id, "appliance": appliance}))
+                        .collect();
+                    lines.push(json!({"type": "configured", "workers": workers}));
+                }
+                lines.push(json!({"type": "collected", "count": tests.len()}));
+                lines
+            }
+            Event::WorkerExited {
+                worker,
+                clean: true,
+                ..
+            } => vec![self.worker_down(worker, "shut down: its work is done")],
+            Event::WorkerRetired { worker, reason } => {
+                vec![self.worker_down(worker, &format!("retired: {reason}"))]
             }
             Event::TestFinished {
                 verdict,
@@ -76,6 +105,15 @@ impl ControllerFeed {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn worker_down(&self, worker: &str, reason: &str) -> Value {
+        let appliance = self
+            .workers
+            .iter()
+            .find(|(w, _)| w == worker)
+            .and_then(|(_, a)| a.clone());
+        json!({"type": "worker_down", "worker": worker, "appliance": appliance, "reason": reason})
     }
 
     /// The last line: how the session ended and the exit code herd would give.
@@ -169,12 +207,58 @@ mod tests {
     }
 
     #[test]
+    fn harness_hooks_get_the_workers_once_and_each_shutdown_or_retirement() {
+        let mut feed = ControllerFeed::default();
+        let spawned = |worker: &str, incarnation, appliance: Option<&str>| Event::WorkerSpawned {
+            worker: worker.into(),
+            incarnation,
+            pid: 1,
+            appliance: appliance.map(str::to_string),
+        };
+        assert!(feed.lines(&spawned("w1", 1, Some("a1"))).is_empty());
+        assert!(feed.lines(&spawned("w2", 1, None)).is_empty());
+        // A respawn is the same slot.
+        assert!(feed.lines(&spawned("w1", 2, Some("a1"))).is_empty());
+        let collected = Event::Collected {
+            tests: vec!["t".into()],
+        };
+        let lines = feed.lines(&collected);
+        assert_eq!(
+            lines[0],
+            json!({"type": "configured", "workers": [
+                {"id": "w1", "appliance": "a1"}, {"id": "w2", "appliance": null}]})
+        );
+        assert_eq!(feed.lines(&collected).len(), 1, "configured once");
+        let exited = |clean| Event::WorkerExited {
+            worker: "w1".into(),
+            incarnation: 2,
+            status: "exit code 0".into(),
+            clean,
+        };
+        assert!(
+            feed.lines(&exited(false)).is_empty(),
+            "a crash is not a shutdown"
+        );
+        let down = feed.lines(&exited(true));
+        assert_eq!(
+            (down[0]["worker"].clone(), down[0]["appliance"].clone()),
+            (json!("w1"), json!("a1"))
+        );
+        let retired = feed.lines(&Event::WorkerRetired {
+            worker: "w2".into(),
+            reason: "the appliance check failed".into(),
+        });
+        assert_eq!(retired[0]["reason"], "retired: the appliance check failed");
+    }
+
+    #[test]
     fn the_finish_line_says_the_end_and_the_collection() {
         let mut feed = ControllerFeed::default();
         let collected = feed.lines(&Event::Collected {
             tests: vec!["a".into(), "b".into()],
         });
-        assert_eq!(collected[0]["count"], 2);
+        assert_eq!(collected[0]["type"], "configured");
+        assert_eq!(collected[1]["count"], 2);
         let line = feed.finish(&SessionEnd::Interrupted("enough".into()), 2);
         assert_eq!(line["end"], "interrupted");
         assert_eq!(line["reason"], "enough");

@@ -41,6 +41,12 @@ _INPUT_FD = os.dup(0) if os.environ.get(ENV_CONTROLLER) == "1" else None
 _WARNING_LINE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<category>[A-Za-z_][\w.]*): ")
 
 
+def pytest_addhooks(pluginmanager):
+    from . import hooks
+
+    hooks.add_to(pluginmanager)
+
+
 def pytest_configure(config):
     if _INPUT_FD is None or config.pluginmanager.has_plugin("herd_controller"):
         return
@@ -135,6 +141,17 @@ class Controller:
             self.config.hook.pytest_collectreport(report=report)
         elif kind == "warning":
             self._warning(message)
+        elif kind == "configured":
+            self.config.hook.pytest_herd_configured(
+                config=self.config, workers=message.get("workers") or []
+            )
+        elif kind == "worker_down":
+            self.config.hook.pytest_herd_worker_down(
+                config=self.config,
+                worker=message.get("worker"),
+                appliance=message.get("appliance"),
+                reason=message.get("reason") or "",
+            )
 
     def _test(self, message):
         hook = self.config.hook

@@ -35,6 +35,13 @@ _MARKER_HELP = (
 # ---- inert part: always active ---------------------------------------------------------------
 
 
+def pytest_addhooks(pluginmanager):
+    # The harness hooks fire in the controller; a worker loads the same conftest files.
+    from . import hooks
+
+    hooks.add_to(pluginmanager)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
     """Under herd, before any ``pytest_configure``: ``config.workerinput`` and the rest of

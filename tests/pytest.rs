@@ -222,7 +222,7 @@ fn a_module_scoped_fixture_is_set_up_once_per_worker_that_runs_the_module() {
 #[test]
 fn an_idle_worker_steals_from_a_worker_busy_with_a_long_test() {
     // One module, so one group: the other worker takes part of it while test_0 still runs.
-    let module = module_with_fixture("m", 21, 1.5);
+    let module = module_with_fixture("m", 21, 3.0);
     let suite = PySuite::new(&[("test_m.py", module.as_str())]);
     let run = suite.herd(&["-n", "2"], &[]);
     assert_eq!(run.code, 0, "{}", run.dump());

@@ -378,16 +378,21 @@ mod tests {
         assert!(PytestRunner::new(cmd("cargo test")).is_err());
     }
 
+    /// A command's arguments as text.
+    fn args_of(command: &WorkerCommand) -> Vec<String> {
+        command
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
     #[test]
     fn workers_load_the_embedded_plugin_and_keep_the_users_arguments() {
         let runner = PytestRunner::new(cmd("python3 -m pytest tests -k smoke")).unwrap();
         let command = runner.worker_command().unwrap();
         assert_eq!(command.program, PathBuf::from("python3"));
-        let args: Vec<String> = command
-            .args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = args_of(&command);
         assert_eq!(
             args,
             cmd("-m pytest -p herd_pytest.plugin -p no:xdist tests -k smoke")
@@ -406,11 +411,7 @@ mod tests {
         assert!(runner.plugin_root().is_none());
         let command = runner.worker_command().unwrap();
         assert!(command.env.iter().all(|(key, _)| key != "PYTHONPATH"));
-        let args: Vec<String> = command
-            .args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = args_of(&command);
         assert_eq!(args, cmd("-p herd_pytest.plugin -p no:xdist -l"));
         assert!(PytestRunner::with_installed_plugin(cmd("sh x")).is_err());
     }
@@ -419,11 +420,7 @@ mod tests {
     fn the_controller_is_the_users_command_with_the_controller_plugin() {
         let runner = PytestRunner::new(cmd("python3 -m pytest tests --junitxml=x.xml")).unwrap();
         let command = runner.controller_command().unwrap();
-        let args: Vec<String> = command
-            .args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = args_of(&command);
         assert_eq!(
             args,
             cmd("-m pytest -p herd_pytest.controller -p no:xdist tests --junitxml=x.xml")

@@ -56,14 +56,8 @@ fn herd(suite: &PySuite, herd_args: &[&str], pytest_args: &[&str]) -> Run {
 
 /// Plain pytest in the suite's directory: (exit code, stdout).
 fn plain(suite: &PySuite, args: &[&str]) -> (i32, String) {
-    let out = Command::new(venv_pytest())
-        .current_dir(suite.path())
-        .args(args)
-        .env_remove("PYTEST_ADDOPTS")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.code().unwrap(), stdout)
+    let (code, stdout, _) = suite.pytest(args);
+    (code, stdout)
 }
 
 /// The `(classname, name)` of every `<testcase>` of a JUnit file, with how often it appears.

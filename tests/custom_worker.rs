@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::read_events;
+use common::{example_binary, read_events};
 use herd::{Outcome, Runner, RunnerError, Session, SessionConfig, WorkerCommand};
 
 /// The numbers the workers check: 40 tests, so the first chunk dealt holds several.
@@ -18,20 +18,7 @@ const NUMBERS: std::ops::RangeInclusive<u64> = 2..=41;
 const SLOW: &str = "n2::is_prime";
 
 fn custom_runner() -> PathBuf {
-    // target/<profile>/deps/custom_worker-<hash> -> target/<profile>/examples/custom_runner
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/custom_runner");
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --all-targets` builds it",
-        path.display()
-    );
-    path
+    example_binary("custom_runner")
 }
 
 fn ids() -> Vec<String> {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::pysuite::*;
 use common::*;
@@ -17,22 +16,6 @@ fn spread_suite(sleep: f64) -> PySuite {
          time.sleep({sleep})\n    assert i < 0\n\ndef test_passes():\n    pass\n"
     );
     PySuite::new(&[("test_one.py", &module), ("test_two.py", &module)])
-}
-
-/// Plain pytest's exit code, stdout and stderr on `suite`.
-fn plain_output(suite: &PySuite, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(venv_pytest())
-        .current_dir(suite.path())
-        .args(["-p", "no:cacheprovider"])
-        .args(args)
-        .env_remove("PYTEST_ADDOPTS")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `text` with pytest's timings (`in 0.01s`) masked, so two runs compare equal.
@@ -70,7 +53,7 @@ fn options_that_end_early_print_what_plain_pytest_prints_with_its_exit_code() {
         &["--setup-plan", "-q", "test_two.py"],
     ];
     for args in cases {
-        let (code, stdout, _) = plain_output(&suite, args);
+        let (code, stdout, _) = suite.plain_output(args);
         let run = suite.herd(&["-n", "2"], args);
         assert_eq!(run.code, code, "{args:?}\n{}", run.dump());
         assert_eq!(
@@ -108,7 +91,7 @@ fn a_usage_error_or_a_missing_path_is_pytests_message_and_exit_4_once() {
         (&["broken"], "No module named 'no_such_module_herd'"),
     ];
     for (args, message) in cases {
-        let (code, _, stderr) = plain_output(&suite, args);
+        let (code, _, stderr) = suite.plain_output(args);
         assert_eq!(code, 4, "plain pytest {args:?}: {stderr}");
         assert!(stderr.contains(message), "plain pytest {args:?}: {stderr}");
         let run = suite.herd(&["-n", "2"], args);
@@ -134,7 +117,7 @@ fn a_usage_error_or_a_missing_path_is_pytests_message_and_exit_4_once() {
 fn xdist_flags_after_the_separator_are_a_usage_error_naming_herds_flag() {
     let suite = spread_suite(0.0);
     // What pytest itself says of them without xdist (herd's workers run with -p no:xdist).
-    let (code, _, stderr) = plain_output(&suite, &["-p", "no:xdist", "-n", "2"]);
+    let (code, _, stderr) = suite.plain_output(&["-p", "no:xdist", "-n", "2"]);
     assert_eq!(code, 4, "{stderr}");
     let cases: [(&[&str], &str); 5] = [
         (&["-n", "2", "."], "put it before --: herd run -n 2 -- "),

@@ -3,10 +3,13 @@
 //! test ends with exactly one outcome. The worker is `examples/random_worker.rs`, a real process
 //! speaking over a real socket, driven by the seed proptest picks.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::example_binary;
 use herd::{Runner, RunnerError, Session, SessionConfig, WorkerCommand};
 use proptest::prelude::*;
 
@@ -17,20 +20,7 @@ struct RandomWorkers {
 }
 
 fn random_worker() -> PathBuf {
-    // target/<profile>/deps/sequences-<hash> -> target/<profile>/examples/random_worker
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/random_worker");
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --all-targets` builds it",
-        path.display()
-    );
-    path
+    example_binary("random_worker")
 }
 
 impl Runner for RandomWorkers {

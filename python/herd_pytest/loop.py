@@ -48,9 +48,14 @@ class Pending:
         """Work stealing: drops the requested tests that have not started; returns their ids."""
         wanted = set(ids)
         with self.lock:
-            given = [safe_text(item.nodeid) for item in self.items if safe_text(item.nodeid) in wanted]
-            if given:
-                self.items = deque(item for item in self.items if safe_text(item.nodeid) not in wanted)
+            kept, given = deque(), []
+            for item in self.items:
+                nodeid = safe_text(item.nodeid)
+                if nodeid in wanted:
+                    given.append(nodeid)
+                else:
+                    kept.append(item)
+            self.items = kept
         return given
 
 

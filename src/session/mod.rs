@@ -231,18 +231,21 @@ impl Session {
             slots,
             reference,
             shard_collection: runner.shards_collection() && !config.collect_all,
-            worker: WorkerSettings {
-                command,
-                launcher,
-                endpoint,
-                token,
-                status_dir: Some(private.path().to_path_buf()),
-                reference_known,
-                fingerprint,
-                usage_error: usage_error.clone(),
-                xdist,
-                ..worker_settings(&config, runner.as_ref())
-            },
+            worker: worker_settings(
+                &config,
+                runner.as_ref(),
+                Wiring {
+                    command,
+                    launcher,
+                    endpoint,
+                    token,
+                    status_dir: private.path().to_path_buf(),
+                    reference_known,
+                    fingerprint,
+                    usage_error: usage_error.clone(),
+                    xdist,
+                },
+            ),
             grouping,
             history: config
                 .history
@@ -281,19 +284,27 @@ impl Session {
     }
 }
 
-/// The settings every worker shares that follow from the config and the runner alone (the
-/// session fills in the command, launcher, endpoint, token and the rest).
-fn worker_settings(config: &SessionConfig, runner: &dyn Runner) -> WorkerSettings {
+/// What the session itself works out for its workers, beside what the config and the runner say.
+struct Wiring {
+    command: WorkerCommand,
+    launcher: Arc<dyn Launcher>,
+    endpoint: String,
+    token: Token,
+    status_dir: PathBuf,
+    reference_known: bool,
+    fingerprint: String,
+    usage_error: Arc<std::sync::OnceLock<String>>,
+    xdist: Option<XdistContract>,
+}
+
+/// The settings every worker shares: the session's `wiring`, the config's limits and hooks,
+/// and what the runner asks for.
+fn worker_settings(config: &SessionConfig, runner: &dyn Runner, wiring: Wiring) -> WorkerSettings {
     WorkerSettings {
-        command: WorkerCommand {
-            program: PathBuf::new(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
-        },
-        launcher: Arc::new(LocalLauncher),
-        endpoint: String::new(),
-        token: Token::generate(),
+        command: wiring.command,
+        launcher: wiring.launcher,
+        endpoint: wiring.endpoint,
+        token: wiring.token,
         timeout: config.timeout,
         start_timeout: config.start_timeout,
         grace: config.grace,
@@ -304,17 +315,17 @@ fn worker_settings(config: &SessionConfig, runner: &dyn Runner) -> WorkerSetting
             after_consecutive_crashes: config.retire_after,
         },
         log_dir: config.log_dir.clone(),
-        status_dir: None,
+        status_dir: Some(wiring.status_dir),
         faults: config.faults.clone(),
-        reference_known: false,
+        reference_known: wiring.reference_known,
         hang_timeout: config.hang_timeout,
         heartbeat_timeout: config.heartbeat_timeout,
-        fingerprint: String::new(),
+        fingerprint: wiring.fingerprint,
         fingerprint_required: config.fingerprint.is_some(),
         live_output: runner.live_output(),
         usage_exit: runner.usage_exit_code(),
-        usage_error: Arc::default(),
-        xdist: None,
+        usage_error: wiring.usage_error,
+        xdist: wiring.xdist,
     }
 }
 

@@ -240,6 +240,25 @@ pub fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// The path of example `name`, built beside the test binaries (`cargo test --all-targets`):
+/// `target/<profile>/deps/<test>-<hash>` -> `target/<profile>/examples/<name>`.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --all-targets` builds it",
+        path.display()
+    );
+    path
+}
+
 /// The processes (other than this one) whose working directory is `dir`: a session's workers
 /// and tests run in its suite's directory, so this finds only that session's processes.
 pub fn processes_in(dir: &Path) -> Vec<u32> {

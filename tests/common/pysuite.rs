@@ -60,17 +60,30 @@ impl PySuite {
         Run::from_output(out, &self.events())
     }
 
-    /// Plain pytest on the same suite: (exit code, counts of its summary line).
-    pub fn plain(&self, pytest_args: &[&str]) -> (i32, BTreeMap<String, usize>, String) {
+    /// Plain pytest on the suite with exactly `args`: (exit code, stdout, stderr).
+    pub fn pytest(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(venv_pytest())
             .current_dir(self.path())
-            .args(["-p", "no:cacheprovider"])
-            .args(pytest_args)
+            .args(args)
             .env_remove("PYTEST_ADDOPTS")
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.code().unwrap(), summary_counts(&stdout), stdout)
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Plain pytest without its cache, as herd's tests run it: (exit code, stdout, stderr).
+    pub fn plain_output(&self, args: &[&str]) -> (i32, String, String) {
+        self.pytest(&[&["-p", "no:cacheprovider"], args].concat())
+    }
+
+    /// Plain pytest on the same suite: (exit code, counts of its summary line).
+    pub fn plain(&self, pytest_args: &[&str]) -> (i32, BTreeMap<String, usize>, String) {
+        let (code, stdout, _) = self.plain_output(pytest_args);
+        (code, summary_counts(&stdout), stdout)
     }
 }
 

@@ -44,14 +44,15 @@ impl Worker {
             State::Collecting { .. } | State::Checking { .. } | State::Working { .. }
         ) && (self.inc.pid.is_some()
             || self.inc.identity.is_some() && self.inc.external);
-        let pid = self.inc.pid;
+        // One read of the process's state a tick serves both checks (Linux; elsewhere none).
+        let stat = self.inc.pid.and_then(ProcStat::read);
         if let Some(watch) = self.inc.liveness.as_mut().filter(|_| live) {
             let now = Instant::now();
             // A local process that computes is busy, not hung (a test holding the interpreter
             // lock keeps the heartbeat thread from running); on another host silence decides.
-            let cpu = pid
+            let cpu = stat
                 .filter(|_| watch.wants_cpu(now))
-                .and_then(process_cpu_ticks);
+                .and_then(|stat| stat.cpu_ticks);
             if let (Liveness::Silent(silent), None) = (watch.check(now, cpu), &self.inc.kill) {
                 let secs = silent.as_secs_f64();
                 if self.settings.launcher.remote() {
@@ -66,8 +67,7 @@ impl Worker {
                 return self.kill(KillReason::Hung);
             }
         }
-        let Some(pid) = self.inc.pid else { return };
-        if !process_is_stopped(pid) {
+        if !stat.is_some_and(|stat| stat.stopped) {
             self.inc.stopped_since = None;
             return;
         }
@@ -82,25 +82,42 @@ impl Worker {
     }
 }
 
-/// Whether the process is stopped (state `T` in `/proc/PID/stat`; Linux).
-pub(super) fn process_is_stopped(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses and may contain spaces.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        == Some("T")
+/// What `/proc/PID/stat` says of a process (Linux).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ProcStat {
+    /// Stopped (state `T`: SIGSTOP, a debugger).
+    stopped: bool,
+    /// The CPU time (user + system, in clock ticks) it has used.
+    cpu_ticks: Option<u64>,
 }
 
-/// The CPU time (user + system, in clock ticks) the process has used, from `/proc/PID/stat`
-/// (Linux); `None` where it cannot be read.
-pub(super) fn process_cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name: state is the 1st, utime the 12th, stime the 13th.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+impl ProcStat {
+    /// The state of process `pid`; `None` where it cannot be read.
+    pub(super) fn read(pid: u32) -> Option<ProcStat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields follow the command name, which is in parentheses and may contain spaces:
+        // the state is the 1st, utime the 12th, stime the 13th.
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let stopped = fields.next() == Some("T");
+        let mut times = fields.skip(10).map(|f| f.parse::<u64>().ok());
+        let cpu_ticks = match (times.next().flatten(), times.next().flatten()) {
+            (Some(utime), Some(stime)) => Some(utime + stime),
+            _ => None,
+        };
+        Some(ProcStat { stopped, cpu_ticks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_process_is_read_as_running_with_its_cpu_time() {
+        let stat = ProcStat::read(std::process::id()).expect("/proc is readable");
+        assert!(!stat.stopped);
+        assert!(stat.cpu_ticks.is_some());
+        assert!(ProcStat::read(u32::MAX).is_none());
+    }
 }

@@ -15,10 +15,47 @@
 
 use std::collections::HashSet;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::events::Event;
 use crate::outcome::{Outcome, SessionEnd, Tally};
+use crate::protocol::RunnerForm;
+
+/// One line of the controller's input: a JSON object, as text. A test's line carries its
+/// reports' serialized forms as the workers wrote them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line(String);
+
+impl Line {
+    /// Its JSON text (without the newline).
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// Its JSON, parsed (for tests).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Value> for Line {
+    fn from(value: Value) -> Line {
+        Line(value.to_string())
+    }
+}
+
+/// A finished test's line.
+#[derive(Serialize)]
+struct TestLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    test: &'a str,
+    worker: &'a Option<String>,
+    reports: &'a [RunnerForm],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    herd: Option<Value>,
+}
 
 /// Turns the session's events into the controller's input lines; remembers what it already said
 /// once (warnings outside tests and collection errors come from every worker alike).
@@ -33,7 +70,42 @@ pub struct ControllerFeed {
 
 impl ControllerFeed {
     /// The lines `event` gives the controller (none for most events).
-    pub fn lines(&mut self, event: &Event) -> Vec<Value> {
+    pub fn lines(&mut self, event: &Event) -> Vec<Line> {
+        if let Event::TestFinished {
+            verdict,
+            test,
+            worker,
+        } = event
+        {
+            if verdict.outcome == Outcome::NotRun {
+                // pytest never ran it: its summary does not count it (herd's line does).
+                return Vec::new();
+            }
+            let herd = verdict.runner_reports.is_empty().then(|| {
+                json!({
+                    "outcome": verdict.outcome,
+                    "word": verdict.outcome.word(),
+                    "message": verdict.message,
+                    "details": verdict.details,
+                })
+            });
+            let line = TestLine {
+                kind: "test",
+                test,
+                worker,
+                reports: &verdict.runner_reports,
+                herd,
+            };
+            // Plain data serializes.
+            return vec![Line(
+                serde_json::to_string(&line).expect("a test line serializes"),
+            )];
+        }
+        self.values(event).into_iter().map(Line::from).collect()
+    }
+
+    /// The lines of every event but a finished test's.
+    fn values(&mut self, event: &Event) -> Vec<Value> {
         match event {
             Event::WorkerSpawned {
                 worker, appliance, ..
@@ -64,27 +136,6 @@ impl ControllerFeed {
             } => vec![self.worker_down(worker, "shut down: its work is done")],
             Event::WorkerRetired { worker, reason } => {
                 vec![self.worker_down(worker, &format!("retired: {reason}"))]
-            }
-            Event::TestFinished {
-                verdict,
-                test,
-                worker,
-            } => {
-                if verdict.outcome == Outcome::NotRun {
-                    // pytest never ran it: its summary does not count it (herd's line does).
-                    return Vec::new();
-                }
-                let mut line = json!({"type": "test", "test": test, "worker": worker,
-                    "reports": verdict.runner_reports});
-                if verdict.runner_reports.is_empty() {
-                    line["herd"] = json!({
-                        "outcome": verdict.outcome,
-                        "word": verdict.outcome.word(),
-                        "message": verdict.message,
-                        "details": verdict.details,
-                    });
-                }
-                vec![line]
             }
             Event::CollectionErrors { errors, .. } => errors
                 .iter()
@@ -170,14 +221,19 @@ mod tests {
     fn a_test_goes_with_its_reports_and_a_crash_with_herds_words() {
         let mut feed = ControllerFeed::default();
         let mut passed = Verdict::decided(Outcome::Passed, 0.1, None, None);
-        passed.runner_reports = vec![json!({"when": "call"})];
+        let form = r#"{"when":"call","keywords":{"a":1}}"#;
+        passed.runner_reports = vec![serde_json::from_str(form).unwrap()];
         let lines = feed.lines(&finished("t::a", passed));
-        assert_eq!(lines[0]["reports"][0]["when"], "call");
-        assert!(lines[0].get("herd").is_none());
+        assert!(
+            lines[0].text().contains(form),
+            "the form as the worker wrote it"
+        );
+        assert_eq!(lines[0].value()["reports"][0]["when"], "call");
+        assert!(lines[0].value().get("herd").is_none());
         let crashed = Verdict::decided(Outcome::Crashed, 0.0, Some("boom".into()), None);
         let lines = feed.lines(&finished("t::b", crashed));
-        assert_eq!(lines[0]["herd"]["outcome"], "crashed");
-        assert_eq!(lines[0]["herd"]["message"], "boom");
+        assert_eq!(lines[0].value()["herd"]["outcome"], "crashed");
+        assert_eq!(lines[0].value()["herd"]["message"], "boom");
         let not_run = Verdict::decided(Outcome::NotRun, 0.0, None, None);
         assert!(feed.lines(&finished("t::c", not_run)).is_empty());
     }
@@ -193,7 +249,10 @@ mod tests {
         };
         assert_eq!(feed.lines(&warning(None)).len(), 1);
         assert!(feed.lines(&warning(None)).is_empty());
-        assert_eq!(feed.lines(&warning(Some("t::a")))[0]["when"], "runtest");
+        assert_eq!(
+            feed.lines(&warning(Some("t::a")))[0].value()["when"],
+            "runtest"
+        );
         assert_eq!(feed.lines(&warning(Some("t::a"))).len(), 1);
         let errors = Event::CollectionErrors {
             worker: "w2".into(),
@@ -224,7 +283,7 @@ mod tests {
         };
         let lines = feed.lines(&collected);
         assert_eq!(
-            lines[0],
+            lines[0].value(),
             json!({"type": "configured", "workers": [
                 {"id": "w1", "appliance": "a1"}, {"id": "w2", "appliance": null}]})
         );
@@ -241,14 +300,20 @@ mod tests {
         );
         let down = feed.lines(&exited(true));
         assert_eq!(
-            (down[0]["worker"].clone(), down[0]["appliance"].clone()),
+            (
+                down[0].value()["worker"].clone(),
+                down[0].value()["appliance"].clone()
+            ),
             (json!("w1"), json!("a1"))
         );
         let retired = feed.lines(&Event::WorkerRetired {
             worker: "w2".into(),
             reason: "the appliance check failed".into(),
         });
-        assert_eq!(retired[0]["reason"], "retired: the appliance check failed");
+        assert_eq!(
+            retired[0].value()["reason"],
+            "retired: the appliance check failed"
+        );
     }
 
     #[test]
@@ -257,8 +322,8 @@ mod tests {
         let collected = feed.lines(&Event::Collected {
             tests: vec!["a".into(), "b".into()],
         });
-        assert_eq!(collected[0]["type"], "configured");
-        assert_eq!(collected[1]["count"], 2);
+        assert_eq!(collected[0].value()["type"], "configured");
+        assert_eq!(collected[1].value()["count"], 2);
         let line = feed.finish(&SessionEnd::Interrupted("enough".into()), 2);
         assert_eq!(line["end"], "interrupted");
         assert_eq!(line["reason"], "enough");

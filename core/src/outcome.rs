@@ -183,7 +183,7 @@ pub struct Verdict {
     /// The runner's serialized reports of every phase, in order, for the pytest controller
     /// (empty unless it is on); not part of the events.
     #[serde(skip)]
-    pub runner_reports: Vec<serde_json::Value>,
+    pub runner_reports: Vec<crate::protocol::RunnerForm>,
 }
 
 impl Verdict {

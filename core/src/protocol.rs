@@ -38,6 +38,8 @@
 //!   [`ENV_WORKER_ID`], [`ENV_INCARNATION`], [`ENV_STATUS_FILE`] and, when it owns one,
 //!   [`ENV_APPLIANCE`].
 
+mod runner_form;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::collection::CollectScope;
 use crate::outcome::{Phase, PhaseOutcome};
 use crate::TestId;
+pub use runner_form::RunnerForm;
 
 /// The protocol version a worker must announce in its `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -146,7 +149,9 @@ pub enum WorkerMessage {
         /// The test's id.
         test: TestId,
     },
-    /// One phase of a test finished; the `teardown` report ends the test.
+    /// One phase of a test finished; the `teardown` report ends the test. (Decoded by
+    /// [`decode_worker_frame`] itself, without serde's buffering: its [`RunnerForm`] stays text.)
+    #[serde(skip_deserializing)]
     Report(PhaseReport),
     /// A line for the user, printed with the worker's id.
     Message {
@@ -244,7 +249,7 @@ pub struct PhaseReport {
     /// `pytest_report_to_serializable`), sent only when a controller takes it (the pytest
     /// controller): opaque to herd, forwarded as it is, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pytest: Option<serde_json::Value>,
+    pub pytest: Option<RunnerForm>,
 }
 
 impl PhaseReport {
@@ -339,33 +344,58 @@ pub enum DecodeError {
 
 /// Decodes one frame sent by a worker.
 pub fn decode_worker_message(frame: &[u8]) -> Result<WorkerMessage, DecodeError> {
-    decode(frame)
+    decode(frame, worker_message)
 }
 
 /// Decodes one frame sent by a worker that may be a batch: a JSON array of messages, in order
 /// (a worker sends a test's reports and the next test's start in one frame).
 pub fn decode_worker_frame(frame: &[u8]) -> Result<Vec<WorkerMessage>, DecodeError> {
     match frame.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => decode(frame),
-        _ => decode(frame).map(|m| vec![m]),
+        Some(b'[') => decode(frame, |batch| {
+            let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(batch)?;
+            items
+                .iter()
+                .map(|item| worker_message(item.get().as_bytes()))
+                .collect()
+        }),
+        _ => decode(frame, worker_message).map(|m| vec![m]),
+    }
+}
+
+/// One worker message: a `report` (nearly every message) straight into its struct, anything
+/// else through the tagged enum (serde buffers those; a report's [`RunnerForm`] must not be).
+fn worker_message(bytes: &[u8]) -> serde_json::Result<WorkerMessage> {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    let Kind { kind } = serde_json::from_slice(bytes)?;
+    if kind == "report" {
+        serde_json::from_slice(bytes).map(WorkerMessage::Report)
+    } else {
+        serde_json::from_slice(bytes)
     }
 }
 
 /// Decodes one frame sent by the coordinator.
 pub fn decode_coordinator_message(frame: &[u8]) -> Result<CoordinatorMessage, DecodeError> {
-    decode(frame)
+    decode(frame, |bytes| serde_json::from_slice(bytes))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, DecodeError> {
+fn decode<T>(
+    frame: &[u8],
+    parse: impl Fn(&[u8]) -> serde_json::Result<T>,
+) -> Result<T, DecodeError> {
     if frame.len() > MAX_FRAME_BYTES {
         return Err(DecodeError::TooLarge(frame.len()));
     }
-    serde_json::from_slice(frame)
+    parse(frame)
         .or_else(|e| {
             // Strings JSON cannot carry (a lone surrogate, bytes that are not UTF-8) are made
             // visible text: a report is never dropped for its text.
             let repaired = crate::text::repair_frame(frame).ok_or(e)?;
-            serde_json::from_slice(&repaired)
+            parse(&repaired)
         })
         .map_err(|e| DecodeError::Malformed(e.to_string()))
 }

@@ -29,6 +29,8 @@ import warnings
 
 import pytest
 
+from .reports import COMPACT
+
 ENV_CONTROLLER = "HERD_PYTEST_CONTROLLER"
 ENV_REPORTS = "HERD_PYTEST_REPORTS"
 # For the benchmark (scripts/bench-pytest): a file the controller writes its CPU seconds and
@@ -88,6 +90,7 @@ class Controller:
     def __init__(self, config):
         self.config = config
         self.writer = None  # the terminal's writer, while it is quiet
+        self.progress = None  # the terminal's progress setting, while it is quiet
         self.tests = 0
 
     # ---- the session, without tests of its own ----------------------------------------------
@@ -157,11 +160,7 @@ class Controller:
         hook = self.config.hook
         nodeid = message["test"]
         self.tests += 1
-        reports = [
-            hook.pytest_report_from_serializable(config=self.config, data=with_tuples(data))
-            for data in message.get("reports") or []
-        ]
-        reports = [r for r in reports if r is not None]
+        reports = [r for r in self._reports(nodeid, message) if r is not None]
         if not reports:
             reports = herd_reports(nodeid, message.get("worker"), message.get("herd") or {})
         location = reports[0].location
@@ -169,6 +168,26 @@ class Controller:
         for report in reports:
             hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    def _reports(self, nodeid, message):
+        """The test's reports, from their serialized forms (compact ones expanded)."""
+        unserialize = self.config.hook.pytest_report_from_serializable
+        plain = all(
+            getattr(impl.plugin, "__name__", "") in _PYTEST_UNSERIALIZERS
+            for impl in unserialize.get_hookimpls()
+        )
+        base = None
+        for data in message.get("reports") or []:
+            if data.get(COMPACT):
+                data = expand(data, base, nodeid)
+            elif data.get("$report_type") == "TestReport":
+                base = data
+            data = with_tuples(data)
+            if plain and data.get("$report_type") == "TestReport":
+                # What pytest's own hook would do, without the hook call (most reports).
+                yield pytest.TestReport._from_json(data)
+            else:
+                yield unserialize(config=self.config, data=data)
 
     def _warning(self, message):
         record = warning_record(message.get("text") or "")
@@ -209,6 +228,10 @@ class Controller:
 
         self.writer = reporter._tw
         reporter._tw = create_terminal_writer(self.config, open(os.devnull, "w"))
+        # Nobody sees the progress while it is quiet: it is not worked out either.
+        self.progress = getattr(reporter, "_show_progress_info", None)
+        if self.progress is not None:
+            reporter._show_progress_info = False
 
     def _loud(self):
         reporter = self._terminal()
@@ -216,6 +239,33 @@ class Controller:
             reporter._tw.flush()
             reporter._tw = self.writer
             self.writer = None
+            if self.progress is not None:
+                reporter._show_progress_info = self.progress
+
+
+#: Where pytest's own unserializers live: with no other, a test report is made directly.
+_PYTEST_UNSERIALIZERS = frozenset(("_pytest.reports", "_pytest.subtests"))
+
+
+def expand(compact, base, nodeid):
+    """The whole serialized form of a compact one (see ``herd_pytest.reports.COMPACT``): the
+    test's id, location and keywords from its last whole form ``base``, the rest from the
+    compact form; a plain passing phase has no text, output or properties. Without a base
+    (never from herd's worker), the location is made from the test id."""
+    if base is None:
+        path, _, name = nodeid.partition("::")
+        base = {"nodeid": nodeid, "keywords": {}, "location": (path, None, name or path)}
+    data = {
+        "$report_type": "TestReport",
+        "nodeid": base.get("nodeid", nodeid),
+        "location": base.get("location"),
+        "keywords": dict(base.get("keywords") or {}),
+        "longrepr": None,
+        "sections": [],
+        "user_properties": [],
+    }
+    data.update({k: v for k, v in compact.items() if k != COMPACT})
+    return data
 
 
 def with_tuples(data):

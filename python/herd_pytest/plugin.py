@@ -23,7 +23,7 @@ from .controller import leave_files_to_controller, reports_go_to_controller
 from .handshake import greet
 from .loop import Pending, RunLoop
 from .process import StatusFile, exit_fast_at_exit, install_sigterm_handler
-from .reports import Rounds, as_text, report_message
+from .reports import Rounds, SerializedForms, as_text, report_message
 from .settings import Settings, appliance, under_herd
 
 _MARKER_HELP = (
@@ -103,6 +103,8 @@ class HerdWorker:
         self.collection = Collection(self.channel)
         self.loop = RunLoop(self.channel, self.collection, self.pending, self.identity)
         self.rounds = Rounds()
+        # pytest's serialized form of each report, when the reports go to herd's controller.
+        self.forms = SerializedForms(config) if reports_go_to_controller() else None
         self.exitstatus = None
 
     # ---- handshake and collection -----------------------------------------------------------
@@ -178,6 +180,10 @@ class HerdWorker:
 
     # ---- reports ----------------------------------------------------------------------------
 
+    def pytest_plugin_registered(self, plugin):
+        if self.forms is not None:
+            self.forms.plugins_changed()
+
     def pytest_warning_recorded(self, warning_message, when, nodeid, location):
         """Forwards each warning so herd counts and lists them as pytest's summary does."""
         if self.channel.socket is None:
@@ -194,6 +200,8 @@ class HerdWorker:
         if not self.rounds.starts_new_test(nodeid):
             self.channel.flush()
             return
+        if self.forms is not None:
+            self.forms.new_test()
         # The previous test's reports (queued at its teardown) go out in the same frame.
         self.channel.queue({"type": "test_started", "test": nodeid})
         self.channel.flush()
@@ -205,7 +213,7 @@ class HerdWorker:
     def pytest_runtest_logreport(self, report):
         if self.channel.socket is None:
             return
-        message = report_message(report, self.config)
+        message = report_message(report, self.config, self.forms)
         self.rounds.note(report, message)
         try:
             self.channel.queue(message)

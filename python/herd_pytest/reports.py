@@ -10,11 +10,7 @@ import json
 
 import pytest
 
-from .controller import reports_go_to_controller
 from .wire import MESSAGE_LIMIT, _cut_middle, jsonable
-
-# Whether each report carries pytest's serialized form, for herd's pytest controller.
-_SERIALIZED = reports_go_to_controller()
 
 
 class Rounds:
@@ -50,8 +46,32 @@ class Rounds:
             self.rerun_of = report.nodeid
 
 
-def report_message(report, config):
-    """The ``report`` message of one of pytest's test reports."""
+def report_message(report, config, forms=None):
+    """The ``report`` message of one of pytest's test reports.
+
+    A plain passing phase (see :func:`is_plain_pass`) says only what herd needs: its test,
+    phase, outcome, duration (and ``category`` for the call). With ``forms`` (a
+    :class:`SerializedForms`: the reports go to herd's pytest controller), the message carries
+    pytest's serialized form too, compact when the test's earlier report already said the rest.
+    """
+    if is_plain_pass(report):
+        msg = {
+            "type": "report",
+            "test": report.nodeid,
+            "when": report.when,
+            "outcome": "passed",
+            "duration": float(report.duration or 0.0),
+        }
+        if report.when == "call":
+            msg["category"] = "passed"
+    else:
+        msg = _full_message(report, config)
+    if forms is not None:
+        msg["pytest"] = forms.form(report, config)
+    return msg
+
+
+def _full_message(report, config):
     longrepr, message = longrepr_and_message(report)
     category = _plain_category(report)
     if category is None:
@@ -78,15 +98,139 @@ def report_message(report, config):
     subtest = subtest_description(report)
     if subtest is not None:
         msg["subtest"] = subtest
-    if _SERIALIZED:
-        data = config.hook.pytest_report_to_serializable(config=config, report=report)
-        msg["pytest"] = _fitted(data, _SERIALIZED_TEXT_LIMIT)
     return msg
 
+
+#: What a plain test report holds (``TestReport.__dict__``); what a plugin adds (pytest-html's
+#: ``extras``) travels in the serialized form, compact only when it is a plain value.
+_PLAIN_FIELDS = frozenset(
+    (
+        "_id",
+        "nodeid",
+        "location",
+        "keywords",
+        "outcome",
+        "longrepr",
+        "when",
+        "user_properties",
+        "sections",
+        "duration",
+        "start",
+        "stop",
+    )
+)
+
+
+def is_plain_pass(report):
+    """Whether ``report`` is a passing phase with nothing to tell herd but its duration: no
+    failure or skip text, no captured output, no properties, no xfail."""
+    return (
+        type(report) is pytest.TestReport
+        and report.outcome == "passed"
+        and report.longrepr is None
+        and not report.sections
+        and not report.user_properties
+        and not hasattr(report, "wasxfail")
+    )
+
+
+def _added_fields(report):
+    """What plugins added to ``report`` (name -> value) when every value is a plain value
+    (None, a bool, a number, a short string, an empty list or dict); None otherwise."""
+    added = {}
+    for key in report.__dict__.keys() - _PLAIN_FIELDS:
+        value = report.__dict__[key]
+        if value is None or isinstance(value, (bool, int, float)):
+            added[key] = value
+        elif isinstance(value, str) and len(value) < 256:
+            added[key] = value
+        elif isinstance(value, (list, dict)) and not value:
+            added[key] = type(value)()
+        else:
+            return None
+    return added
+
+
+#: The marker of a compact serialized form: the fields below are this phase's; every other one
+#: is the same as in the test's last full form in the same ``test`` line (see
+#: ``herd_pytest.controller.expand``).
+COMPACT = "$herd_compact"
+_COMPACT_FIELDS = ("when", "outcome", "duration", "start", "stop")
+
+
+class SerializedForms:
+    """pytest's serialized form of each report, for herd's pytest controller.
+
+    The first report of each test is sent whole (``pytest_report_to_serializable``); a later
+    plain passing phase of the same test, with the same keywords and location, is sent as the
+    few fields that differ (``COMPACT``). pytest's own serializer is the only one that can be
+    skipped: with a plugin's ``pytest_report_to_serializable``, every form is whole.
+    """
+
+    def __init__(self, config):
+        self.hook = config.hook.pytest_report_to_serializable
+        self.base = None  # (nodeid, keywords, location) of the test's last whole form
+        self.only_pytest = None  # whether only pytest serializes (None: to be found out)
+
+    def plugins_changed(self):
+        """A plugin was registered (a conftest loaded late may bring a serializer)."""
+        self.only_pytest = None
+
+    def new_test(self):
+        """A new test starts: its first report is sent whole."""
+        self.base = None
+
+    def form(self, report, config):
+        """The serialized form of ``report`` to send."""
+        base = self.base
+        if (
+            base is not None
+            and base[0] == report.nodeid
+            and base[1] == report.keywords
+            and base[2] == report.location
+            and is_plain_pass(report)
+            and self._only_pytest_serializes()
+        ):
+            added = _added_fields(report)
+            if added is not None:
+                form = {key: getattr(report, key, None) for key in _COMPACT_FIELDS}
+                form.update(added)
+                form[COMPACT] = True
+                return form
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        if type(report) is pytest.TestReport:
+            self.base = (report.nodeid, report.keywords, report.location)
+        return _fitted_texts(data, _SERIALIZED_TEXT_LIMIT)
+
+    def _only_pytest_serializes(self):
+        """Whether pytest's serializers are the only ones."""
+        if self.only_pytest is None:
+            self.only_pytest = all(
+                getattr(impl.plugin, "__name__", "") in _PYTEST_SERIALIZERS
+                for impl in self.hook.get_hookimpls()
+            )
+        return self.only_pytest
+
+
+#: Where pytest's own serializers live (a plain report's form is pytest's).
+_PYTEST_SERIALIZERS = frozenset(("_pytest.reports", "_pytest.subtests"))
 
 # The longest text of a serialized report: it travels beside herd's own fields (which the
 # frame limit cuts on their own), so together they still fit in a frame.
 _SERIALIZED_TEXT_LIMIT = MESSAGE_LIMIT // 16
+
+#: The fields of a serialized report that hold no long text (they are not walked).
+_SHORT_FIELDS = frozenset(
+    ("nodeid", "location", "keywords", "outcome", "when", "duration", "start", "stop", "$report_type")
+)
+
+
+def _fitted_texts(data, limit):
+    """``data`` (a serialized report) with every long text in it cut to ``limit`` characters;
+    only the fields that may hold long text are walked."""
+    if not isinstance(data, dict):
+        return _fitted(data, limit)
+    return {k: v if k in _SHORT_FIELDS else _fitted(v, limit) for k, v in data.items()}
 
 
 def _fitted(value, limit):

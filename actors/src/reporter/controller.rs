@@ -22,7 +22,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herd_core::controller::ControllerFeed;
+use herd_core::controller::{ControllerFeed, Line};
 use herd_core::events::{Event, Stamped};
 use herd_core::ledger::Ledger;
 use nix::sys::signal::Signal;
@@ -64,7 +64,7 @@ pub struct ControllerSink {
     process: Option<Controller>,
     feed: ControllerFeed,
     /// Lines made before the controller started.
-    pending: Vec<serde_json::Value>,
+    pending: Vec<Line>,
     summary: PytestSummary,
     /// Its exit code, once it ended after the end was said.
     exit_code: Option<i32>,
@@ -160,13 +160,13 @@ impl ControllerSink {
         ));
     }
 
-    fn send(&mut self, line: &serde_json::Value) {
+    fn send(&mut self, line: &Line) {
         let Some(process) = &mut self.process else {
             self.pending.push(line.clone());
             return;
         };
         if let Some(input) = &process.input {
-            if input.send(line.to_string()).is_err() {
+            if input.send(line.text().to_string()).is_err() {
                 process.input = None;
             }
         }
@@ -255,7 +255,7 @@ impl Sink for ControllerSink {
         if self.dead || self.process.is_none() {
             return Ok(());
         }
-        let end = self.feed.finish(&report.end, report.exit_code);
+        let end = Line::from(self.feed.finish(&report.end, report.exit_code));
         self.send(&end);
         match self.wait_for_the_end() {
             // pytest's usage error or internal error: its message is above; herd's summary stays.

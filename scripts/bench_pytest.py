@@ -15,10 +15,15 @@ Suites (`bench_pytest.py [SUITE ...]`, default all, in this order):
   parametrized over the providers "connects" (0.5 s, one line in a log) per provider per
   process. Targets: herd (`--providers`) connects each provider once; herd <= 0.8 x xdist.
 - param: 60,000 tiny parametrized tests in 6 modules. Target: herd < serial; xdist shown.
+- tiny: 60,000 `pass` tests in 300 modules: the CPU of every process of each run (getrusage of
+  the waited-for children: herd, its workers and its controller) against plain pytest's serial
+  CPU, and herd's own CPU per test. Targets: herd CPU <= 1.15 x serial CPU, herd wall <= 0.6 x
+  serial wall.
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,7 +36,7 @@ PYTEST = str(ROOT / ".venv/bin/pytest")
 HERD = str(ROOT / "target/release/herd")
 WORKERS = 2
 COMMON = ["-p", "no:cacheprovider", "-q"]
-SUITES = ["trivial", "skewed", "provider", "param"]
+SUITES = ["trivial", "skewed", "provider", "param", "tiny"]
 
 #: Every target line printed, for the summary at the end.
 VERDICTS = []
@@ -46,10 +51,14 @@ class Run:
 
     def __init__(self, label, cmd, cwd, events=None, env=None):
         full_env = dict(os.environ, **(env or {}))
+        before = children_cpu()
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
         self.wall = time.perf_counter() - start
+        # Every process of the run that was waited for (herd waits for its workers and its
+        # controller): user + system CPU seconds.
+        self.cpu = children_cpu() - before
         self.label = label
         self.code = proc.returncode
         lines = [l for l in proc.stdout.splitlines() if l.strip()]
@@ -121,25 +130,25 @@ def bench_trivial(d: Path):
     write_trivial(d)
     print(f"\ntrivial: 10,000 tests of `pass` in 100 modules, {WORKERS} workers")
     serial = Run("pytest (serial)", pytest_cmd(), d)
-    serial.show()
+    serial.show(f"  CPU {serial.cpu:.2f} s")
     xdist = Run(f"pytest-xdist -n {WORKERS}", xdist_cmd(), d)
-    xdist.show()
+    xdist.show(f"  CPU {xdist.cpu:.2f} s")
     events = d / ".events-shared.jsonl"
     cpu_file = d / ".controller-cpu.json"
     herd = Run(f"herd -n {WORKERS}", herd_cmd(d, "--events", str(events)), d, events=events,
                env={"HERD_PYTEST_CONTROLLER_CPU": str(cpu_file)})
-    herd.show()
+    herd.show(f"  CPU {herd.cpu:.2f} s")
     if cpu_file.exists():
         cpu = json.loads(cpu_file.read_text())
         per_test = cpu["cpu_seconds"] / max(1, cpu["tests"]) * 1e6
         print(f"  pytest controller: {cpu['cpu_seconds']:.2f} s CPU for {cpu['tests']} tests "
               f"({per_test:.0f} us per test, its start included)")
     bare = Run(f"herd -n {WORKERS} --no-controller", herd_cmd(d, "--no-controller"), d)
-    bare.show()
+    bare.show(f"  CPU {bare.cpu:.2f} s")
     events_all = d / ".events-all.jsonl"
     whole = Run(f"herd -n {WORKERS} --collect-all", herd_cmd(d, "--collect-all", "--events",
                 str(events_all)), d, events=events_all)
-    whole.show()
+    whole.show(f"  CPU {whole.cpu:.2f} s")
     target("trivial: herd / xdist ", herd.wall / xdist.wall, 0.6)
     target("trivial: herd / serial", herd.wall / serial.wall, 1.0, strict=True)
     # Collection paid once: the reference is known when the `collected` event is written.
@@ -371,12 +380,35 @@ def bench_param(d: Path):
     print(f"  herd / xdist = {herd.wall / xdist.wall:.2f}")
 
 
+def children_cpu():
+    """User + system CPU seconds of every waited-for child process so far (getrusage)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_tiny(d: Path, tests=60_000, modules=300):
+    write_trivial(d, tests, modules)
+    print(f"\ntiny: {tests:,} tests of `pass` in {modules} modules, {WORKERS} workers "
+          "(CPU: user + system of every process, from getrusage of the waited-for children)")
+    serial = Run("pytest (serial)", pytest_cmd(), d)
+    serial.show(f"  CPU {serial.cpu:.2f} s")
+    herd = Run(f"herd -n {WORKERS}", herd_cmd(d), d)
+    herd.show(f"  CPU {herd.cpu:.2f} s")
+    bare = Run(f"herd -n {WORKERS} --no-controller", herd_cmd(d, "--no-controller"), d)
+    bare.show(f"  CPU {bare.cpu:.2f} s")
+    per_test = (herd.cpu - serial.cpu) / tests * 1e6
+    print(f"  herd's own cost: {per_test:.0f} us of CPU per test over plain pytest "
+          f"({(bare.cpu - serial.cpu) / tests * 1e6:.0f} us without the controller)")
+    target("tiny: herd CPU / serial CPU", herd.cpu / serial.cpu, 1.15)
+    target("tiny: herd wall / serial wall", herd.wall / serial.wall, 0.6)
+
+
 def loadavg():
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 BENCHES = {"trivial": bench_trivial, "skewed": bench_skewed, "provider": bench_provider,
-           "param": bench_param}
+           "param": bench_param, "tiny": bench_tiny}
 
 
 def main():

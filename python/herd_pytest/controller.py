@@ -29,6 +29,7 @@ import warnings
 
 import pytest
 
+from .process import exit_fast_at_exit, skip_final_gc
 from .reports import COMPACT
 
 ENV_CONTROLLER = "HERD_PYTEST_CONTROLLER"
@@ -92,11 +93,13 @@ class Controller:
         self.writer = None  # the terminal's writer, while it is quiet
         self.progress = None  # the terminal's progress setting, while it is quiet
         self.tests = 0
+        self.session = None
 
     # ---- the session, without tests of its own ----------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session):
+        self.session = session
         self._quiet()
 
     @pytest.hookimpl(tryfirst=True)
@@ -120,10 +123,21 @@ class Controller:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session):
         self._loud()  # before the terminal reporter prints pytest's summary
+        # No test code ran here: pytest's search for exceptions raised in `__del__` by the
+        # tests' garbage (a full collection over every report) has nothing to find.
+        skip_final_gc(session.config)
         cpu_file = os.environ.get(ENV_CPU_FILE)
         if cpu_file:
             with open(cpu_file, "w") as f:
                 json.dump({"cpu_seconds": time.process_time(), "tests": self.tests}, f)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config):
+        # pytest's report is written: the exit handlers run, then the process ends without
+        # tearing down every report object (herd waits for the controller's exit).
+        session = self.session
+        if session is not None:
+            exit_fast_at_exit(int(session.exitstatus))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_internalerror(self, excrepr, excinfo):

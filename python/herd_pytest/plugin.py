@@ -22,7 +22,7 @@ from .collection import Collection, partial_scope
 from .controller import leave_files_to_controller, reports_go_to_controller
 from .handshake import greet
 from .loop import Pending, RunLoop
-from .process import StatusFile, exit_fast_at_exit, install_sigterm_handler
+from .process import StatusFile, exit_fast_at_exit, install_sigterm_handler, skip_final_gc
 from .reports import Rounds, SerializedForms, as_text, report_message
 from .settings import Settings, appliance, under_herd
 
@@ -166,6 +166,7 @@ class HerdWorker:
 
     def pytest_sessionfinish(self, session, exitstatus):
         self.exitstatus = int(exitstatus)
+        skip_final_gc(session.config)
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config):

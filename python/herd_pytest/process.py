@@ -66,6 +66,23 @@ def exit_fast_at_exit(status):
         atexit.register(_fast_exit, status)
 
 
+def skip_final_gc(config):
+    """Skips pytest's full garbage collections at the end of the session (one in
+    ``pytest_unconfigure``, one in its clean-up; each takes a quarter of a second or more in a
+    process holding thousands of tests), where it looks for exceptions raised in ``__del__``
+    (``PytestUnraisableExceptionWarning``). On a worker that has said ``shutdown``, such a
+    warning has nowhere to go: herd takes no message after it. Nothing is skipped on a pytest
+    without that setting."""
+    try:
+        from _pytest.unraisableexception import gc_collect_iterations_key
+    except ImportError:
+        return
+    try:
+        config.stash[gc_collect_iterations_key] = 0
+    except Exception:
+        pass
+
+
 def _fast_exit(status):
     """Registered last, so run first at exit: runs every other exit handler (logging, coverage
     data, finalizers), then ends the process without tearing the interpreter down object by

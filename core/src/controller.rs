@@ -10,10 +10,14 @@
 //!                     or, for what herd decided (crashed, timed out): "herd":{outcome, message, details}
 //!     collection_errors  {"type":"collect_error", "nodeid", "longrepr"}   (once per collector)
 //!     warning         {"type":"warning", "text", "test", "when"}  (outside tests: once per text)
+//!     worker_exited   {"type":"node_down", "worker", "incarnation", "workeroutput"?, "error"}
+//!                     (xdist's pytest_testnodedown: every process that ran a test or sent output; a clean
+//!                     one with the output it sent, a dead one with how it died)
+//!     + worker_down   {"type":"worker_down", "worker", "appliance", "reason"} (harness hook)
 //!   the end           {"type":"finish", "end", "reason", "exitstatus", "collected"}
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 
@@ -29,6 +33,12 @@ pub struct ControllerFeed {
     /// The worker slots seen so far, in order, with their appliances (for `configured`).
     workers: Vec<(String, Option<String>)>,
     configured: bool,
+    /// Each process's `workeroutput`, until it exits.
+    outputs: HashMap<(String, u32), Value>,
+    /// The processes that started a test (whose end is a node going down), until they exit.
+    joined: HashSet<(String, u32)>,
+    /// Each slot's latest spawn.
+    incarnations: HashMap<String, u32>,
 }
 
 impl ControllerFeed {
@@ -36,8 +46,12 @@ impl ControllerFeed {
     pub fn lines(&mut self, event: &Event) -> Vec<Value> {
         match event {
             Event::WorkerSpawned {
-                worker, appliance, ..
+                worker,
+                appliance,
+                incarnation,
+                ..
             } => {
+                self.incarnations.insert(worker.clone(), *incarnation);
                 if !self.workers.iter().any(|(w, _)| w == worker) {
                     self.workers.push((worker.clone(), appliance.clone()));
                 }
@@ -57,11 +71,27 @@ impl ControllerFeed {
                 lines.push(json!({"type": "collected", "count": tests.len()}));
                 lines
             }
+            Event::TestStarted { worker, .. } => {
+                if let Some(incarnation) = self.incarnations.get(worker) {
+                    self.joined.insert((worker.clone(), *incarnation));
+                }
+                Vec::new()
+            }
+            Event::WorkerOutput {
+                worker,
+                incarnation,
+                output,
+            } => {
+                self.outputs
+                    .insert((worker.clone(), *incarnation), output.clone());
+                Vec::new()
+            }
             Event::WorkerExited {
                 worker,
-                clean: true,
-                ..
-            } => vec![self.worker_down(worker, "shut down: its work is done")],
+                incarnation,
+                status,
+                clean,
+            } => self.exited(worker, *incarnation, status, *clean),
             Event::WorkerRetired { worker, reason } => {
                 vec![self.worker_down(worker, &format!("retired: {reason}"))]
             }
@@ -105,6 +135,26 @@ impl ControllerFeed {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// A process ended: xdist's node down (if it had joined), then, for a shutdown, the
+    /// harness hook's worker down.
+    fn exited(&mut self, worker: &str, incarnation: u32, status: &str, clean: bool) -> Vec<Value> {
+        let key = (worker.to_string(), incarnation);
+        let output = self.outputs.remove(&key);
+        let mut lines = Vec::new();
+        if self.joined.remove(&key) || output.is_some() {
+            let mut line = json!({"type": "node_down", "worker": worker,
+                "incarnation": incarnation, "error": (!clean).then_some(status)});
+            if let Some(output) = output.filter(|_| clean) {
+                line["workeroutput"] = output;
+            }
+            lines.push(line);
+        }
+        if clean {
+            lines.push(self.worker_down(worker, "shut down: its work is done"));
+        }
+        lines
     }
 
     fn worker_down(&self, worker: &str, reason: &str) -> Value {

@@ -302,6 +302,49 @@ mod tests {
     }
 
     #[test]
+    fn a_process_that_ran_goes_down_with_its_workeroutput_or_how_it_died() {
+        let mut feed = ControllerFeed::default();
+        let spawned = |incarnation| Event::WorkerSpawned {
+            worker: "w1".into(),
+            incarnation,
+            pid: 1,
+            appliance: None,
+        };
+        let started = Event::TestStarted {
+            test: "t::a".into(),
+            worker: "w1".into(),
+        };
+        let exited = |incarnation, clean| Event::WorkerExited {
+            worker: "w1".into(),
+            incarnation,
+            status: "signal 9 (SIGKILL)".into(),
+            clean,
+        };
+        feed.lines(&spawned(1));
+        feed.lines(&started);
+        let down = feed.lines(&exited(1, false));
+        assert_eq!(down.len(), 1, "a crash is no harness shutdown: {down:?}");
+        assert_eq!(down[0]["type"], "node_down");
+        assert_eq!(down[0]["error"], "signal 9 (SIGKILL)");
+        assert!(down[0].get("workeroutput").is_none());
+        feed.lines(&spawned(2));
+        let output = Event::WorkerOutput {
+            worker: "w1".into(),
+            incarnation: 2,
+            output: json!({"cov_worker_node_id": "w1"}),
+        };
+        assert!(feed.lines(&output).is_empty());
+        let down = feed.lines(&exited(2, true));
+        assert_eq!(down[0]["incarnation"], 2);
+        assert_eq!(down[0]["error"], Value::Null);
+        assert_eq!(down[0]["workeroutput"]["cov_worker_node_id"], "w1");
+        assert_eq!(down[1]["type"], "worker_down");
+        // A process that never ran a test nor sent output was no node.
+        feed.lines(&spawned(3));
+        assert!(feed.lines(&exited(3, false)).is_empty());
+    }
+
+    #[test]
     fn the_finish_line_says_the_end_and_the_collection() {
         let mut feed = ControllerFeed::default();
         let collected = feed.lines(&Event::Collected {

@@ -54,10 +54,11 @@ impl PytestSummary {
 
 /// Feeds the pytest controller and relays its output.
 ///
-/// The controller starts with the session's collection (the first `collected` event): a
-/// command line pytest refuses is then reported once, by the workers, and a session that
-/// collects nothing has herd's summary. What the feed makes before it starts (collection
-/// errors) is sent once it has.
+/// The controller starts with the session (its first event), before any worker configures:
+/// the workers wait for what its plugins add to their `workerinput` (xdist's
+/// `pytest_configure_node`). Its stderr is held until the session collects, so a command line
+/// pytest refuses is reported once, by the workers; a session that collects nothing (and has
+/// nothing for pytest's report) keeps herd's summary.
 pub struct ControllerSink {
     console: SharedConsole,
     command: WorkerCommand,
@@ -92,7 +93,7 @@ struct Controller {
 }
 
 impl ControllerSink {
-    /// A sink for the controller `command`, started with the session's collection.
+    /// A sink for the controller `command`, started with the session.
     pub fn new(
         command: &WorkerCommand,
         console: SharedConsole,

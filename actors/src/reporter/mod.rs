@@ -128,7 +128,10 @@ impl ReporterOptions {
         if let Some(events) = self.events {
             sinks.push(Box::new(JsonLines::new(events)));
         }
-        let terminal = Terminal::new(console.clone(), self.verbosity, self.dots, self.color);
+        let mut terminal = Terminal::new(console.clone(), self.verbosity, self.dots, self.color);
+        if self.controller.is_some() {
+            terminal = terminal.errors_at_end();
+        }
         sinks.push(Box::new(terminal));
         for file in self.report_files {
             sinks.push(Box::new(ReportFileSink::new(file)));
@@ -141,12 +144,11 @@ impl ReporterOptions {
                 pytest_summary.clone(),
             )));
         }
-        sinks.push(Box::new(Summary::new(
-            console,
-            self.verbosity,
-            self.durations,
-            pytest_summary,
-        )));
+        let summary = Summary::new(console, self.verbosity, self.durations, pytest_summary);
+        sinks.push(Box::new(match self.controller {
+            Some(_) => summary.errors_at_end(),
+            None => summary,
+        }));
         sinks
     }
 }

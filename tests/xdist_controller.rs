@@ -324,3 +324,28 @@ fn report_log_is_complete_json_lines_with_one_session_finish() {
     );
     assert_eq!(test_reports(&log), expected);
 }
+
+#[test]
+fn a_collection_error_is_shown_once_as_pytest_shows_it() {
+    let suite = PySuite::new(&[
+        (
+            "test_bad.py",
+            "import no_such_module_herd\n\ndef test_a():\n    pass\n",
+        ),
+        ("test_ok.py", "def test_ok():\n    pass\n"),
+    ]);
+    let title = "ERROR collecting test_bad.py";
+    let (code, out, _) = suite.plain_output(&[]);
+    assert_eq!((code, out.matches(title).count()), (2, 1), "{out}");
+    let run = suite.herd(&["-n", "2"], &[]);
+    assert_eq!(run.code, 2, "{}", run.dump());
+    assert_eq!(run.stdout.matches(title).count(), 1, "{}", run.dump());
+    assert_eq!(
+        run.stdout
+            .matches("No module named 'no_such_module_herd'")
+            .count(),
+        1,
+        "{}",
+        run.dump()
+    );
+}

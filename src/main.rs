@@ -72,6 +72,10 @@ fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
             herd::pytest::why_nothing_collected(&command).map_or(report.exit_code, usage)
         }
         Ok(report) => report.exit_code,
+        Err(herd::SessionError::Refused(message)) => {
+            eprintln!("{message}");
+            exit_code::USAGE_ERROR
+        }
         Err(e) => {
             eprintln!("herd: error: {e}");
             e.exit_code()

@@ -46,12 +46,14 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("handshake.py"),
     plugin_file!("hooks.py"),
     plugin_file!("loop.py"),
+    plugin_file!("nodes.py"),
     plugin_file!("plugin.py"),
     plugin_file!("process.py"),
     plugin_file!("reports.py"),
     plugin_file!("settings.py"),
     plugin_file!("wire.py"),
     plugin_file!("xdist_contract.py"),
+    plugin_file!("xdist_hooks.py"),
 ];
 
 /// The version of the embedded plugin: herd's own (`__version__` in `herd_pytest/__init__.py`

@@ -103,6 +103,11 @@ fn a_usage_error_or_a_missing_path_is_pytests_message_and_exit_4_once() {
             "{args:?}: pytest's message, once\n{}",
             run.dump()
         );
+        if args[0] != "no/such/path.py" {
+            // Refused before any test: pytest's message (stderr) is all, as with pytest.
+            assert_eq!(run.stdout, "", "{args:?}: nothing else\n{}", run.dump());
+            assert!(!run.stderr.contains("herd:"), "{args:?}\n{}", run.dump());
+        }
         assert!(!run.respawned(), "{args:?}: no respawn\n{}", run.dump());
         let spawns = spawns_per_slot(&run);
         assert!(

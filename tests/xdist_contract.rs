@@ -147,7 +147,8 @@ fn check_seen(seen: &[Value], count: &str) -> (BTreeSet<String>, String) {
         assert_eq!(s["env"]["PYTEST_XDIST_WORKER"], id, "{s}");
         assert_eq!(s["env"]["PYTEST_XDIST_WORKER_COUNT"], count, "{s}");
         assert_eq!(s["env"]["PYTEST_XDIST_TESTRUNUID"], uid, "{s}");
-        assert_eq!(s["workeroutput"], serde_json::json!({}), "{s}");
+        // An object for the controller (pytest-metadata, when installed, has put its own in).
+        assert!(s["workeroutput"].is_object(), "{s}");
     }
     assert_eq!(uid.len(), 32, "{uid}");
     assert!(uid.chars().all(|c| c.is_ascii_hexdigit()), "{uid}");

@@ -10,10 +10,14 @@
 //!                     or, for what herd decided (crashed, timed out): "herd":{outcome, message, details}
 //!     collection_errors  {"type":"collect_error", "nodeid", "longrepr"}   (once per collector)
 //!     warning         {"type":"warning", "text", "test", "when"}  (outside tests: once per text)
+//!     worker_exited   {"type":"node_down", "worker", "incarnation", "workeroutput"?, "error"}
+//!                     (xdist's pytest_testnodedown: every process that ran a test or sent output; a clean
+//!                     one with the output it sent, a dead one with how it died)
+//!     + worker_down   {"type":"worker_down", "worker", "appliance", "reason"} (harness hook)
 //!   the end           {"type":"finish", "end", "reason", "exitstatus", "collected"}
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -25,23 +29,35 @@ use crate::protocol::RunnerForm;
 /// One line of the controller's input: a JSON object, as text. A test's line carries its
 /// reports' serialized forms as the workers wrote them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Line(String);
+pub struct Line {
+    kind: String,
+    text: String,
+}
 
 impl Line {
     /// Its JSON text (without the newline).
     pub fn text(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// Its `type` (`test`, `collect_error`, `warning`, ...).
+    pub fn kind(&self) -> &str {
+        &self.kind
     }
 
     /// Its JSON, parsed (for tests).
     pub fn value(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
 }
 
 impl From<Value> for Line {
     fn from(value: Value) -> Line {
-        Line(value.to_string())
+        let kind = value["type"].as_str().unwrap_or_default().to_string();
+        Line {
+            kind,
+            text: value.to_string(),
+        }
     }
 }
 
@@ -66,6 +82,12 @@ pub struct ControllerFeed {
     /// The worker slots seen so far, in order, with their appliances (for `configured`).
     workers: Vec<(String, Option<String>)>,
     configured: bool,
+    /// Each process's `workeroutput`, until it exits.
+    outputs: HashMap<(String, u32), Value>,
+    /// The processes that started a test (whose end is a node going down), until they exit.
+    joined: HashSet<(String, u32)>,
+    /// Each slot's latest spawn.
+    incarnations: HashMap<String, u32>,
 }
 
 impl ControllerFeed {
@@ -97,9 +119,10 @@ impl ControllerFeed {
                 herd,
             };
             // Plain data serializes.
-            return vec![Line(
-                serde_json::to_string(&line).expect("a test line serializes"),
-            )];
+            return vec![Line {
+                kind: "test".into(),
+                text: serde_json::to_string(&line).expect("a test line serializes"),
+            }];
         }
         self.values(event).into_iter().map(Line::from).collect()
     }
@@ -108,8 +131,12 @@ impl ControllerFeed {
     fn values(&mut self, event: &Event) -> Vec<Value> {
         match event {
             Event::WorkerSpawned {
-                worker, appliance, ..
+                worker,
+                appliance,
+                incarnation,
+                ..
             } => {
+                self.incarnations.insert(worker.clone(), *incarnation);
                 if !self.workers.iter().any(|(w, _)| w == worker) {
                     self.workers.push((worker.clone(), appliance.clone()));
                 }
@@ -129,11 +156,27 @@ impl ControllerFeed {
                 lines.push(json!({"type": "collected", "count": tests.len()}));
                 lines
             }
+            Event::TestStarted { worker, .. } => {
+                if let Some(incarnation) = self.incarnations.get(worker) {
+                    self.joined.insert((worker.clone(), *incarnation));
+                }
+                Vec::new()
+            }
+            Event::WorkerOutput {
+                worker,
+                incarnation,
+                output,
+            } => {
+                self.outputs
+                    .insert((worker.clone(), *incarnation), output.clone());
+                Vec::new()
+            }
             Event::WorkerExited {
                 worker,
-                clean: true,
-                ..
-            } => vec![self.worker_down(worker, "shut down: its work is done")],
+                incarnation,
+                status,
+                clean,
+            } => self.exited(worker, *incarnation, status, *clean),
             Event::WorkerRetired { worker, reason } => {
                 vec![self.worker_down(worker, &format!("retired: {reason}"))]
             }
@@ -156,6 +199,26 @@ impl ControllerFeed {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// A process ended: xdist's node down (if it had joined), then, for a shutdown, the
+    /// harness hook's worker down.
+    fn exited(&mut self, worker: &str, incarnation: u32, status: &str, clean: bool) -> Vec<Value> {
+        let key = (worker.to_string(), incarnation);
+        let output = self.outputs.remove(&key);
+        let mut lines = Vec::new();
+        if self.joined.remove(&key) || output.is_some() {
+            let mut line = json!({"type": "node_down", "worker": worker,
+                "incarnation": incarnation, "error": (!clean).then_some(status)});
+            if let Some(output) = output.filter(|_| clean) {
+                line["workeroutput"] = output;
+            }
+            lines.push(line);
+        }
+        if clean {
+            lines.push(self.worker_down(worker, "shut down: its work is done"));
+        }
+        lines
     }
 
     fn worker_down(&self, worker: &str, reason: &str) -> Value {
@@ -314,6 +377,57 @@ mod tests {
             retired[0].value()["reason"],
             "retired: the appliance check failed"
         );
+    }
+
+    #[test]
+    fn a_process_that_ran_goes_down_with_its_workeroutput_or_how_it_died() {
+        let mut feed = ControllerFeed::default();
+        let spawned = |incarnation| Event::WorkerSpawned {
+            worker: "w1".into(),
+            incarnation,
+            pid: 1,
+            appliance: None,
+        };
+        let started = Event::TestStarted {
+            test: "t::a".into(),
+            worker: "w1".into(),
+        };
+        let exited = |incarnation, clean| Event::WorkerExited {
+            worker: "w1".into(),
+            incarnation,
+            status: "signal 9 (SIGKILL)".into(),
+            clean,
+        };
+        feed.lines(&spawned(1));
+        feed.lines(&started);
+        let down: Vec<Value> = feed
+            .lines(&exited(1, false))
+            .iter()
+            .map(Line::value)
+            .collect();
+        assert_eq!(down.len(), 1, "a crash is no harness shutdown: {down:?}");
+        assert_eq!(down[0]["type"], "node_down");
+        assert_eq!(down[0]["error"], "signal 9 (SIGKILL)");
+        assert!(down[0].get("workeroutput").is_none());
+        feed.lines(&spawned(2));
+        let output = Event::WorkerOutput {
+            worker: "w1".into(),
+            incarnation: 2,
+            output: json!({"cov_worker_node_id": "w1"}),
+        };
+        assert!(feed.lines(&output).is_empty());
+        let down: Vec<Value> = feed
+            .lines(&exited(2, true))
+            .iter()
+            .map(Line::value)
+            .collect();
+        assert_eq!(down[0]["incarnation"], 2);
+        assert_eq!(down[0]["error"], Value::Null);
+        assert_eq!(down[0]["workeroutput"]["cov_worker_node_id"], "w1");
+        assert_eq!(down[1]["type"], "worker_down");
+        // A process that never ran a test nor sent output was no node.
+        feed.lines(&spawned(3));
+        assert!(feed.lines(&exited(3, false)).is_empty());
     }
 
     #[test]

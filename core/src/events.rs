@@ -131,6 +131,16 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// A worker process returned its output for the runner's controller as it finished
+    /// (pytest's `config.workeroutput`).
+    WorkerOutput {
+        /// Worker id.
+        worker: String,
+        /// Spawn number.
+        incarnation: u32,
+        /// The output.
+        output: serde_json::Value,
+    },
     /// A worker process exited.
     WorkerExited {
         /// Worker id.

@@ -17,6 +17,7 @@
 //!        |  <-- released {tests}                   (those it removed from its queue)
 //!        |  ...
 //!        |  --> stop                               (finish the running test, start no other)
+//!        |  <-- workeroutput {output}              (pytest's config.workeroutput, optional)
 //!        |  <-- shutdown                           (then the process exits)
 //! ```
 //!
@@ -187,6 +188,14 @@ pub enum WorkerMessage {
     Released {
         /// The tests given back, in order (possibly none).
         tests: Vec<TestId>,
+    },
+    /// What the worker returns to the runner's controller as it finishes, sent just before
+    /// `shutdown` (pytest: `config.workeroutput`, which xdist's `pytest_testnodedown` plugins
+    /// read). Opaque to herd; one per worker process.
+    #[serde(rename = "workeroutput")]
+    WorkerOutput {
+        /// The output, as the worker gave it.
+        output: serde_json::Value,
     },
     /// The worker finished its work and is about to exit.
     Shutdown,

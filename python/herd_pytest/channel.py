@@ -20,6 +20,8 @@ Queued messages (passing reports) go out as one frame holding a JSON array with 
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
 from collections import deque
@@ -183,12 +185,19 @@ class Channel:
 
     # ---- ending -----------------------------------------------------------------------------
 
-    def shutdown(self):
-        """Says ``shutdown`` (once) and closes."""
+    def shutdown(self, workeroutput=None):
+        """Says ``shutdown`` (once; first ``workeroutput``, the worker's
+        ``config.workeroutput``, when given) and closes."""
         if self.finished:
             return
         self.finished = True
         try:
+            if workeroutput is not None:
+                message = {"type": "workeroutput", "output": _as_json(workeroutput)}
+                if len(encode(message)) <= MESSAGE_LIMIT:
+                    self.send(message)
+                else:  # the controller's plugins then see a worker that returned nothing
+                    sys.stderr.write("herd: config.workeroutput is too big for a frame; not sent\n")
             self.send({"type": "shutdown"})
         finally:
             self.close()
@@ -318,3 +327,8 @@ class Channel:
                 payload = frames[-1] if frames else b""
                 self.message(f"herd worker {self.identity}: ignoring a malformed frame {payload[:200]!r}")
             return None
+
+
+def _as_json(value):
+    """``value`` as JSON can carry it: what JSON cannot say becomes its ``repr``."""
+    return json.loads(json.dumps(value, default=repr))

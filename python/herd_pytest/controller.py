@@ -19,6 +19,7 @@ to the controller writes none of the session's files itself.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import json
 import linecache
@@ -29,6 +30,7 @@ import warnings
 
 import pytest
 
+from . import nodes
 from .process import exit_fast_at_exit, skip_final_gc
 from .reports import COMPACT
 
@@ -40,6 +42,8 @@ ENV_CPU_FILE = "HERD_PYTEST_CONTROLLER_CPU"
 
 # herd's lines arrive on stdin: its descriptor is kept before pytest's capturing can replace it.
 _INPUT_FD = os.dup(0) if os.environ.get(ENV_CONTROLLER) == "1" else None
+if _INPUT_FD is not None:
+    atexit.register(nodes.write_if_missing)
 
 _WARNING_LINE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<category>[A-Za-z_][\w.]*): ")
 
@@ -50,9 +54,21 @@ def pytest_addhooks(pluginmanager):
     hooks.add_to(pluginmanager)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """The controller is the distributed session's controller: plugins that choose their part
+    from xdist's options as they load (pytest-cov's distributed master) see ``distload`` set.
+    Only the early namespace they read is touched, not ``config.option``."""
+    if _INPUT_FD is not None:
+        early_config.known_args_namespace.distload = True
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     if _INPUT_FD is None or config.pluginmanager.has_plugin("herd_controller"):
         return
+    nodes.add_hookspecs(config.pluginmanager)  # xdist installed but not loaded here
     config.pluginmanager.register(Controller(config), "herd_controller")
 
 
@@ -94,6 +110,7 @@ class Controller:
         self.progress = None  # the terminal's progress setting, while it is quiet
         self.tests = 0
         self.session = None
+        self.nodes = nodes.Nodes(config)
 
     # ---- the session, without tests of its own ----------------------------------------------
 
@@ -104,6 +121,8 @@ class Controller:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session):
+        # Every plugin's pytest_sessionstart has run, as when xdist's controller sets up nodes.
+        self.nodes.set_up(main_argv())
         session.items = []
         return True
 
@@ -117,7 +136,18 @@ class Controller:
                     finish = message
                     break
                 self._handle(session, message)
-        self._end(session, finish)
+        try:
+            self._end(session, finish)
+        finally:
+            # What plugins print as the test loop ends (pytest-cov's "Coverage failure") shows;
+            # pytest's progress line does not (herd printed its own).
+            reporter = self._terminal()
+            reported = getattr(reporter, "_progress_nodeids_reported", None)
+            if isinstance(reported, set):
+                reported.clear()
+            if reporter is not None:
+                reporter.currentfspath = None  # its line is herd's, already ended
+            self._loud()
         return True
 
     @pytest.hookimpl(tryfirst=True)
@@ -161,6 +191,13 @@ class Controller:
         elif kind == "configured":
             self.config.hook.pytest_herd_configured(
                 config=self.config, workers=message.get("workers") or []
+            )
+        elif kind == "node_down":
+            self.nodes.node_down(
+                message.get("worker") or "",
+                int(message.get("incarnation") or 1),
+                message.get("workeroutput"),
+                message.get("error"),
             )
         elif kind == "worker_down":
             self.config.hook.pytest_herd_worker_down(
@@ -280,6 +317,17 @@ def expand(compact, base, nodeid):
     }
     data.update({k: v for k, v in compact.items() if k != COMPACT})
     return data
+
+
+def main_argv(argv=None):
+    """The user's pytest command line, without the ``-p herd_pytest.controller`` herd added."""
+    import sys
+
+    argv = list(sys.argv if argv is None else argv)
+    for at in range(len(argv) - 1):
+        if argv[at : at + 2] == ["-p", "herd_pytest.controller"]:
+            return argv[:at] + argv[at + 2 :]
+    return argv
 
 
 def with_tuples(data):

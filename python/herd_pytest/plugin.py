@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 
-from . import xdist_contract
+from . import nodes, xdist_contract
 from .channel import Channel, HerdError
 from .chaos import Chaos
 from .collection import Collection, partial_scope
@@ -54,6 +54,7 @@ def pytest_cmdline_main(config):
 def pytest_configure(config):
     config.addinivalue_line("markers", _MARKER_HELP)
     xdist_contract.register_fixtures(config)
+    nodes.add_hookspecs(config.pluginmanager)  # xdist's, where xdist is not loaded
     if not under_herd():
         return
     if config.pluginmanager.has_plugin("herd_worker"):
@@ -106,6 +107,7 @@ class HerdWorker:
         # pytest's serialized form of each report, when the reports go to herd's controller.
         self.forms = SerializedForms(config) if reports_go_to_controller() else None
         self.exitstatus = None
+        self.loop_done = False
 
     # ---- handshake and collection -----------------------------------------------------------
 
@@ -151,7 +153,8 @@ class HerdWorker:
         except BaseException:
             self.channel.internal_error(traceback.format_exc())
             raise
-        self.channel.shutdown()
+        # shutdown goes out at the end of pytest_sessionfinish, with config.workeroutput.
+        self.loop_done = True
         return True
 
     def pytest_keyboard_interrupt(self, excinfo):
@@ -164,9 +167,27 @@ class HerdWorker:
                 reason = f"{type(value).__name__}: {reason}"
         self.channel.session_exit(reason)
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session, exitstatus):
+        """After every plugin's ``pytest_sessionfinish`` (and pytest-cov's end of the test
+        loop): ``shutdown``, with ``config.workeroutput``, as an xdist worker sends it."""
         self.exitstatus = int(exitstatus)
         skip_final_gc(session.config)
+        try:
+            return (yield)
+        finally:
+            if self.loop_done:
+                self.channel.shutdown(self._workeroutput(session))
+
+    def _workeroutput(self, session):
+        output = getattr(self.config, "workeroutput", None)
+        if output is None:
+            return None
+        output.setdefault("exitstatus", self.exitstatus)
+        output.setdefault("shouldfail", session.shouldfail)
+        output.setdefault("shouldstop", session.shouldstop)
+        output.setdefault("testscollected", session.testscollected)
+        return output
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config):

@@ -4,8 +4,9 @@ What such plugins look for on a worker, and where herd's worker gets it:
 
 * ``PYTEST_XDIST_WORKER``, ``PYTEST_XDIST_WORKER_COUNT``, ``PYTEST_XDIST_TESTRUNUID``: set by
   the coordinator when it spawns the worker, so they are there before any conftest file loads;
-* ``config.workerinput`` (``workerid``, ``workercount``, ``testrunuid``, ``mainargv``, and what
-  controller plugins would add: pytest-randomly's seed) and ``config.workeroutput = {}``, set
+* ``config.workerinput`` (``workerid``, ``workercount``, ``testrunuid``, ``mainargv``, what
+  the controller's plugins added in ``pytest_configure_node`` (see :mod:`herd_pytest.nodes`),
+  and pytest-randomly's seed) and ``config.workeroutput = {}``, set
   after the conftest files load and before ``pytest_configure``, as xdist sets them;
 * a ``--basetemp`` of its own under one directory per session, so
   ``tmp_path_factory.getbasetemp().parent`` is shared by the workers of a session;
@@ -23,6 +24,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from . import nodes
 
 ENV_WORKER = "PYTEST_XDIST_WORKER"
 ENV_WORKER_COUNT = "PYTEST_XDIST_WORKER_COUNT"
@@ -62,6 +65,7 @@ def worker_input(config, environ=None, argv=None):
         "mainargv": main_argv(sys.argv if argv is None else argv),
     }
     workerinput.update(plugin_inputs(config, uid))
+    workerinput.update(nodes.worker_extras(workerinput["workerid"], env))
     extra = env.get(ENV_EXTRA_INPUT)
     if extra:
         workerinput.update(json.loads(extra))

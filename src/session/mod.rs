@@ -41,6 +41,9 @@ pub enum SessionError {
     /// The options do not make sense.
     #[error("{0}")]
     Usage(String),
+    /// The runner refused the command line (pytest's usage error): its own message.
+    #[error("{0}")]
+    Refused(String),
     /// The reference collection could not be obtained or is unusable.
     #[error("{0}")]
     Collection(String),
@@ -56,7 +59,7 @@ impl SessionError {
     /// The process exit code for this error (pytest's conventions).
     pub fn exit_code(&self) -> i32 {
         match self {
-            SessionError::Usage(_) => exit_code::USAGE_ERROR,
+            SessionError::Usage(_) | SessionError::Refused(_) => exit_code::USAGE_ERROR,
             SessionError::Collection(_) => exit_code::INTERRUPTED,
             SessionError::NoTests => exit_code::NO_TESTS,
             SessionError::Internal(_) => exit_code::INTERNAL_ERROR,
@@ -226,6 +229,13 @@ impl Session {
         let xdist = runner
             .xdist_contract()
             .then(|| XdistContract::new(slots.len()));
+        let (mut command, mut controller) = (command, controller);
+        if let (Some(controller), Some(xdist)) = (controller.as_mut(), &xdist) {
+            let ids: Vec<&str> = slots.iter().map(|s| s.id.as_str()).collect();
+            let nodes = controller_nodes(private.path(), &ids, xdist);
+            command.env.push(nodes[0].clone());
+            controller.env.extend(nodes);
+        }
         let plan = SessionPlan {
             runner: runner.name().to_string(),
             slots,
@@ -269,19 +279,39 @@ impl Session {
             progress_bar,
             color,
             controller,
+            usage_error: Some(usage_error.clone()),
         };
         let report = run_session(plan, output)
             .await
             .map_err(|e| SessionError::Internal(e.to_string()))?;
         match usage_error.get() {
-            Some(output) => Err(SessionError::Usage(format!(
-                "{} refused the command line (exit code {}):\n{output}",
-                runner.name(),
-                runner.usage_exit_code().unwrap_or_default()
-            ))),
+            // The runner's own message, as the runner alone prints it.
+            Some(output) => Err(SessionError::Refused(output.clone())),
             None => Ok(report),
         }
     }
+}
+
+/// The environment that ties the controller's xdist nodes to the workers (see
+/// `herd_pytest.nodes`): the nodes file, which the controller writes once it has called
+/// `pytest_configure_node` for every slot and each worker merges into its `workerinput`
+/// (first, the only one the workers get), the slots' ids and the test-run id.
+fn controller_nodes(
+    private: &std::path::Path,
+    ids: &[&str],
+    xdist: &XdistContract,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    vec![
+        (
+            "HERD_PYTEST_NODES".into(),
+            private.join("controller-nodes.json").into_os_string(),
+        ),
+        ("HERD_PYTEST_WORKERS".into(), ids.join(",").into()),
+        (
+            "HERD_PYTEST_TESTRUNUID".into(),
+            xdist.test_run_uid.clone().into(),
+        ),
+    ]
 }
 
 /// What the session itself works out for its workers, beside what the config and the runner say.

@@ -2,7 +2,7 @@
 //! lines, pytest-style progress characters, and the live progress bar that lines go above.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use super::progress::Progress;
 
@@ -17,7 +17,14 @@ impl SharedConsole {
             out,
             progress: progress_bar.then(Progress::on_stdout),
             column: 0,
+            mute: None,
         })))
+    }
+
+    /// Says nothing once `usage_error` is set: the runner refused the command line, and its
+    /// own message (printed by the CLI) is all the user sees, as with the runner alone.
+    pub fn mute_when(&self, usage_error: Arc<OnceLock<String>>) {
+        self.lock().mute = Some(usage_error);
     }
 
     /// The console, to write to.
@@ -32,12 +39,17 @@ pub struct Console {
     progress: Option<Progress>,
     /// Progress characters on the current line.
     column: usize,
+    /// Set: nothing more is printed (see [`SharedConsole::mute_when`]).
+    mute: Option<Arc<OnceLock<String>>>,
 }
 
 impl Console {
     /// Prints one line (above the progress bar, if one is shown; after the progress
     /// characters' line is ended, if one is open).
     pub fn line(&mut self, text: impl AsRef<str>) {
+        if self.muted() {
+            return;
+        }
         if let Some(progress) = &self.progress {
             progress.println(text.as_ref());
             return;
@@ -52,6 +64,9 @@ impl Console {
     /// One progress character; a line ends every 60 tests, and after the last, with the share
     /// done (`done` of `total`, this one included).
     pub fn progress_char(&mut self, letter: char, done: usize, total: usize) {
+        if self.muted() {
+            return;
+        }
         let _ = write!(self.out, "{letter}");
         self.column += 1;
         if self.column >= 60 || done == total {
@@ -61,6 +76,11 @@ impl Console {
             self.column = 0;
         }
         let _ = self.out.flush();
+    }
+
+    /// Whether the session turned out to be a usage error (see [`SharedConsole::mute_when`]).
+    pub fn muted(&self) -> bool {
+        self.mute.as_ref().is_some_and(|m| m.get().is_some())
     }
 
     /// The progress bar, while it is shown.

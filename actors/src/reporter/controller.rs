@@ -16,7 +16,7 @@
 //! and herd's tally do not depend on it).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -54,10 +54,11 @@ impl PytestSummary {
 
 /// Feeds the pytest controller and relays its output.
 ///
-/// The controller starts with the session's collection (the first `collected` event): a
-/// command line pytest refuses is then reported once, by the workers, and a session that
-/// collects nothing has herd's summary. What the feed makes before it starts (collection
-/// errors) is sent once it has.
+/// The controller starts with the session (its first event), before any worker configures:
+/// the workers wait for what its plugins add to their `workerinput` (xdist's
+/// `pytest_configure_node`). Its stderr is held until the session collects, so a command line
+/// pytest refuses is reported once, by the workers; a session that collects nothing (and has
+/// nothing for pytest's report) keeps herd's summary.
 pub struct ControllerSink {
     console: SharedConsole,
     command: WorkerCommand,
@@ -66,6 +67,12 @@ pub struct ControllerSink {
     /// Lines made before the controller started.
     pending: Vec<Line>,
     summary: PytestSummary,
+    /// Whether the session collected (else, with nothing said, pytest's report has nothing).
+    collected: bool,
+    /// Whether a line for pytest's report (a test, a collection error) was sent.
+    said_something: bool,
+    /// How it died, when that was before the collection (said at the end, if at all).
+    early_death: Option<String>,
     /// Its exit code, once it ended after the end was said.
     exit_code: Option<i32>,
     dead: bool,
@@ -78,10 +85,15 @@ struct Controller {
     input: Option<Sender<String>>,
     /// Its stdout, a line at a time; `None` when it ended.
     output: Receiver<String>,
+    /// Its stderr, a line at a time.
+    errors: Receiver<String>,
+    /// Its stderr lines held until the session collected (a command line pytest refuses is
+    /// said once, by the workers' pytest, not also by the controller's).
+    held: Vec<String>,
 }
 
 impl ControllerSink {
-    /// A sink for the controller `command`, started with the session's collection.
+    /// A sink for the controller `command`, started with the session.
     pub fn new(
         command: &WorkerCommand,
         console: SharedConsole,
@@ -94,6 +106,9 @@ impl ControllerSink {
             feed: ControllerFeed::default(),
             pending: Vec::new(),
             summary,
+            collected: false,
+            said_something: false,
+            early_death: None,
             exit_code: None,
             dead: false,
         }
@@ -127,6 +142,7 @@ impl ControllerSink {
         let Some(process) = &mut self.process else {
             return;
         };
+        process.errors_to_stderr(self.collected || self.said_something);
         let lines: Vec<String> = process.output.try_iter().collect();
         let status = match self.dead {
             false => process.child.try_wait().ok().flatten(),
@@ -152,6 +168,19 @@ impl ControllerSink {
         self.dead = true;
         if let Some(process) = &mut self.process {
             process.input = None;
+        }
+        if !self.collected && !self.said_something {
+            // Before the collection: perhaps a command line pytest refuses, which the workers
+            // say; said at the end unless they did.
+            self.early_death = Some(status.to_string());
+            return;
+        }
+        self.say_died(status);
+    }
+
+    fn say_died(&mut self, status: &str) {
+        if let Some(process) = &mut self.process {
+            process.errors_to_stderr(true);
         }
         self.console.lock().line(format!(
             "herd: the pytest controller exited early ({status}): pytest's own report \
@@ -198,6 +227,7 @@ impl ControllerSink {
             }
         }
         let status = process.child.wait().map_err(|e| e.to_string())?;
+        process.errors_to_stderr(true);
         status.code().ok_or_else(|| describe_status(&status))
     }
 }
@@ -209,7 +239,7 @@ fn spawn(command: &WorkerCommand) -> std::io::Result<Controller> {
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     if let Some(cwd) = &command.cwd {
         cmd.current_dir(cwd);
@@ -218,11 +248,14 @@ fn spawn(command: &WorkerCommand) -> std::io::Result<Controller> {
     let mut child = cmd.spawn()?;
     let stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
     tracing::debug!(pid = child.id(), "pytest controller started");
     Ok(Controller {
         child,
         input: Some(write_lines(stdin)),
         output: read_lines(stdout),
+        errors: read_lines(stderr),
+        held: Vec::new(),
     })
 }
 
@@ -235,10 +268,14 @@ impl Sink for ControllerSink {
         if self.dead {
             return;
         }
+        // Started with the session, before any worker configures: the workers wait for what
+        // its plugins add to their `workerinput` (xdist's `pytest_configure_node`).
+        self.start();
         if matches!(stamped.event, Event::Collected { .. }) {
-            self.start();
+            self.collected = true;
         }
         for line in self.feed.lines(&stamped.event) {
+            self.said_something |= matches!(line.kind(), "test" | "collect_error");
             self.send(&line);
         }
         if !matches!(stamped.event, Event::SessionFinished { .. }) {
@@ -247,12 +284,18 @@ impl Sink for ControllerSink {
     }
 
     fn finish(&mut self, report: &SessionReport, _: &Ledger) -> Result<(), OutputFailure> {
-        if self.process.is_none() && !self.pending.is_empty() {
-            // No collection, but something for pytest's report (collection errors).
-            self.start();
-        }
         self.relay();
+        if let Some(status) = self.early_death.take() {
+            if !self.console.lock().muted() {
+                self.say_died(&status);
+            }
+        }
         if self.dead || self.process.is_none() {
+            return Ok(());
+        }
+        if !self.collected && !self.said_something {
+            // Nothing collected and nothing for pytest's report: herd's summary says it.
+            self.stop_quietly();
             return Ok(());
         }
         let end = Line::from(self.feed.finish(&report.end, report.exit_code));
@@ -267,6 +310,31 @@ impl Sink for ControllerSink {
             Err(status) => self.died(&status),
         }
         Ok(())
+    }
+}
+
+impl Controller {
+    /// Writes its stderr lines to herd's (`now`), or holds them.
+    fn errors_to_stderr(&mut self, now: bool) {
+        self.held.extend(self.errors.try_iter());
+        if now && !self.held.is_empty() {
+            let mut stderr = std::io::stderr().lock();
+            for line in self.held.drain(..) {
+                let _ = writeln!(stderr, "{line}");
+            }
+        }
+    }
+}
+
+impl ControllerSink {
+    /// Ends a controller that has nothing to report (its output is not relayed).
+    fn stop_quietly(&mut self) {
+        if let Some(process) = &mut self.process {
+            process.input = None;
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+        self.dead = true;
     }
 }
 
@@ -308,7 +376,7 @@ fn write_lines(stdin: std::process::ChildStdin) -> Sender<String> {
 }
 
 /// A thread reading `stdout` a line at a time (lossily decoded); the channel closes at its end.
-fn read_lines(stdout: ChildStdout) -> Receiver<String> {
+fn read_lines(stdout: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);

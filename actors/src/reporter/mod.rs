@@ -26,6 +26,7 @@ mod summary;
 mod terminal;
 
 use std::io::Write;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -108,12 +109,18 @@ pub struct ReporterOptions {
     /// The pytest controller's command: started now, before any worker; its summary, files
     /// and exit code are pytest's own (`None`: herd's summary).
     pub controller: Option<crate::WorkerCommand>,
+    /// Set by the first worker that finds the command line wrong: then nothing is printed
+    /// (the runner's own message is the whole output, as without herd).
+    pub usage_error: Option<Arc<OnceLock<String>>>,
 }
 
 impl ReporterOptions {
     /// The sinks these options ask for, in the order they are fed (the summary last).
     fn sinks(self) -> Vec<Box<dyn Sink>> {
         let console = SharedConsole::new(self.out, self.progress_bar);
+        if let Some(usage_error) = self.usage_error {
+            console.mute_when(usage_error);
+        }
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if !self.subscribers.is_empty() {
             sinks.push(Box::new(Subscribers::new(self.subscribers)));
@@ -121,7 +128,10 @@ impl ReporterOptions {
         if let Some(events) = self.events {
             sinks.push(Box::new(JsonLines::new(events)));
         }
-        let terminal = Terminal::new(console.clone(), self.verbosity, self.dots, self.color);
+        let mut terminal = Terminal::new(console.clone(), self.verbosity, self.dots, self.color);
+        if self.controller.is_some() {
+            terminal = terminal.errors_at_end();
+        }
         sinks.push(Box::new(terminal));
         for file in self.report_files {
             sinks.push(Box::new(ReportFileSink::new(file)));
@@ -134,12 +144,11 @@ impl ReporterOptions {
                 pytest_summary.clone(),
             )));
         }
-        sinks.push(Box::new(Summary::new(
-            console,
-            self.verbosity,
-            self.durations,
-            pytest_summary,
-        )));
+        let summary = Summary::new(console, self.verbosity, self.durations, pytest_summary);
+        sinks.push(Box::new(match self.controller {
+            Some(_) => summary.errors_at_end(),
+            None => summary,
+        }));
         sinks
     }
 }

@@ -3,9 +3,12 @@
 //! ended and the faults injected; then, after every other output closed, the outputs that
 //! could not be written and the final line with the counts.
 
-use herd_core::events::Stamped;
+use std::collections::HashSet;
+
+use herd_core::events::{Event, Stamped};
 use herd_core::ledger::{Ledger, RaisedWarning, TestResult};
 use herd_core::outcome::SessionEnd;
+use herd_core::protocol::CollectionError;
 use herd_core::TestId;
 
 use super::console::{Console, SharedConsole};
@@ -26,6 +29,12 @@ pub struct Summary {
     /// Whether the pytest controller printed pytest's own summary: then herd's sections and
     /// final line are left out, and only what pytest cannot know is said.
     pytest_summary: PytestSummary,
+    /// Whether the collection errors wait for the end (see [`Summary::errors_at_end`]).
+    errors_at_end: bool,
+    /// The collection errors to print if pytest's summary does not, by the worker that said
+    /// them first, each collector once.
+    errors: Vec<(String, Vec<CollectionError>)>,
+    errors_seen: HashSet<String>,
 }
 
 impl Summary {
@@ -42,16 +51,44 @@ impl Summary {
             durations,
             final_line: None,
             pytest_summary,
+            errors_at_end: false,
+            errors: Vec::new(),
+            errors_seen: HashSet::new(),
         }
+    }
+
+    /// Prints the collection errors (each collector once) if pytest's summary did not: the
+    /// terminal left them to the end.
+    pub fn errors_at_end(mut self) -> Summary {
+        self.errors_at_end = true;
+        self
     }
 }
 
 impl Sink for Summary {
-    fn event(&mut self, _: &Stamped, _: &Ledger) {}
+    fn event(&mut self, stamped: &Stamped, _: &Ledger) {
+        if let Event::CollectionErrors { worker, errors } = &stamped.event {
+            let new: Vec<CollectionError> = errors
+                .iter()
+                .filter(|e| self.errors_seen.insert(e.nodeid.clone()))
+                .cloned()
+                .collect();
+            if self.errors_at_end && !new.is_empty() {
+                self.errors.push((worker.clone(), new));
+            }
+        }
+    }
 
     fn finish(&mut self, report: &SessionReport, ledger: &Ledger) -> Result<(), OutputFailure> {
         let mut console = self.console.lock();
         let pytests = self.pytest_summary.shown();
+        if !pytests {
+            for (worker, errors) in &self.errors {
+                for line in super::terminal::collection_errors(worker, errors) {
+                    console.line(line);
+                }
+            }
+        }
         if self.verbosity >= 0 && !pytests {
             print_warnings(&mut console, ledger.warnings());
             print_failures(&mut console, &report.results);

@@ -21,6 +21,8 @@ pub struct Terminal {
     dots: bool,
     /// Color the outcome words.
     color: bool,
+    /// Leave collection errors to the final summary (pytest's, or herd's if it has none).
+    errors_at_end: bool,
 }
 
 impl Terminal {
@@ -31,7 +33,15 @@ impl Terminal {
             verbosity,
             dots,
             color,
+            errors_at_end: false,
         }
+    }
+
+    /// Collection errors are not shown live but once, in the final summary (pytest's
+    /// controller prints its ERRORS section; herd's summary does if the controller has none).
+    pub fn errors_at_end(mut self) -> Terminal {
+        self.errors_at_end = true;
+        self
     }
 
     /// A test's line, its progress character, or nothing (a pass under the progress bar).
@@ -85,6 +95,7 @@ impl Sink for Terminal {
                 worker: Some(worker),
                 verdict,
             } if self.verbosity >= 0 => self.test_finished(test, worker, verdict, ledger),
+            Event::CollectionErrors { .. } if self.errors_at_end => {}
             _ => {
                 let lines = lines(event, self.verbosity);
                 let mut console = self.console.lock();
@@ -131,7 +142,7 @@ fn lines(event: &Event, v: i8) -> Vec<String> {
 }
 
 /// pytest's errors section for a collection that failed.
-fn collection_errors(worker: &str, errors: &[CollectionError]) -> Vec<String> {
+pub(super) fn collection_errors(worker: &str, errors: &[CollectionError]) -> Vec<String> {
     let mut lines = vec![format!("{:=^78}", " ERRORS ")];
     for e in errors {
         let title = format!(" ERROR collecting {} ", e.nodeid);

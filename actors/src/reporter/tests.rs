@@ -28,6 +28,7 @@ fn reporter() -> Addr<Reporter> {
         color: false,
         subscribers: Vec::new(),
         controller: None,
+        usage_error: None,
     })
     .start()
 }
@@ -102,6 +103,7 @@ async fn a_failed_output_file_is_said_before_the_summary_and_exits_3() {
         color: false,
         subscribers: Vec::new(),
         controller: None,
+        usage_error: None,
     })
     .start();
     reporter.do_send(Publish(Event::Collected {
@@ -150,6 +152,7 @@ async fn a_failed_warning_file_keeps_the_exit_code() {
         color: false,
         subscribers: Vec::new(),
         controller: None,
+        usage_error: None,
     })
     .start();
     reporter.do_send(Publish(Event::Collected {
@@ -202,6 +205,7 @@ async fn scripted(verbosity: i8, dots: bool) -> (String, String, usize) {
         color: true,
         subscribers: vec![Box::new(move |_| *counter.lock().unwrap() += 1)],
         controller: None,
+        usage_error: None,
     })
     .start();
     for event in script() {

@@ -140,6 +140,11 @@ impl Worker {
                 self.notice(format!("internal error in the worker: {message}"));
                 self.kill(KillReason::InternalError(message));
             }
+            WorkerMessage::WorkerOutput { output } => self.publish(Event::WorkerOutput {
+                worker: self.id(),
+                incarnation: self.incarnation,
+                output,
+            }),
             WorkerMessage::Shutdown => self.on_shutdown(ctx),
         }
     }

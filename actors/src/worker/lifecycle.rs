@@ -337,6 +337,10 @@ impl Worker {
         early: bool,
         plan: DeathPlan,
     ) {
+        if plan.next == Next::UsageError {
+            // Before its exit is published: the Reporter is muted from here on.
+            self.note_usage_error();
+        }
         if !self.inc.external || self.inc.joined {
             self.publish(Event::WorkerExited {
                 worker: self.id(),
@@ -395,7 +399,7 @@ impl Worker {
     /// The process said the command line is wrong: the first slot to hear it keeps the
     /// process's output as the session's usage error and ends the session; the slot is done,
     /// never respawned (every respawn would say the same).
-    fn end_for_usage_error(&mut self) {
+    fn note_usage_error(&mut self) {
         let output = String::from_utf8_lossy(&self.inc.tail)
             .trim_end()
             .to_string();
@@ -406,6 +410,11 @@ impl Worker {
                 reason: format!("usage error: its command line is wrong (exit code {code})"),
             });
         }
+    }
+
+    /// The slot of a process that found the command line wrong is done (see
+    /// [`Self::note_usage_error`], called first).
+    fn end_for_usage_error(&mut self) {
         self.done(false);
     }
 

@@ -146,6 +146,32 @@ fn the_short_summary_and_the_counts_are_plain_pytests() {
 }
 
 #[test]
+fn deselected_tests_are_counted_once_as_plain_pytest_counts_them() {
+    let suite = PySuite::new(SUITE);
+    // Tests left out in both files: each file is collected by another worker (shared
+    // collection), so the count is the union of what each worker's pytest left out.
+    let args = ["-p", "no:cacheprovider", "-k", "not b1 and not test_p"];
+    let (plain_code, plain_out) = plain(&suite, &args);
+    assert_eq!(summary_counts(&plain_out)["deselected"], 4, "{plain_out}");
+    for herd_args in [&[][..], &["--no-controller"], &["--collect-all"]] {
+        let run = herd(&suite, herd_args, &args);
+        assert_eq!(run.code, plain_code, "{herd_args:?}: {}", run.dump());
+        assert_eq!(
+            summary_counts(&run.stdout),
+            summary_counts(&plain_out),
+            "{herd_args:?}: {}",
+            run.dump()
+        );
+        assert_eq!(
+            run.outcomes().len(),
+            7,
+            "only the selected tests ran: {}",
+            run.dump()
+        );
+    }
+}
+
+#[test]
 fn last_failed_after_a_failing_run_reruns_exactly_the_failures() {
     let suite = PySuite::new(SUITE);
     let first = herd(&suite, &[], &["-q"]);

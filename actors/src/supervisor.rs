@@ -212,6 +212,7 @@ impl Supervisor {
         self.sharded = None;
         self.publish(Event::Collected {
             tests: reference.tests.clone(),
+            deselected: reference.deselected.clone(),
         });
         self.scheduler.do_send(SetReference(reference.clone()));
         for worker in self.workers.values() {
@@ -426,7 +427,8 @@ impl Handler<CheckCollection> for Supervisor {
         }
         let sharded = self.sharded.as_mut().filter(|_| !msg.part.is_whole());
         let Some(sharded) = sharded else {
-            let reference = Reference::whole(msg.part.tests, msg.part.herd_groups);
+            let mut reference = Reference::whole(msg.part.tests, msg.part.herd_groups);
+            reference.deselected = msg.part.deselected;
             return MessageResult(self.first_reference(reference, ctx));
         };
         MessageResult(match sharded.add(msg.part, &msg.identity) {

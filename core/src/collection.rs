@@ -87,6 +87,8 @@ pub struct Part {
     pub scope: Option<CollectScope>,
     /// The [`digest`] of the whole collection, sent instead of the ids.
     pub digest: Option<String>,
+    /// Collected tests the runner left out (`-k`, `-m`).
+    pub deselected: Vec<TestId>,
 }
 
 impl Part {
@@ -109,6 +111,8 @@ pub struct Reference {
     pub herd_groups: BTreeMap<TestId, String>,
     /// The walk's test files, when the reference was assembled from shards.
     pub files: Option<Vec<String>>,
+    /// Collected tests the runner left out (`-k`, `-m`), each once.
+    pub deselected: Vec<TestId>,
     /// Positions in `tests` of each file's tests (built when first needed).
     by_file: OnceLock<HashMap<String, Vec<usize>>>,
     /// The [`digest`] of `tests` (computed when first needed).
@@ -130,6 +134,7 @@ impl Reference {
             tests,
             herd_groups,
             files: None,
+            deselected: Vec::new(),
             by_file: OnceLock::new(),
             digest: OnceLock::new(),
         }
@@ -317,8 +322,12 @@ impl ShardedReference {
         let mut by_file: HashMap<String, Vec<TestId>> = HashMap::new();
         let mut herd_groups = BTreeMap::new();
         let mut elsewhere = Vec::new();
+        let mut deselected = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for part in self.parts.iter().flatten() {
             herd_groups.extend(part.herd_groups.clone());
+            // Each shard left out the tests of its own files.
+            deselected.extend(part.deselected.iter().filter(|t| seen.insert(*t)).cloned());
             for test in &part.tests {
                 by_file
                     .entry(module_of(test).to_string())
@@ -346,6 +355,7 @@ impl ShardedReference {
             tests,
             herd_groups,
             files: Some(files),
+            deselected,
         }
     }
 }

@@ -142,7 +142,7 @@ impl ControllerFeed {
                 }
                 Vec::new()
             }
-            Event::Collected { tests } => {
+            Event::Collected { tests, deselected } => {
                 self.collected = tests.len();
                 let mut lines = Vec::new();
                 if !std::mem::replace(&mut self.configured, true) {
@@ -153,7 +153,11 @@ impl ControllerFeed {
                         .collect();
                     lines.push(json!({"type": "configured", "workers": workers}));
                 }
-                lines.push(json!({"type": "collected", "count": tests.len()}));
+                let mut collected = json!({"type": "collected", "count": tests.len()});
+                if !deselected.is_empty() {
+                    collected["deselected"] = json!(deselected);
+                }
+                lines.push(collected);
                 lines
             }
             Event::TestStarted { worker, .. } => {
@@ -343,6 +347,7 @@ mod tests {
         assert!(feed.lines(&spawned("w1", 2, Some("a1"))).is_empty());
         let collected = Event::Collected {
             tests: vec!["t".into()],
+            deselected: Vec::new(),
         };
         let lines = feed.lines(&collected);
         assert_eq!(
@@ -435,9 +440,11 @@ mod tests {
         let mut feed = ControllerFeed::default();
         let collected = feed.lines(&Event::Collected {
             tests: vec!["a".into(), "b".into()],
+            deselected: vec!["c".into()],
         });
         assert_eq!(collected[0].value()["type"], "configured");
         assert_eq!(collected[1].value()["count"], 2);
+        assert_eq!(collected[1].value()["deselected"], json!(["c"]));
         let line = feed.finish(&SessionEnd::Interrupted("enough".into()), 2);
         assert_eq!(line["end"], "interrupted");
         assert_eq!(line["reason"], "enough");

@@ -24,6 +24,10 @@ pub enum Event {
     Collected {
         /// The reference collection, in order.
         tests: Vec<TestId>,
+        /// Collected tests the runner left out (`-k`, `-m`): not run, counted as pytest's
+        /// summary counts them (`3 deselected`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deselected: Vec<TestId>,
     },
     /// Collection failed: the session ends as interrupted (exit code 2), as pytest does.
     CollectionErrors {

@@ -89,8 +89,9 @@ impl Ledger {
     /// Takes in one event of the session; most events mean nothing to the ledger.
     pub fn handle(&mut self, event: &Event) -> Option<Effect> {
         match event {
-            Event::Collected { tests } => {
+            Event::Collected { tests, deselected } => {
                 self.collected(tests);
+                self.tally.set_reported("deselected", deselected.len());
                 None
             }
             Event::TestFinished {
@@ -251,6 +252,7 @@ mod tests {
     fn collected(tests: &[&str]) -> Event {
         Event::Collected {
             tests: tests.iter().map(|t| t.to_string()).collect(),
+            deselected: Vec::new(),
         }
     }
 
@@ -418,6 +420,7 @@ mod tests {
             let tests: Vec<String> = (0..outcomes.len()).map(|i| format!("t{i}")).collect();
             let mut events = vec![Event::Collected {
                 tests: tests.clone(),
+                deselected: Vec::new(),
             }];
             events.extend(outcomes.iter().zip(&tests).map(|(o, t)| finished(t, *o)));
             let (_, effects) = run(maxfail, &events);

@@ -386,6 +386,15 @@ impl Tally {
         }
     }
 
+    /// Sets the count of the runner's summary `category` (a count known at once, such as the
+    /// deselected tests); zero leaves the category out.
+    pub fn set_reported(&mut self, category: &str, n: usize) {
+        self.reported.retain(|(c, _)| c != category);
+        if n > 0 {
+            self.reported.push((category.to_string(), n));
+        }
+    }
+
     /// Reports counted in the runner's summary `category`.
     pub fn reported(&self, category: &str) -> usize {
         self.reported
@@ -424,8 +433,15 @@ impl Tally {
                 parts.push(format!("{} {}", self.get(*o), o.noun(self.get(*o))));
             }
         } else {
-            const KNOWN: [&str; 7] = [
-                "failed", "passed", "skipped", "xfailed", "xpassed", "warnings", "error",
+            const KNOWN: [&str; 8] = [
+                "failed",
+                "passed",
+                "skipped",
+                "deselected",
+                "xfailed",
+                "xpassed",
+                "warnings",
+                "error",
             ];
             let others = self
                 .reported
@@ -435,10 +451,11 @@ impl Tally {
             for category in KNOWN.into_iter().chain(others) {
                 let n = self.reported(category);
                 if n > 0 {
-                    let noun = if category == "error" && n != 1 {
-                        "errors"
-                    } else {
-                        category
+                    // pytest's plurals: "2 errors", "1 warning".
+                    let noun = match (category, n) {
+                        ("error", 2..) => "errors",
+                        ("warnings", 1) => "warning",
+                        _ => category,
                     };
                     parts.push(format!("{n} {noun}"));
                 }

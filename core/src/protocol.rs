@@ -131,6 +131,10 @@ pub enum WorkerMessage {
         /// instead of its ids (`tests` is then empty).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         digest: Option<String>,
+        /// Tests the runner collected but left out (pytest's `-k`/`-m`/`--deselect`: its
+        /// `pytest_deselected`), counted in the summary as pytest counts them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deselected: Vec<TestId>,
     },
     /// The tests of one more file, collected when tests of it were dealt to a worker that had
     /// not collected it (sent before any of them starts).
@@ -211,6 +215,7 @@ impl WorkerMessage {
             files: None,
             scope: None,
             digest: None,
+            deselected: Vec::new(),
         }
     }
 }

@@ -51,6 +51,8 @@ class Collection:
         self.allowed = set()  # deferred files being collected now
         self.errors = []  # failed collectors: {"nodeid", "longrepr"}
         self.by_id = {}  # test id as the coordinator names it (made safe) -> item
+        self.deselected = []  # ids of the tests pytest left out (-k, -m, --deselect)
+        self.sent = False  # whether the collection message went out
 
     def make_collect_report(self, collector):
         """Partial collection: a test file outside this worker's scope is listed, not imported
@@ -83,6 +85,12 @@ class Collection:
                 text = f"<herd: could not render the collection error: {exc!r}>"
             self.errors.append({"nodeid": report.nodeid, "longrepr": text})
 
+    def record_deselected(self, items):
+        """Keeps the ids of tests pytest left out, for the collection message (a file
+        collected later was counted by the worker whose shard it is)."""
+        if not self.sent:
+            self.deselected.extend(safe_text(item.nodeid) for item in items)
+
     def send(self, items, extra_tests=()):
         """Sends the ``collection``: test ids in order (then ``extra_tests``), failed
         collectors, ``herd_group`` marks, and with a partial scope the walk's files."""
@@ -95,6 +103,9 @@ class Collection:
         if self.scope is not None:
             message["files"] = self.files
             message["scope"] = self.scope
+        if self.deselected:
+            message["deselected"] = self.deselected
+        self.sent = True
         self.channel.send(message)
 
     def index(self, items):

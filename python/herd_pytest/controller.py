@@ -179,6 +179,10 @@ class Controller:
         kind = message.get("type")
         if kind == "collected":
             session.testscollected = int(message.get("count") or 0)
+            deselected = message.get("deselected") or []
+            if deselected:
+                # What pytest's -k/-m said on the workers, said here once for the session.
+                self.config.hook.pytest_deselected(items=[Deselected(t) for t in deselected])
         elif kind == "test":
             self._test(message)
         elif kind == "collect_error":
@@ -292,6 +296,17 @@ class Controller:
             self.writer = None
             if self.progress is not None:
                 reporter._show_progress_info = self.progress
+
+
+class Deselected:
+    """A test the workers' pytest left out, as ``pytest_deselected`` hands it on: its id."""
+
+    def __init__(self, nodeid):
+        self.nodeid = nodeid
+        self.name = nodeid.rpartition("::")[2]
+
+    def __repr__(self):
+        return f"<Deselected {self.nodeid}>"
 
 
 #: Where pytest's own unserializers live: with no other, a test report is made directly.

@@ -136,6 +136,9 @@ class HerdWorker:
     def pytest_collectreport(self, report):
         self.collection.record_report(report)
 
+    def pytest_deselected(self, items):
+        self.collection.record_deselected(items)
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session):
         self.collection.send(session.items, self.chaos.extra_tests())

@@ -84,6 +84,7 @@ impl Conversation {
                 files: None,
                 scope: Some(CollectScope::Digest),
                 digest: Some(digest(&collection)),
+                deselected: Vec::new(),
             }
         } else {
             WorkerMessage::collection(collection.clone())

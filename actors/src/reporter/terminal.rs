@@ -73,7 +73,7 @@ impl Terminal {
             return;
         };
         match event {
-            Event::Collected { tests } => progress.set_total(tests.len()),
+            Event::Collected { tests, .. } => progress.set_total(tests.len()),
             Event::WorkerSpawned { .. } => progress.workers(true),
             Event::WorkerExited { .. } => progress.workers(false),
             Event::TestFinished {
@@ -162,7 +162,15 @@ fn session_line(event: &Event, v: i8) -> Option<String> {
         Event::SessionStarted {
             runner, workers, ..
         } if v >= 1 => format!("herd: {workers} workers, {runner} runner"),
-        Event::Collected { tests } if v >= 0 => format!("herd: collected {} tests", tests.len()),
+        Event::Collected { tests, deselected } if v >= 0 => match deselected.len() {
+            0 => format!("herd: collected {} tests", tests.len()),
+            // As pytest's header says it.
+            n => format!(
+                "herd: collected {} tests / {n} deselected / {} selected",
+                tests.len() + n,
+                tests.len()
+            ),
+        },
         Event::CollectionMismatch { worker, diff } => format!(
             "[{worker}] collection differs from the reference:\n{}",
             diff.trim_end()

@@ -38,6 +38,7 @@ async fn a_second_outcome_for_a_test_is_an_internal_error() {
     let reporter = reporter();
     reporter.do_send(Publish(Event::Collected {
         tests: vec!["a".into(), "b".into()],
+        deselected: Vec::new(),
     }));
     reporter.do_send(finished("a", Outcome::Passed));
     reporter.do_send(finished("a", Outcome::Failed));
@@ -108,6 +109,7 @@ async fn a_failed_output_file_is_said_before_the_summary_and_exits_3() {
     .start();
     reporter.do_send(Publish(Event::Collected {
         tests: vec!["a".into()],
+        deselected: Vec::new(),
     }));
     reporter.do_send(finished("a", Outcome::Failed));
     let log = std::io::Error::from_raw_os_error(28);
@@ -157,6 +159,7 @@ async fn a_failed_warning_file_keeps_the_exit_code() {
     .start();
     reporter.do_send(Publish(Event::Collected {
         tests: vec!["a".into()],
+        deselected: Vec::new(),
     }));
     reporter.do_send(finished("a", Outcome::Passed));
     let end = SessionEnd::Completed;
@@ -170,6 +173,7 @@ async fn a_clean_session_settles_every_test_once() {
     let reporter = reporter();
     reporter.do_send(Publish(Event::Collected {
         tests: vec!["a".into(), "b".into(), "c".into()],
+        deselected: Vec::new(),
     }));
     reporter.do_send(finished("b", Outcome::Failed));
     let report = reporter
@@ -251,6 +255,7 @@ fn script() -> Vec<Event> {
         },
         Event::Collected {
             tests: tests.clone(),
+            deselected: Vec::new(),
         },
         Event::CollectionErrors {
             worker: "w2".into(),

@@ -89,6 +89,7 @@ impl Worker {
                 files,
                 scope,
                 digest,
+                deselected,
             } => self.on_collection(
                 ctx,
                 Part {
@@ -98,6 +99,7 @@ impl Worker {
                     files,
                     scope,
                     digest,
+                    deselected,
                 },
             ),
             WorkerMessage::FileCollection {

@@ -256,3 +256,22 @@ fn severity_orders_session_ends() {
     assert!(SessionEnd::Interrupted(String::new()) > SessionEnd::MaxfailReached);
     assert!(SessionEnd::MaxfailReached > SessionEnd::Completed);
 }
+
+#[test]
+fn the_summary_line_counts_deselected_tests_and_says_warnings_as_pytest_does() {
+    let mut tally = Tally::default();
+    for _ in 0..2 {
+        tally.add(Outcome::Passed);
+        tally.add_reported("passed");
+    }
+    tally.add_reported("warnings");
+    tally.set_reported("deselected", 3);
+    tally.set_reported("deselected", 3); // set, not added: said once however often
+    assert_eq!(
+        tally.summary_line(0.1),
+        "2 passed, 3 deselected, 1 warning in 0.10s"
+    );
+    tally.add_reported("warnings");
+    tally.set_reported("deselected", 0);
+    assert_eq!(tally.summary_line(0.1), "2 passed, 2 warnings in 0.10s");
+}

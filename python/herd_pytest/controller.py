@@ -187,7 +187,7 @@ class Controller:
             self._test(message)
         elif kind == "collect_error":
             report = pytest.CollectReport(
-                message["nodeid"], "failed", message.get("longrepr") or "", []
+                message["nodeid"], "failed", collect_error_repr(message.get("longrepr") or ""), []
             )
             self.config.hook.pytest_collectreport(report=report)
         elif kind == "warning":
@@ -296,6 +296,16 @@ class Controller:
             self.writer = None
             if self.progress is not None:
                 reporter._show_progress_info = self.progress
+
+
+def collect_error_repr(text):
+    """A collection error's text as pytest keeps it (a ``CollectErrorRepr``: its short summary
+    line is ``ERROR path``, with no message after it)."""
+    try:
+        from _pytest.reports import CollectErrorRepr
+    except ImportError:  # another pytest: the text itself
+        return text
+    return CollectErrorRepr(text)
 
 
 class Deselected:

@@ -98,6 +98,8 @@ impl Sink for Summary {
         }
         match &report.end {
             SessionEnd::Completed => {}
+            // pytest's summary said it ("stopping after N failures", "Interrupted: ...").
+            SessionEnd::MaxfailReached | SessionEnd::Interrupted(_) if pytests => {}
             SessionEnd::MaxfailReached => console.line("herd: stopping after --maxfail failures"),
             SessionEnd::Interrupted(why) => console.line(format!("herd: interrupted: {why}")),
             SessionEnd::Aborted(why) => console.line(format!("herd: session aborted: {why}")),

@@ -52,6 +52,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("settings.py"),
     plugin_file!("wire.py"),
     plugin_file!("xdist_contract.py"),
+    plugin_file!("zygote.py"),
 ];
 
 /// The version of the embedded plugin: herd's own (`__version__` in `herd_pytest/__init__.py`
@@ -339,6 +340,10 @@ impl Runner for PytestRunner {
     }
 
     fn xdist_contract(&self) -> bool {
+        true
+    }
+
+    fn fork_server(&self) -> bool {
         true
     }
 }

@@ -233,7 +233,7 @@ impl Zygote {
         self.changed.notify_all();
         if !std::mem::replace(&mut shared.said, true) {
             let text = fallback_notice(&why);
-            tracing::warn!("{text}");
+            tracing::info!("{text}");
             self.notices
                 .do_send(Publish(Event::Notice { worker: None, text }));
         }
@@ -255,7 +255,7 @@ impl Zygote {
         drop(listener);
         let status = child.wait();
         let status = status.map_or_else(|e| e.to_string(), |s| describe_status(&s));
-        self.fall_back(Fallback::Died(format!("{status}{}", self.output_tail())));
+        self.fall_back(Fallback::Died(status));
     }
 
     /// Waits for the zygote to connect and say it is ready (`Ok(None)`: it said it is unsafe).

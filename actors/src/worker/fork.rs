@@ -39,8 +39,9 @@ impl Worker {
         }
         let forked = async move { rx.await.ok().flatten() };
         ctx.spawn(forked.into_actor(self).map(move |forked, act, ctx| {
-            if act.incarnation != incarnation || act.state != State::Starting {
-                // The slot moved on (aborted): nobody wants this process.
+            // Its hello may come before its pid (the worker connects at once): only a slot
+            // that moved on (aborted, done) does not want this process.
+            if act.incarnation != incarnation || act.state == State::Done || act.aborted {
                 if let Some(forked) = forked {
                     signal_group(forked.pid, Signal::SIGKILL);
                     drop(wait_forked(forked.pid));

@@ -421,6 +421,14 @@ mod tests {
     }
 
     #[test]
+    fn the_fork_server_is_on_unless_a_flag_or_a_profile_says_no_fork() {
+        assert!(RunOptions::default().session_config(0).unwrap().fork);
+        assert!(!flags(&["--no-fork"]).session_config(0).unwrap().fork);
+        let profile: RunOptions = toml::from_str("no-fork = true").unwrap();
+        assert!(!profile.merge(flags(&[])).session_config(0).unwrap().fork);
+    }
+
+    #[test]
     fn defaults_fill_what_is_not_given() {
         let config = RunOptions::default().session_config(-1).unwrap();
         let defaults = SessionConfig::default();

@@ -82,6 +82,7 @@ pub struct Zygote {
     off: AtomicBool,
     pid: u32,
     start_timeout: Duration,
+    usage_exit: Option<i32>,
     notices: Recipient<Publish>,
     tail: Arc<Mutex<Vec<u8>>>,
 }
@@ -105,6 +106,9 @@ pub struct ZygoteSpec {
     pub log: Option<PathBuf>,
     /// Longest it may take to load and collect the suite.
     pub start_timeout: Duration,
+    /// The exit code by which it says the command line is wrong: then herd falls back without
+    /// a word (the first plain worker reports the usage error, as without a fork server).
+    pub usage_exit: Option<i32>,
 }
 
 impl Zygote {
@@ -121,6 +125,7 @@ impl Zygote {
                     off: AtomicBool::new(false),
                     pid: child.id(),
                     start_timeout: spec.start_timeout,
+                    usage_exit: spec.usage_exit,
                     notices,
                     tail: Arc::new(Mutex::new(Vec::new())),
                 });
@@ -273,6 +278,11 @@ impl Zygote {
                 Err(e) => return Err(not_ready(e.to_string())),
             }
             if let Ok(Some(status)) = child.try_wait() {
+                if status.code().is_some() && status.code() == self.usage_exit {
+                    tracing::info!("the fork server says the command line is wrong");
+                    self.lock().said = true;
+                    return Err(Fallback::NotReady(describe_status(&status)));
+                }
                 std::thread::sleep(Duration::from_millis(50)); // its last output
                 return Err(not_ready(describe_status(&status)));
             }
@@ -506,6 +516,7 @@ pub fn start_for(
         dir,
         log: settings.log_dir.as_ref().map(|d| d.join("zygote.log")),
         start_timeout: settings.start_timeout,
+        usage_exit: settings.usage_exit,
     };
     Zygote::start(spec, notices)
 }

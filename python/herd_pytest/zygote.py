@@ -120,6 +120,7 @@ def serve(path):
     except OSError as exc:
         sys.stderr.write(f"herd: the fork server cannot reach herd at {path}: {exc}\n")
         os._exit(1)
+    _preload()
     problem = fork_unsafe(keep_fds={server.sock.fileno()})
     if problem:
         server.send({"unsafe": problem})
@@ -141,6 +142,15 @@ def serve(path):
             return env, fds  # the worker
         _close(fds)
         server.send(forked)
+
+
+def _preload():
+    """What every worker needs once forked, imported here once (pyzmq takes some 30 ms); its
+    context, and the threads that come with it, only after the fork."""
+    try:
+        import zmq  # noqa: F401
+    except ImportError:
+        pass
 
 
 def _fork(server, fds):

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -446,6 +446,7 @@ pub fn wait_forked(pid: u32) -> oneshot::Receiver<io::Result<ExitStatus>> {
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     #[cfg(target_os = "linux")]
     {
+        use std::os::fd::FromRawFd;
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two new file descriptors into `fds`.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -519,4 +520,94 @@ pub fn start_for(
         usage_exit: settings.usage_exit,
     };
     Zygote::start(spec, notices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+
+    /// Keeps every notice it is sent.
+    struct Notices(Arc<Mutex<Vec<String>>>);
+
+    impl Actor for Notices {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Publish> for Notices {
+        type Result = ();
+
+        fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
+            if let Event::Notice { text, .. } = msg.0 {
+                self.0.lock().unwrap().push(text);
+            }
+        }
+    }
+
+    fn spec(script: &str, dir: &Path, usage_exit: Option<i32>) -> ZygoteSpec {
+        ZygoteSpec {
+            command: WorkerCommand {
+                program: "sh".into(),
+                args: vec!["-c".into(), script.into()],
+                env: Vec::new(),
+                cwd: None,
+            },
+            env: Vec::new(),
+            dir: dir.to_path_buf(),
+            log: None,
+            start_timeout: Duration::from_secs(10),
+            usage_exit,
+        }
+    }
+
+    /// Asks `zygote` for a fork off the actix thread (a fork waits for the zygote).
+    async fn fork(zygote: Arc<Zygote>) -> Option<Forked> {
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || tx.send(zygote.fork(&[])));
+        rx.await.unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn a_zygote_that_ends_before_it_is_ready_is_a_fallback_said_once() {
+        if !supported() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let notices = Notices(said.clone()).start().recipient();
+        let zygote = Zygote::start(spec("echo boom; exit 3", dir.path(), None), notices).unwrap();
+        assert!(fork(zygote.clone()).await.is_none());
+        assert!(fork(zygote.clone()).await.is_none());
+        assert!(!zygote.alive());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let said = said.lock().unwrap().clone();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("ended before it was ready")
+                && said[0].contains("exit code 3")
+                && said[0].contains("boom"),
+            "{said:?}"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_zygote_that_says_the_command_line_is_wrong_falls_back_quietly() {
+        if !supported() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let notices = Notices(said.clone()).start().recipient();
+        let zygote = Zygote::start(spec("exit 4", dir.path(), Some(4)), notices).unwrap();
+        assert!(fork(zygote).await.is_none());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(said.lock().unwrap().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn a_forked_pid_is_waited_on_for_its_exit_status() {
+        let child = Command::new("sh").args(["-c", "exit 5"]).spawn().unwrap();
+        let status = wait_forked(child.id()).await.unwrap().unwrap();
+        assert_eq!(status.code(), Some(5));
+    }
 }

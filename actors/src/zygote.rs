@@ -606,6 +606,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_forked_pid_is_waited_on_for_its_exit_status() {
+        // The waiter reaps it, as it reaps a forked worker.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new("sh").args(["-c", "exit 5"]).spawn().unwrap();
         let status = wait_forked(child.id()).await.unwrap().unwrap();
         assert_eq!(status.code(), Some(5));

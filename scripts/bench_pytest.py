@@ -19,6 +19,12 @@ Suites (`bench_pytest.py [SUITE ...]`, default all, in this order):
   the waited-for children: herd, its workers and its controller) against plain pytest's serial
   CPU, and herd's own CPU per test. Targets: herd CPU <= 1.15 x serial CPU, herd wall <= 0.6 x
   serial wall.
+- respawn: a conftest that sleeps 3 s at import (start-up cost), 400 tests of 50 ms and 8
+  tests that kill their worker the first time they run (os._exit or SIGKILL; a marker file
+  remembers), `--crash-retries 1`: herd with its fork server, herd `--no-fork` and xdist side
+  by side. Each respawn's latency is the time from a worker's death to the first test of its
+  next incarnation (herd's `--events`). Targets: median respawn latency <= 50 ms, wall <= 1.15
+  x the lower bound (start-up once + test time / workers), wall <= 0.5 x xdist.
 """
 import argparse
 import json
@@ -36,7 +42,7 @@ PYTEST = str(ROOT / ".venv/bin/pytest")
 HERD = str(ROOT / "target/release/herd")
 WORKERS = 2
 COMMON = ["-p", "no:cacheprovider", "-q"]
-SUITES = ["trivial", "skewed", "provider", "param", "tiny"]
+SUITES = ["trivial", "skewed", "provider", "param", "tiny", "respawn"]
 
 #: Every target line printed, for the summary at the end.
 VERDICTS = []
@@ -403,12 +409,113 @@ def bench_tiny(d: Path, tests=60_000, modules=300):
     target("tiny: herd wall / serial wall", herd.wall / serial.wall, 0.6)
 
 
+RESPAWN_STARTUP = 3.0
+RESPAWN_TESTS = (400, 0.05)
+RESPAWN_KILLERS = 8
+
+RESPAWN_CONFTEST = f"""\
+import time
+
+time.sleep({RESPAWN_STARTUP})  # the suite's start-up cost: imports, plugins, connections
+"""
+
+KILLER = """\
+import os
+import signal
+
+
+def test_kill_{k}():
+    marker = os.path.join(os.environ["BENCH_MARKS"], "{k}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        {how}
+"""
+
+
+def write_respawn(d: Path):
+    (d / "conftest.py").write_text(RESPAWN_CONFTEST)
+    n, secs = RESPAWN_TESTS
+    modules = 8
+    for m in range(modules):
+        body = "import time\n\n" + "".join(
+            f"def test_work_{i}():\n    time.sleep({secs})\n\n" for i in range(n // modules))
+        (d / f"test_work_{m}.py").write_text(body)
+    for k in range(RESPAWN_KILLERS):
+        how = "os._exit(1)" if k % 2 else "os.kill(os.getpid(), signal.SIGKILL)"
+        (d / f"test_kill_{k}.py").write_text(KILLER.format(k=k, how=how))
+
+
+def respawn_latencies(events):
+    """For each worker death (not a clean exit): seconds to the first test of the worker's next
+    incarnation."""
+    latencies = []
+    for i, e in enumerate(events):
+        if e["event"] != "worker_exited" or e.get("clean"):
+            continue
+        later = events[i + 1:]
+        respawned = next((j for j, x in enumerate(later) if x["event"] == "worker_spawned"
+                          and x["worker"] == e["worker"]), None)
+        if respawned is None:
+            continue
+        first = next((x for x in later[respawned:] if x["event"] == "test_started"
+                      and x["worker"] == e["worker"]), None)
+        if first is not None:
+            latencies.append(first["t"] - e["t"])
+    return latencies
+
+
+def median(values):
+    values = sorted(values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def bench_respawn(d: Path):
+    write_respawn(d)
+    n, secs = RESPAWN_TESTS
+    print(f"\nrespawn: a {RESPAWN_STARTUP:g} s start-up, {n} tests of {secs * 1000:.0f} ms and "
+          f"{RESPAWN_KILLERS} tests that kill their worker once, --crash-retries 1, "
+          f"{WORKERS} workers")
+    marks = d / ".marks"
+
+    def fresh_marks():
+        if marks.exists():
+            for f in marks.iterdir():
+                f.unlink()
+        marks.mkdir(exist_ok=True)
+        return {"BENCH_MARKS": str(marks)}
+
+    runs = {}
+    for label, opts in (("herd (fork server)", []), ("herd --no-fork", ["--no-fork"])):
+        events = d / f".events-{len(runs)}.jsonl"
+        run = Run(label, herd_cmd(d, "--crash-retries", "1", "--events", str(events), *opts), d,
+                  events=events, env=fresh_marks())
+        lat = respawn_latencies(run.events)
+        shown = ", ".join(f"{x * 1000:.0f}" for x in lat)
+        run.show(f"\n  {'':36} respawns: {len(lat)}, latency ms: {shown or 'n/a'}")
+        runs[label] = (run, lat)
+    xdist = Run(f"pytest-xdist -n {WORKERS}", xdist_cmd(), d, env=fresh_marks())
+    xdist.show()
+    bound = RESPAWN_STARTUP + n * secs / WORKERS
+    print(f"  lower bound (start-up once + test time / {WORKERS}) = {bound:.2f} s")
+    fork, lat = runs["herd (fork server)"]
+    plain_lat = runs["herd --no-fork"][1]
+    if plain_lat:
+        print(f"  --no-fork: median respawn latency {median(plain_lat) * 1000:.0f} ms")
+    med = median(lat)
+    target("respawn: median respawn latency (ms)", None if med is None else med * 1000, 50.0)
+    target("respawn: herd wall / lower bound", fork.wall / bound, 1.15)
+    target("respawn: herd / xdist", fork.wall / xdist.wall, 0.5)
+
+
 def loadavg():
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 BENCHES = {"trivial": bench_trivial, "skewed": bench_skewed, "provider": bench_provider,
-           "param": bench_param, "tiny": bench_tiny}
+           "param": bench_param, "tiny": bench_tiny, "respawn": bench_respawn}
 
 
 def main():

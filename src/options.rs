@@ -225,6 +225,12 @@ run_options! {
         /// summary is then the report. Example: herd run --no-controller -- pytest
         #[arg(long, action = ArgAction::SetTrue, value_parser = switch())]
         pub no_controller: Switch,
+        /// pytest runner: no fork server (by default one pytest process loads the conftest files
+        /// and plugins and collects the suite once, and every local worker, first start and
+        /// respawn, is forked from it). For suites that start threads or open connections
+        /// at import. Example: herd run --no-fork -- pytest
+        #[arg(long, action = ArgAction::SetTrue, value_parser = switch())]
+        pub no_fork: Switch,
         /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.
         /// Example: --color never
         #[arg(long, value_enum, value_name = "WHEN")]
@@ -312,6 +318,7 @@ impl RunOptions {
             history: self.history.clone().or(defaults.history),
             collect_all: self.collect_all.unwrap_or(false),
             controller: self.no_controller != Some(true),
+            fork: self.no_fork != Some(true),
         })
     }
 }
@@ -411,6 +418,14 @@ mod tests {
             let msg = check(options).unwrap_err();
             assert!(msg.starts_with(expected), "{msg}");
         }
+    }
+
+    #[test]
+    fn the_fork_server_is_on_unless_a_flag_or_a_profile_says_no_fork() {
+        assert!(RunOptions::default().session_config(0).unwrap().fork);
+        assert!(!flags(&["--no-fork"]).session_config(0).unwrap().fork);
+        let profile: RunOptions = toml::from_str("no-fork = true").unwrap();
+        assert!(!profile.merge(flags(&[])).session_config(0).unwrap().fork);
     }
 
     #[test]

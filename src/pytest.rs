@@ -54,6 +54,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("wire.py"),
     plugin_file!("xdist_contract.py"),
     plugin_file!("xdist_hooks.py"),
+    plugin_file!("zygote.py"),
 ];
 
 /// The version of the embedded plugin: herd's own (`__version__` in `herd_pytest/__init__.py`
@@ -341,6 +342,10 @@ impl Runner for PytestRunner {
     }
 
     fn xdist_contract(&self) -> bool {
+        true
+    }
+
+    fn fork_server(&self) -> bool {
         true
     }
 }

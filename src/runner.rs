@@ -84,6 +84,11 @@ pub trait Runner: Send {
     fn xdist_contract(&self) -> bool {
         false
     }
+    /// Whether the runner's workers can be forked from a fork server: one worker process that
+    /// loads and collects the suite once (see `herd_actors::zygote`).
+    fn fork_server(&self) -> bool {
+        false
+    }
     /// What follows `herd worker --connect ...` to start this runner's worker on another host
     /// (`--launcher external`). By default: `-- PROGRAM ARGS` of [`Runner::worker_command`],
     /// which `herd worker` runs with the `HERD_*` variables of the slot it joins.

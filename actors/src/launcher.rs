@@ -38,6 +38,12 @@ pub trait Launcher: Debug + Send + Sync {
     fn remote(&self) -> bool {
         false
     }
+
+    /// Whether it runs the worker command as it is, on this machine: then its workers may be
+    /// forked from the session's fork server instead ([`crate::zygote`]).
+    fn local(&self) -> bool {
+        false
+    }
 }
 
 /// Runs the worker command directly, with the `HERD_*` variables in its environment.
@@ -52,6 +58,10 @@ impl Launcher for LocalLauncher {
                 .map(|(k, v)| (OsString::from(k), OsString::from(v))),
         );
         Launch::Spawn(command)
+    }
+
+    fn local(&self) -> bool {
+        true
     }
 }
 

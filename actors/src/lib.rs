@@ -35,6 +35,7 @@ pub mod signals;
 pub mod supervisor;
 pub mod transport;
 pub mod worker;
+pub mod zygote;
 
 use std::sync::Arc;
 
@@ -101,6 +102,10 @@ pub async fn run_session(
     let mut reporter = Reporter::new(output);
     reporter.set_supervisor(supervisor.clone().recipient());
     let reporter = reporter.start();
+    if plan.worker.fork_server {
+        plan.worker.zygote = zygote::start_for(&plan.worker, reporter.clone().recipient());
+    }
+    let zygote = plan.worker.zygote.clone();
     let scheduler = Scheduler::new(
         plan.grouping,
         plan.history,
@@ -130,6 +135,9 @@ pub async fn run_session(
     let report = rx
         .await
         .expect("the supervisor always reports before it stops");
+    if let Some(zygote) = zygote {
+        zygote.stop();
+    }
     drop(transport);
     Ok(report)
 }

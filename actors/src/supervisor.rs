@@ -266,6 +266,15 @@ impl Actor for Supervisor {
             runner: self.settings.runner.clone(),
             workers: self.settings.slots.len(),
             endpoint: self.settings.worker.endpoint.clone(),
+            slots: self
+                .settings
+                .slots
+                .iter()
+                .map(|s| herd_core::events::SlotInfo {
+                    id: s.id.clone(),
+                    appliance: s.appliance.clone(),
+                })
+                .collect(),
         });
         if let Some(tests) = self.settings.reference.take() {
             self.adopt_reference(Reference::whole(tests, BTreeMap::new()));

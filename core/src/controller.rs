@@ -130,6 +130,14 @@ impl ControllerFeed {
     /// The lines of every event but a finished test's.
     fn values(&mut self, event: &Event) -> Vec<Value> {
         match event {
+            Event::SessionStarted { slots, .. } => {
+                for slot in slots {
+                    if !self.workers.iter().any(|(w, _)| *w == slot.id) {
+                        self.workers.push((slot.id.clone(), slot.appliance.clone()));
+                    }
+                }
+                Vec::new()
+            }
             Event::WorkerSpawned {
                 worker,
                 appliance,
@@ -433,6 +441,31 @@ mod tests {
         // A process that never ran a test nor sent output was no node.
         feed.lines(&spawned(3));
         assert!(feed.lines(&exited(3, false)).is_empty());
+    }
+
+    #[test]
+    fn the_configured_hook_names_every_slot_even_before_it_spawned() {
+        use crate::events::SlotInfo;
+        let mut feed = ControllerFeed::default();
+        let slot = |id: &str, appliance: Option<&str>| SlotInfo {
+            id: id.into(),
+            appliance: appliance.map(str::to_string),
+        };
+        feed.lines(&Event::SessionStarted {
+            runner: "pytest".into(),
+            workers: 2,
+            endpoint: "ipc://x".into(),
+            slots: vec![slot("w1", Some("a1")), slot("w2", Some("a2"))],
+        });
+        // The reference can come before the second worker started (a fork server collects).
+        let lines = feed.lines(&Event::Collected {
+            tests: vec!["t".into()],
+            deselected: Vec::new(),
+        });
+        assert_eq!(
+            lines[0].value()["workers"],
+            json!([{"id": "w1", "appliance": "a1"}, {"id": "w2", "appliance": "a2"}])
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum Event {
         workers: usize,
         /// The ZeroMQ endpoint workers connect to.
         endpoint: String,
+        /// Each slot's id and appliance, in order (for the harness hook that names them).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        slots: Vec<SlotInfo>,
     },
     /// The reference collection is known (from the runner, or the first worker's collection).
     Collected {
@@ -210,6 +213,16 @@ pub struct Stamped {
     /// The event.
     #[serde(flatten)]
     pub event: Event,
+}
+
+/// A worker slot as the events name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    /// Its id (`w1`).
+    pub id: String,
+    /// The appliance it owns, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appliance: Option<String>,
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod controller;
 pub mod diff;
 pub mod events;
 pub mod faults;
+pub mod fork;
 pub mod grouping;
 pub mod history;
 pub mod ledger;

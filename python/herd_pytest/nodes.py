@@ -199,6 +199,12 @@ def worker_extras(worker_id, environ=None):
     """On a worker: what the controller's plugins added to this worker's ``workerinput``,
     waiting for the controller's nodes file (``{}`` without a controller, or when it never
     comes: then a warning says so)."""
+    return node_extras(environ).get(worker_id) or {}
+
+
+def node_extras(environ=None):
+    """What the controller's plugins added to each worker's ``workerinput`` (worker id ->
+    keys), from the controller's nodes file, waiting for it (``{}`` without a controller)."""
     env = os.environ if environ is None else environ
     path = env.get(ENV_NODES)
     if not path:
@@ -218,4 +224,5 @@ def worker_extras(worker_id, environ=None):
         time.sleep(0.01)
     with open(path) as f:
         content = json.load(f)
-    return (content.get("nodes") or {}).get(worker_id) or {}
+    nodes = content.get("nodes") or {}
+    return nodes if isinstance(nodes, dict) else {}

@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 
-from . import nodes, xdist_contract
+from . import nodes, xdist_contract, zygote
 from .channel import Channel, HerdError
 from .chaos import Chaos
 from .collection import Collection, partial_scope
@@ -47,7 +47,10 @@ def pytest_cmdline_main(config):
     """Under herd, before any ``pytest_configure``: ``config.workerinput`` and the rest of
     xdist's worker contract, as an xdist worker has them."""
     if under_herd() and xdist_contract.requested():
-        xdist_contract.become_worker(config, Settings().incarnation)
+        if zygote.active():
+            zygote.provisional_identity(config)  # each forked worker takes its own
+        else:
+            xdist_contract.become_worker(config, Settings().incarnation)
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml's and the report plugins' (see controller.py)
@@ -116,6 +119,8 @@ class HerdWorker:
         self.collection.session = session
         if self.config.getoption("capture", None) == "no":
             _quiet_terminal(self.config)
+        if zygote.active():
+            return  # each forked worker says hello (see _fork_off)
         welcome = greet(self.channel, self.settings)
         if welcome is not None:
             self._say_seed()
@@ -141,12 +146,28 @@ class HerdWorker:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session):
-        self.collection.send(session.items, self.chaos.extra_tests())
+        if not zygote.active():
+            self.collection.send(session.items, self.chaos.extra_tests())
+
+    def _fork_off(self, session):
+        """The fork server serves forks here, after collection; it returns only in a forked
+        worker, which then takes its identity, says hello and sends the collection."""
+        env, fds = zygote.serve(os.environ.pop(zygote.ENV_ZYGOTE_SOCKET))
+        zygote.become_worker(self.config, env, fds)
+        errors, deselected = self.collection.errors, self.collection.deselected
+        self.__init__(self.config)  # this worker's settings, status file, faults, socket
+        zygote.take_identity(self.config, self.settings.incarnation)
+        self.collection.errors, self.collection.deselected = errors, deselected
+        self.pytest_sessionstart(session)
+        self.collection.scope = None  # the whole suite is collected already
+        self.pytest_collection_finish(session)
 
     # ---- the test loop and the end ----------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
+        if zygote.active():
+            self._fork_off(session)
         try:
             self.loop.run(session)
         except (KeyboardInterrupt, pytest.exit.Exception, HerdError, pytest.UsageError):

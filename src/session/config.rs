@@ -81,6 +81,9 @@ pub struct SessionConfig {
     /// Whether the runner's controller (pytest's: its own summary, `--junitxml`, cache) is
     /// started; `--no-controller` turns it off.
     pub controller: bool,
+    /// Whether local workers are forked from a fork server when the runner can (pytest);
+    /// `--no-fork` turns it off.
+    pub fork: bool,
 }
 
 /// When to color the output.
@@ -134,6 +137,7 @@ impl Default for SessionConfig {
             dist: None,
             collect_all: false,
             controller: true,
+            fork: true,
         }
     }
 }

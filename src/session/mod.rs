@@ -236,11 +236,13 @@ impl Session {
             command.env.push(nodes[0].clone());
             controller.env.extend(nodes);
         }
+        let fork_server = fork_server(&config, runner.as_ref(), launcher.as_ref());
         let plan = SessionPlan {
             runner: runner.name().to_string(),
             slots,
             reference,
-            shard_collection: runner.shards_collection() && !config.collect_all,
+            // A fork server collects the whole suite once, before any worker starts.
+            shard_collection: runner.shards_collection() && !config.collect_all && !fork_server,
             worker: worker_settings(
                 &config,
                 runner.as_ref(),
@@ -254,6 +256,7 @@ impl Session {
                     fingerprint,
                     usage_error: usage_error.clone(),
                     xdist,
+                    fork_server,
                 },
             ),
             grouping,
@@ -325,6 +328,22 @@ struct Wiring {
     fingerprint: String,
     usage_error: Arc<std::sync::OnceLock<String>>,
     xdist: Option<XdistContract>,
+    /// Whether the workers are forked from a fork server.
+    fork_server: bool,
+}
+
+/// Whether the session forks its workers from a fork server ([`herd_core::fork::decide`]).
+fn fork_server(config: &SessionConfig, runner: &dyn Runner, launcher: &dyn Launcher) -> bool {
+    let decision = herd_core::fork::decide(herd_core::fork::ForkWish {
+        wanted: config.fork,
+        runner_can: runner.fork_server(),
+        local: launcher.local(),
+        platform_can: herd_actors::zygote::supported(),
+    });
+    if let herd_core::fork::ForkDecision::Plain(why) = decision {
+        tracing::debug!("no fork server: {why}");
+    }
+    decision == herd_core::fork::ForkDecision::Fork
 }
 
 /// The settings every worker shares: the session's `wiring`, the config's limits and hooks,
@@ -356,6 +375,8 @@ fn worker_settings(config: &SessionConfig, runner: &dyn Runner, wiring: Wiring) 
         usage_exit: runner.usage_exit_code(),
         usage_error: wiring.usage_error,
         xdist: wiring.xdist,
+        fork_server: wiring.fork_server,
+        zygote: None,
     }
 }
 

@@ -246,6 +246,7 @@ fn script() -> Vec<Event> {
             runner: "exec".into(),
             workers: 2,
             endpoint: "ipc://x".into(),
+            slots: Vec::new(),
         },
         Event::WorkerSpawned {
             worker: "w1".into(),

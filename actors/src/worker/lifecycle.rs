@@ -2,7 +2,6 @@
 //! output tail, killing it, handling its exit through the death plan
 //! ([`herd_core::slot::death`]), and respawning, retiring or finishing the slot.
 
-use super::output::forward_output;
 use super::*;
 
 impl Worker {
@@ -14,7 +13,6 @@ impl Worker {
         self.inc = Incarnation::default();
         self.incarnation += 1;
         self.state = State::Starting;
-        let incarnation = self.incarnation;
         let env = self.spawn_env();
         let launched = match self
             .settings
@@ -24,52 +22,10 @@ impl Worker {
             Launch::Spawn(command) => command,
             Launch::Await(command) => return self.await_join(ctx, command),
         };
-        let mut child = match spawn_in_group(&launched) {
-            Ok(child) => child,
-            Err(e) => {
-                let program = self.settings.command.program.display().to_string();
-                self.notice(format!(
-                    "could not start the worker process `{program}`: {e}"
-                ));
-                let why = format!("could not start `{program}`: {e}");
-                self.state = State::Respawning;
-                if self.draining || self.aborted {
-                    return self.done(false);
-                }
-                self.crash_streak += 1;
-                if self.settings.retire.should_retire(self.crash_streak) {
-                    let streak = self.crash_streak;
-                    return self.retire(format!(
-                        "its process died {streak} times in a row (last: {why})"
-                    ));
-                }
-                self.respawn_after_check(ctx, true);
-                return;
-            }
-        };
-        let pid = child.id().unwrap_or(0);
-        self.inc.pid = Some(pid);
-        self.inc.group = Some(GroupGuard(pid));
-        self.open_log(pid);
-        let addr = ctx.address();
-        if let Some(out) = child.stdout.take() {
-            actix::spawn(forward_output(out, addr.clone(), incarnation));
+        match self.zygote() {
+            Some(zygote) => self.fork_from(ctx, zygote, env, launched),
+            None => self.spawn_plain(ctx, launched),
         }
-        if let Some(err) = child.stderr.take() {
-            actix::spawn(forward_output(err, addr, incarnation));
-        }
-        ctx.spawn(
-            async move { child.wait().await }
-                .into_actor(self)
-                .map(move |status, act, ctx| act.process_gone(ctx, incarnation, status)),
-        );
-        self.start_timer(ctx);
-        self.publish(Event::WorkerSpawned {
-            worker: self.id(),
-            incarnation,
-            pid,
-            appliance: self.slot.appliance.clone(),
-        });
     }
 
     /// The environment of a new incarnation: who it is, where to connect, its token, its

@@ -54,7 +54,9 @@ use crate::reporter::Reporter;
 use crate::scheduler::Scheduler;
 use crate::supervisor::Supervisor;
 use crate::transport::Transport;
+use crate::zygote::Zygote;
 
+mod fork;
 mod inbound;
 mod lifecycle;
 mod liveness;
@@ -125,6 +127,11 @@ pub struct WorkerSettings {
     /// The worker side of pytest-xdist's contract (`PYTEST_XDIST_*` in every worker's
     /// environment), for runners whose plugins expect it; `None` for the others.
     pub xdist: Option<XdistContract>,
+    /// Whether the session forks its local workers from a fork server (started by
+    /// [`crate::run_session`]; see [`herd_core::fork`]).
+    pub fork_server: bool,
+    /// The session's fork server, while it lives: each local incarnation is forked from it.
+    pub zygote: Option<Arc<Zygote>>,
 }
 
 /// What every worker of a session is told so that it looks like a pytest-xdist worker to

@@ -124,10 +124,13 @@ impl Roster {
         if !self.seats.contains_key(&worker) {
             self.order.push(worker.clone());
         }
-        // A slot that is gone stays gone (a late notice changes nothing).
+        // A slot that is gone stays gone (a late notice changes nothing), and a reserved one
+        // stays reserved when its actor starts awaiting the same incarnation.
         let current = self.seats.entry(worker).or_insert(seat);
-        if *current != Seat::Gone {
-            *current = seat;
+        match (*current, seat) {
+            (Seat::Gone, _) => {}
+            (Seat::Reserved { incarnation, .. }, Seat::Awaiting(i)) if i == incarnation => {}
+            _ => *current = seat,
         }
     }
 
@@ -249,6 +252,8 @@ mod tests {
                     (awaiting("w1", 1), None),
                     (Join, assign("w1", 1)),
                     (Join, create("w2")),
+                    // The new slot's actor starts awaiting its joiner: still reserved.
+                    (awaiting("w2", 1), None),
                     (Join, create("w3")),
                     (Join, full(3, 3)),
                 ],

@@ -9,7 +9,7 @@ use std::time::Duration;
 use herd_actors::output::LineFile;
 use herd_actors::worker::XdistContract;
 use herd_actors::{
-    run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReportFile,
+    run_session, EventSubscriber, ExternalLauncher, Joins, Launcher, LocalLauncher, ReportFile,
     ReporterOptions, SessionPlan, SessionReport, TemplateLauncher, WorkerCommand, WorkerSettings,
     WorkerSlot,
 };
@@ -199,6 +199,7 @@ impl Session {
         let token = check_remote_options(&config)?;
         let slots = Session::slots(&config)?;
         let launcher = make_launcher(launcher, &config, runner.as_ref(), &slots)?;
+        let joins = joins(&config, runner.as_ref(), &slots)?;
         let (color, progress_bar) = terminal_settings(&config, out_is_stdout);
         let (command, fingerprint, controller) = commands(&config, runner.as_ref())?;
         let reference = runner.collect()?;
@@ -256,6 +257,8 @@ impl Session {
             crash_retries: config.crash_retries,
             budget,
             handle_signals: config.handle_signals,
+            joins,
+            min_workers: config.min_workers,
         };
         let output = ReporterOptions {
             out,
@@ -367,6 +370,43 @@ fn make_launcher(
             )
         }
     })
+}
+
+/// Whether replicas may join without naming a slot (`--launcher external`), what they are told
+/// to run, and how many slots there may be; `--max-workers` and `--min-workers` checked.
+fn joins(
+    config: &SessionConfig,
+    runner: &dyn Runner,
+    slots: &[WorkerSlot],
+) -> Result<Option<Joins>, SessionError> {
+    let external = config.launcher.as_deref() == Some("external");
+    let max = config.max_workers.unwrap_or(slots.len());
+    if !external && config.max_workers.is_some_and(|n| n != slots.len()) {
+        return Err(SessionError::Usage(
+            "--max-workers needs --launcher external (replicas started by someone else join              the session; herd starts -n workers itself otherwise)"
+                .into(),
+        ));
+    }
+    if max < slots.len() {
+        return Err(SessionError::Usage(format!(
+            "--max-workers {max} is less than the {} worker slots of -n",
+            slots.len()
+        )));
+    }
+    if config.min_workers > max {
+        return Err(SessionError::Usage(format!(
+            "--min-workers {} is more than the session's {max} workers at most (--max-workers)",
+            config.min_workers
+        )));
+    }
+    if !external {
+        return Ok(None);
+    }
+    Ok(Some(Joins {
+        runner: runner.remote_worker_args()?,
+        fingerprint: config.fingerprint.clone(),
+        max_workers: max,
+    }))
 }
 
 /// `(color, progress bar)`: on a terminal unless told otherwise (`--color`, `NO_COLOR`, `-q`).

@@ -103,7 +103,7 @@ fn join_session(endpoint: &str, args: &WorkerArgs) -> Result<Option<WorkerArgs>,
             appliance,
         } => (worker, incarnation, runner, fingerprint, appliance),
     };
-    tracing::info!(%worker, incarnation, "joined the session");
+    eprintln!("herd worker: joined the session at {endpoint} as {worker}.{incarnation}");
     let mut assigned = args.clone();
     assigned.worker = Some(worker);
     assigned.incarnation = incarnation;

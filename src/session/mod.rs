@@ -272,6 +272,7 @@ impl Session {
             progress_bar,
             color,
             controller,
+            name_workers: config.launcher.as_deref() == Some("external"),
         };
         let report = run_session(plan, output)
             .await

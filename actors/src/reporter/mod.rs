@@ -108,6 +108,9 @@ pub struct ReporterOptions {
     /// The pytest controller's command: started now, before any worker; its summary, files
     /// and exit code are pytest's own (`None`: herd's summary).
     pub controller: Option<crate::WorkerCommand>,
+    /// The summary names every worker that took part and how many tests each finished (for
+    /// sessions whose workers come and go: `--launcher external`).
+    pub name_workers: bool,
 }
 
 impl ReporterOptions {
@@ -134,12 +137,10 @@ impl ReporterOptions {
                 pytest_summary.clone(),
             )));
         }
-        sinks.push(Box::new(Summary::new(
-            console,
-            self.verbosity,
-            self.durations,
-            pytest_summary,
-        )));
+        sinks.push(Box::new(
+            Summary::new(console, self.verbosity, self.durations, pytest_summary)
+                .naming_workers(self.name_workers),
+        ));
         sinks
     }
 }

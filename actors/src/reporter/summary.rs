@@ -26,6 +26,8 @@ pub struct Summary {
     /// Whether the pytest controller printed pytest's own summary: then herd's sections and
     /// final line are left out, and only what pytest cannot know is said.
     pytest_summary: PytestSummary,
+    /// Name every worker that took part (see [`Summary::naming_workers`]).
+    name_workers: bool,
 }
 
 impl Summary {
@@ -42,7 +44,15 @@ impl Summary {
             durations,
             final_line: None,
             pytest_summary,
+            name_workers: false,
         }
+    }
+
+    /// With `on`, the summary names every worker that took part, with the tests each finished
+    /// (sessions whose workers come and go).
+    pub fn naming_workers(mut self, on: bool) -> Summary {
+        self.name_workers = on;
+        self
     }
 }
 
@@ -68,6 +78,9 @@ impl Sink for Summary {
         if !report.faults.is_empty() {
             console.line(faults_line(&report.faults));
         }
+        if self.name_workers {
+            console.line(workers_line(report));
+        }
         self.final_line = if pytests {
             herd_only_line(&report.tally)
         } else {
@@ -88,6 +101,31 @@ impl Sink for Summary {
         console.flush();
         Ok(())
     }
+}
+
+/// `herd: 3 workers took part: w1 (12 tests), w2 (8 tests), w3 (left early; 3 tests)`.
+fn workers_line(report: &SessionReport) -> String {
+    let mut workers: Vec<&str> = Vec::new();
+    for life in &report.workers {
+        if !workers.contains(&life.worker.as_str()) {
+            workers.push(&life.worker);
+        }
+    }
+    let named: Vec<String> = workers
+        .iter()
+        .map(|w| {
+            let tests = report
+                .results
+                .iter()
+                .filter(|r| r.worker.as_deref() == Some(*w))
+                .count();
+            let plural = if tests == 1 { "" } else { "s" };
+            format!("{w} ({tests} test{plural})")
+        })
+        .collect();
+    let n = named.len();
+    let noun = if n == 1 { "worker" } else { "workers" };
+    format!("herd: {n} {noun} took part: {}", named.join(", "))
 }
 
 /// pytest's "warnings summary": each distinct warning once, with the tests that raised it.

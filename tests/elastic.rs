@@ -251,6 +251,22 @@ fn elastic_options_and_an_unreachable_coordinator_are_refused_clearly() {
         "{}",
         run.dump()
     );
+    // Too low an open-file limit for the workers asked for: what to do is said.
+    let herd = env!("CARGO_BIN_EXE_herd");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 200 && exec {herd} run -n 100 --list 'cat ids.txt' -- sh {{}}"
+        ))
+        .current_dir(suite.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("100 workers need about 664 open files") && text.contains("ulimit -n 664"),
+        "{text}"
+    );
     // A replica with nowhere to go says why.
     let out = Command::new(env!("CARGO_BIN_EXE_herd"))
         .args([

@@ -28,6 +28,7 @@ use crate::values;
 
 mod config;
 mod files;
+mod limits;
 mod remote;
 
 pub use config::{ColorChoice, SessionConfig};
@@ -200,6 +201,7 @@ impl Session {
         let slots = Session::slots(&config)?;
         let launcher = make_launcher(launcher, &config, runner.as_ref(), &slots)?;
         let joins = joins(&config, runner.as_ref(), &slots)?;
+        limits::raise_file_limit(joins.as_ref().map_or(slots.len(), |j| j.max_workers))?;
         let (color, progress_bar) = terminal_settings(&config, out_is_stdout);
         let (command, fingerprint, controller) = commands(&config, runner.as_ref())?;
         let reference = runner.collect()?;

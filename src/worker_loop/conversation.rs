@@ -196,6 +196,9 @@ impl Conversation {
 
     /// Asks for the next group when nothing is left to start (before the running test ends).
     fn ask_if_empty(&mut self) {
+        if self.stop {
+            return;
+        }
         if self.queue.is_empty() && !self.no_more && !self.requested {
             self.outbox.push(WorkerMessage::NeedTests);
             self.requested = true;

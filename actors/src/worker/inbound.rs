@@ -113,6 +113,8 @@ impl Worker {
                     *early_request = true;
                 }
             }
+            // A worker that is leaving gets nothing more (it would give it back).
+            WorkerMessage::NeedTests if self.inc.leaving => {}
             WorkerMessage::NeedTests => self.need_tests(ctx),
             WorkerMessage::Warning { text, test, when } => {
                 let outside_tests = test.is_none() && when.as_deref() != Some("runtest");

@@ -68,7 +68,7 @@ pub fn worker_main(args: &WorkerArgs) -> i32 {
         None if args.command.is_empty() => usage(
             "give --list CMD -- CMD {} (exec runner), or the worker command after `--`".into(),
         ),
-        None => run_command(&env, &args.command),
+        None => run_command(&env, &args.command, remote),
     }
 }
 
@@ -146,7 +146,22 @@ fn worker_env(args: &WorkerArgs) -> Result<WorkerEnv, ClientError> {
 /// command is checked first as `herd run` checks a local one (its Python must import pytest
 /// and pyzmq, see [`crate::preflight`]) and gets herd's plugin: the one installed in that
 /// Python, or the embedded copy written to a private directory that lives as long as it runs.
-fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
+///
+/// For a `remote` worker (`--connect`) pytest's 5 ("no tests collected": its shard of the
+/// collection held no file, yet it ran what it was dealt) is 0, so an orchestrator (a
+/// Kubernetes Job, Slurm) does not take a worker that did its work for a failed one; pytest's
+/// other codes (1: a test it ran failed) are kept.
+fn run_command(env: &WorkerEnv, command: &[String], remote: bool) -> i32 {
+    let pytest = crate::PytestRunner::is_pytest_command(command);
+    let code = run_worker_command(env, command);
+    if remote && pytest && code == 5 {
+        return 0;
+    }
+    code
+}
+
+/// Runs the worker command with `env` set; its exit code.
+fn run_worker_command(env: &WorkerEnv, command: &[String]) -> i32 {
     let (worker, _plugin) = if crate::PytestRunner::is_pytest_command(command) {
         let runner = match pytest_runner(command) {
             Ok(runner) => runner,

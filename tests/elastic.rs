@@ -287,6 +287,30 @@ fn elastic_options_and_an_unreachable_coordinator_are_refused_clearly() {
     );
 }
 
+#[test]
+fn a_replica_is_refused_by_a_session_that_starts_its_own_workers() {
+    let suite = sleepy(6, "0.3");
+    let token = token_file(suite.path());
+    let herd = suite.spawn(&[
+        "-n",
+        "1",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    let endpoint = endpoint(&suite);
+    let (code, out) = finish(replica(&suite, &endpoint));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("this session takes no worker that does not name its slot"),
+        "{out}"
+    );
+    let run = Run::wait(herd, &suite.events_path());
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 6);
+}
+
 #[path = "elastic/slurm.rs"]
 mod slurm;
 

@@ -103,7 +103,7 @@ impl Sink for Summary {
     }
 }
 
-/// `herd: 3 workers took part: w1 (12 tests), w2 (8 tests), w3 (left early; 3 tests)`.
+/// `herd: 3 workers took part: w1 (12 tests), w2 (8 tests), w3 (3 tests)`, in slot order.
 fn workers_line(report: &SessionReport) -> String {
     let mut workers: Vec<&str> = Vec::new();
     for life in &report.workers {
@@ -111,6 +111,8 @@ fn workers_line(report: &SessionReport) -> String {
             workers.push(&life.worker);
         }
     }
+    // In slot order: w2 before w10.
+    workers.sort_by_key(|w| (w.len(), *w));
     let named: Vec<String> = workers
         .iter()
         .map(|w| {

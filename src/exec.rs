@@ -153,15 +153,17 @@ fn worker_env(args: &WorkerArgs) -> Result<WorkerEnv, ClientError> {
 /// other codes (1: a test it ran failed) are kept.
 fn run_command(env: &WorkerEnv, command: &[String], remote: bool) -> i32 {
     let pytest = crate::PytestRunner::is_pytest_command(command);
-    let code = run_worker_command(env, command);
+    let code = run_worker_command(env, command, remote);
     if remote && pytest && code == 5 {
         return 0;
     }
     code
 }
 
-/// Runs the worker command with `env` set; its exit code.
-fn run_worker_command(env: &WorkerEnv, command: &[String]) -> i32 {
+/// Runs the worker command with `env` set; its exit code. A `remote` worker's command is told
+/// to leave cleanly on SIGTERM (`HERD_LEAVE_ON_SIGTERM=1`, which herd's pytest plugin honours),
+/// and the SIGTERMs this process gets (a pod deleted, `scancel`) are passed on to it.
+fn run_worker_command(env: &WorkerEnv, command: &[String], remote: bool) -> i32 {
     let (worker, _plugin) = if crate::PytestRunner::is_pytest_command(command) {
         let runner = match pytest_runner(command) {
             Ok(runner) => runner,
@@ -187,7 +189,16 @@ fn run_worker_command(env: &WorkerEnv, command: &[String]) -> i32 {
         .env(herd_core::protocol::ENV_VERSION, env!("CARGO_PKG_VERSION"))
         .envs(env.to_vars());
     herd_actors::process::die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGTERM);
-    match cmd.status() {
+    if remote {
+        cmd.env(ENV_LEAVE_ON_SIGTERM, "1");
+    }
+    let status = cmd.spawn().and_then(|mut child| {
+        if remote {
+            forward_sigterm(child.id());
+        }
+        child.wait()
+    });
+    match status {
         Ok(status) => {
             use std::os::unix::process::ExitStatusExt;
             status
@@ -199,6 +210,25 @@ fn run_worker_command(env: &WorkerEnv, command: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Tells a worker command to leave cleanly on SIGTERM (see [`run_worker_command`]).
+const ENV_LEAVE_ON_SIGTERM: &str = "HERD_LEAVE_ON_SIGTERM";
+
+/// Passes every SIGTERM this process gets on to `pid`, from a thread of its own.
+fn forward_sigterm(pid: u32) {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM])
+    else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        });
 }
 
 /// The pytest runner for a pytest worker command, once its Python has passed the up-front check.

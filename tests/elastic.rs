@@ -224,6 +224,84 @@ fn a_replica_leaving_cleanly_gives_back_its_tests_and_they_run_elsewhere_once() 
 }
 
 #[test]
+fn a_pytest_replica_leaving_on_sigterm_gives_back_its_tests() {
+    let pytest = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/pytest");
+    assert!(pytest.exists(), "run scripts/python-env first");
+    let dir = tempfile::tempdir().unwrap();
+    let test = "import time, pytest\n\n@pytest.mark.parametrize('i', range(30))\n\
+                def test_x(i):\n    time.sleep(0.15)\n";
+    std::fs::write(dir.path().join("test_x.py"), test).unwrap();
+    let token = token_file(dir.path());
+    let events = dir.path().join("events.jsonl");
+    let herd = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "-n",
+            "2",
+            "--min-workers",
+            "2",
+            "--launcher",
+            "external",
+        ])
+        .args(["--listen", "tcp://127.0.0.1:0", "--token-file"])
+        .arg(&token)
+        .arg("--events")
+        .arg(&events)
+        .arg("--")
+        .arg(&pytest)
+        .args(["-q", "-p", "no:cacheprovider", "test_x.py"])
+        .env_remove("PYTEST_ADDOPTS")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let endpoint = wait_for("the session to start", || {
+        read_events(&events)
+            .iter()
+            .find(|e| e["event"] == "session_started")
+            .map(|e| e["endpoint"].as_str().unwrap().to_string())
+    });
+    let join = || {
+        Command::new(env!("CARGO_BIN_EXE_herd"))
+            .args(["worker", "--connect", &endpoint, "--token-file"])
+            .arg(&token)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let leaver = join();
+    wait_for("the first replica to join", || {
+        read_events(&events)
+            .iter()
+            .any(|e| e["event"] == "worker_spawned" && e["worker"] == "w1")
+            .then_some(())
+    });
+    let stayer = join();
+    wait_for("tests on w1", || {
+        (finished_by(&events, "w1") >= 3).then_some(())
+    });
+    let pid = nix::unistd::Pid::from_raw(leaver.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, out) = finish(leaver);
+    assert_eq!(code, 0, "{out}");
+    let run = Run::wait(herd, &events);
+    let (code, out) = finish(stayer);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.count("passed"), 30, "{}", run.dump());
+    assert!(run.stdout.contains("[w1] is leaving"), "{}", run.dump());
+    let counts = per_worker(&run);
+    assert_eq!(counts["w1"] + counts["w2"], 30, "{counts:?}");
+    assert!(counts["w1"] < 30 && counts["w2"] > 0, "{counts:?}");
+}
+
+#[test]
 fn elastic_options_and_an_unreachable_coordinator_are_refused_clearly() {
     let suite = sleepy(2, "0");
     let run = suite.run(&["-n", "2", "--max-workers", "4"]);

@@ -92,7 +92,9 @@ fn join_session(endpoint: &str, args: &WorkerArgs) -> Result<Option<WorkerArgs>,
     let joined = crate::client::join(endpoint, &token, fingerprint, connect_timeout())?;
     let (worker, incarnation, runner, fingerprint, appliance) = match joined {
         Joined::Full(message) => {
-            eprintln!("herd worker: the session at {endpoint} is full: {message}; exiting");
+            eprintln!(
+                "herd worker: the session at {endpoint} needs no more workers: {message}; exiting"
+            );
             return Ok(None);
         }
         Joined::Assigned {

@@ -133,6 +133,15 @@ fn identical_replicas_finish_a_suite_with_one_outcome_per_test() {
         "{}",
         run.dump()
     );
+    // The one line every replica may run is printed, besides the per-slot commands.
+    let line = format!("worker --connect {endpoint} --token-file ");
+    assert!(
+        run.stdout
+            .contains("identical replicas may join from any host (up to 3 workers at once)")
+            && run.stdout.contains(&line),
+        "{}",
+        run.dump()
+    );
 }
 
 #[test]
@@ -153,7 +162,7 @@ fn a_replica_joining_mid_session_gets_work_and_one_past_the_maximum_is_told_the_
     let (code, out) = finish(replica(&suite, &endpoint));
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("is full: every worker slot is taken (2 of at most 2)"),
+        out.contains("needs no more workers: every worker slot is taken (2 of at most 2); exiting"),
         "{out}"
     );
     // A replica with a wrong token gets nothing but a refusal.

@@ -298,6 +298,7 @@ impl Actor for Supervisor {
         }
         let peers = self.peers(ctx);
         self.open_dealing_later(ctx);
+        self.announce_joins();
         for slot in self.settings.slots.clone() {
             let id = slot.id.clone();
             let worker = Worker::new(slot, self.settings.worker.clone(), peers.clone()).start();

@@ -158,7 +158,7 @@ impl Roster {
         let live = self.live();
         if live >= self.max {
             return RosterEffect::Full(format!(
-                "every worker slot is taken ({live} of at most {}): this replica is not needed",
+                "every worker slot is taken ({live} of at most {})",
                 self.max
             ));
         }
@@ -222,7 +222,7 @@ mod tests {
         let hold = Duration::from_secs(10);
         let full = |live: usize, max: usize| {
             Some(Full(format!(
-                "every worker slot is taken ({live} of at most {max}): this replica is not needed"
+                "every worker slot is taken ({live} of at most {max})"
             )))
         };
         type Case = (

@@ -345,21 +345,11 @@ fn make_launcher(
     Ok(match (launcher, config.launcher.as_deref()) {
         (Some(launcher), _) => launcher,
         (None, None | Some("local")) => Arc::new(LocalLauncher),
-        (None, Some("external")) => {
-            let herd = std::env::current_exe()
-                .map_or_else(|_| "herd".to_string(), |p| p.display().to_string());
-            let token_file = config.token_file.as_ref().map_or_else(String::new, |p| {
-                std::path::absolute(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .display()
-                    .to_string()
-            });
-            Arc::new(ExternalLauncher::new(
-                herd,
-                token_file,
-                runner.remote_worker_args()?,
-            ))
-        }
+        (None, Some("external")) => Arc::new(ExternalLauncher::new(
+            herd_program(),
+            token_file_path(config),
+            runner.remote_worker_args()?,
+        )),
         (None, Some(template)) => {
             let hosts = slots
                 .iter()
@@ -409,7 +399,24 @@ fn joins(
         runner: runner.remote_worker_args()?,
         fingerprint: config.fingerprint.clone(),
         max_workers: max,
+        herd: herd_program(),
+        token_file: token_file_path(config),
     }))
+}
+
+/// The herd program, as a remote worker's command line names it.
+fn herd_program() -> String {
+    std::env::current_exe().map_or_else(|_| "herd".to_string(), |p| p.display().to_string())
+}
+
+/// `--token-file`, made absolute, as a remote worker's command line names it.
+fn token_file_path(config: &SessionConfig) -> String {
+    config.token_file.as_ref().map_or_else(String::new, |p| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string()
+    })
 }
 
 /// `(color, progress bar)`: on a terminal unless told otherwise (`--color`, `NO_COLOR`, `-q`).

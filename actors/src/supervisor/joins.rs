@@ -18,6 +18,10 @@ pub struct Joins {
     pub fingerprint: Option<String>,
     /// The most live slots (`--max-workers`).
     pub max_workers: usize,
+    /// The herd program and the token file to print in the replicas' command line.
+    pub herd: String,
+    /// See [`Joins::herd`].
+    pub token_file: String,
 }
 
 impl Supervisor {
@@ -55,7 +59,7 @@ impl Supervisor {
         let answer = if self.session.is_running() {
             self.roster.handle(RosterInput::Join, Instant::now())
         } else {
-            Some(RosterEffect::Full("the session is ending".into()))
+            Some(RosterEffect::Full("it is ending".into()))
         };
         let message = match answer {
             Some(RosterEffect::Assign {
@@ -112,6 +116,23 @@ impl Supervisor {
             reporter: self.reporter.clone(),
             transport: self.transport.clone(),
         }
+    }
+
+    /// Says, once, the command line every replica may run to join.
+    pub(super) fn announce_joins(&self) {
+        let Some(joins) = &self.settings.joins else {
+            return;
+        };
+        let quote = crate::launcher::quote;
+        let n = joins.max_workers;
+        let noun = if n == 1 { "worker" } else { "workers" };
+        self.notice(format!(
+            "identical replicas may join from any host (up to {n} {noun} at once), each with:\n    \
+             {} worker --connect {} --token-file {}",
+            quote(&joins.herd),
+            quote(&self.settings.worker.endpoint),
+            quote(&joins.token_file)
+        ));
     }
 
     /// Deals to the workers that came once the start timeout has passed, if `--min-workers`

@@ -103,7 +103,12 @@ impl Sink for Summary {
     }
 }
 
-/// `herd: 3 workers took part: w1 (12 tests), w2 (8 tests), w3 (3 tests)`, in slot order.
+/// Up to this many workers, the summary gives each one's count of tests; beyond, ranges.
+const WORKERS_NAMED_ONE_BY_ONE: usize = 16;
+
+/// `herd: 3 workers took part: w1 (12 tests), w2 (8 tests), w3 (3 tests)`, in slot order; for
+/// many workers, ranges of names and the spread of counts: `herd: 300 workers took part:
+/// w1-w300 (61 to 78 tests each)`.
 fn workers_line(report: &SessionReport) -> String {
     let mut workers: Vec<&str> = Vec::new();
     for life in &report.workers {
@@ -113,21 +118,56 @@ fn workers_line(report: &SessionReport) -> String {
     }
     // In slot order: w2 before w10.
     workers.sort_by_key(|w| (w.len(), *w));
-    let named: Vec<String> = workers
-        .iter()
-        .map(|w| {
-            let tests = report
-                .results
-                .iter()
-                .filter(|r| r.worker.as_deref() == Some(*w))
-                .count();
-            let plural = if tests == 1 { "" } else { "s" };
-            format!("{w} ({tests} test{plural})")
-        })
-        .collect();
-    let n = named.len();
+    let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+    for result in &report.results {
+        if let Some(worker) = result.worker.as_deref() {
+            *counts.entry(worker).or_default() += 1;
+        }
+    }
+    let count = |w: &str| counts.get(w).copied().unwrap_or(0);
+    let tests = |n: usize| format!("{n} test{}", if n == 1 { "" } else { "s" });
+    let n = workers.len();
     let noun = if n == 1 { "worker" } else { "workers" };
-    format!("herd: {n} {noun} took part: {}", named.join(", "))
+    if n <= WORKERS_NAMED_ONE_BY_ONE {
+        let named: Vec<String> = workers
+            .iter()
+            .map(|w| format!("{w} ({})", tests(count(w))))
+            .collect();
+        return format!("herd: {n} {noun} took part: {}", named.join(", "));
+    }
+    let least = workers.iter().map(|w| count(w)).min().unwrap_or(0);
+    let most = workers.iter().map(|w| count(w)).max().unwrap_or(0);
+    format!(
+        "herd: {n} {noun} took part: {} ({least} to {most} tests each)",
+        name_ranges(&workers)
+    )
+}
+
+/// Worker names with runs of consecutive `w<N>` shortened: `w1-w4, w7, db`.
+fn name_ranges(workers: &[&str]) -> String {
+    let number = |w: &str| w.strip_prefix('w').and_then(|n| n.parse::<u64>().ok());
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Option<(u64, u64)> = None;
+    let close = |run: Option<(u64, u64)>, parts: &mut Vec<String>| match run {
+        Some((a, b)) if a == b => parts.push(format!("w{a}")),
+        Some((a, b)) => parts.push(format!("w{a}-w{b}")),
+        None => {}
+    };
+    for w in workers {
+        match (number(w), run) {
+            (Some(k), Some((a, b))) if k == b + 1 => run = Some((a, k)),
+            (Some(k), _) => {
+                close(run, &mut parts);
+                run = Some((k, k));
+            }
+            (None, _) => {
+                close(run.take(), &mut parts);
+                parts.push(w.to_string());
+            }
+        }
+    }
+    close(run, &mut parts);
+    parts.join(", ")
 }
 
 /// pytest's "warnings summary": each distinct warning once, with the tests that raised it.
@@ -247,4 +287,19 @@ fn faults_line(faults: &[InjectedFault]) -> String {
         faults.len(),
         counts.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_ranges;
+
+    #[test]
+    fn runs_of_worker_names_are_shortened() {
+        assert_eq!(
+            name_ranges(&["w1", "w2", "w3", "w5", "w7", "w8"]),
+            "w1-w3, w5, w7-w8"
+        );
+        assert_eq!(name_ranges(&["w1", "db", "w2"]), "w1, db, w2");
+        assert_eq!(name_ranges(&[]), "");
+    }
 }

@@ -50,6 +50,14 @@ fn cpu_and_rss() -> (f64, i64) {
     )
 }
 
+/// The peak resident set of this process as /proc/self/status says it (`VmHWM`).
+fn vm_hwm() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} MiB", kib / 1024.0))
+}
+
 fn main() {
     let noop = std::env::args().any(|a| a == "--noop");
     let mut args = std::env::args().skip(1).filter(|a| a != "--noop");
@@ -116,8 +124,9 @@ fn main() {
         cpu * 1e3 / workers as f64
     );
     println!(
-        "  coordinator RSS    {:.1} MiB peak",
-        rss_kib as f64 / 1024.0
+        "  coordinator RSS    {:.1} MiB peak (getrusage; VmHWM {})",
+        rss_kib as f64 / 1024.0,
+        vm_hwm().unwrap_or_else(|| "unknown".into())
     );
     println!("  workers that ran tests {used} of {workers}");
     println!(

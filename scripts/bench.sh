@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coordinator overhead benchmarks (print figures; assert nothing timed):
 #   scripts/bench.sh [TESTS] [WORKERS] [--noop]   trivial exec tests (default 10,000 on 2 workers)
-#   scripts/bench.sh scale [WORKERS] [TESTS]      no-op workers at scale (default 200 x 20,000)
+#   scripts/bench.sh scale [WORKERS] [TESTS]      no-op workers at scale (default 200 x 20,000;
+#                                                 scripts/bench-scale: 200, 500 and 1,000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins --examples

@@ -50,6 +50,11 @@ pub enum Command {
     ///
     /// Without --connect it reads the HERD_* variables `herd run` sets. With --connect it joins a
     /// session listening on TCP; `herd run --launcher external` prints each worker's command.
+    /// Without --worker it takes a free slot and learns the test command from the session, so
+    /// identical replicas (a Kubernetes Job, `srun -n N`, `sbatch --array`) need only:
+    ///   herd worker --connect tcp://ci-1:5555 --token-file token
+    /// With --connect, SIGTERM makes it leave cleanly: its unstarted tests go back, the running
+    /// test finishes (a second SIGTERM stops it at once).
     ///
     /// exec runner:
     ///   herd worker --connect tcp://ci-1:5555 --token-file token --worker w3 \
@@ -80,17 +85,19 @@ pub struct RunArgs {
 }
 
 /// Options of `herd worker`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Join the coordinator at this endpoint (instead of reading HERD_ENDPOINT and the other
     /// HERD_* variables). Example: --connect tcp://ci-1.example:5555
-    #[arg(long, value_name = "ENDPOINT", requires_all = ["token_file", "worker"],
+    #[arg(long, value_name = "ENDPOINT", requires = "token_file",
           value_parser = values::ENDPOINT.parser())]
     pub connect: Option<String>,
     /// With --connect: the file holding the session token. Example: --token-file ~/.herd-token
     #[arg(long, value_name = "FILE", requires = "connect")]
     pub token_file: Option<PathBuf>,
-    /// With --connect: the worker slot to fill (herd prints it). Example: --worker w3
+    /// With --connect: the worker slot to fill (herd prints it). Without it the worker asks the
+    /// session for a free slot (--launcher external) and learns what to run there; if every slot
+    /// is taken it says so and exits 0. Example: --worker w3
     #[arg(long, value_name = "ID", requires = "connect", value_parser = values::WORKER_ID.parser())]
     pub worker: Option<String>,
     /// With --connect: the spawn number (a worker restarted after its predecessor died needs a
@@ -109,7 +116,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "CMD", value_parser = values::LIST.parser())]
     pub list: Option<String>,
     /// Exec runner: report every test passed without running anything (benchmarks of herd).
-    #[arg(long, hide = true, requires = "list")]
+    #[arg(long, hide = true)]
     pub noop: bool,
     /// With --list, the command that runs one test; otherwise the worker command to run with the
     /// HERD_* variables (a pytest command gets herd's plugin).

@@ -40,6 +40,83 @@ pub enum ClientError {
     Setup(String),
 }
 
+/// The coordinator's answer to a replica that joins without naming a slot ([`join`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// The slot the replica takes, and what to run there.
+    Assigned {
+        /// The worker id to say in `hello`.
+        worker: String,
+        /// The incarnation to say in `hello`.
+        incarnation: u32,
+        /// The rest of the `herd worker` command line (`--list CMD -- CMD {}`, `-- pytest ..`).
+        runner: Vec<String>,
+        /// The session's `--fingerprint` command.
+        fingerprint: Option<String>,
+        /// The slot's appliance.
+        appliance: Option<String>,
+    },
+    /// Every slot is taken: nothing to do (the message says why).
+    Full(String),
+}
+
+/// Asks the coordinator at `endpoint` for a slot, presenting `token` (and `fingerprint`, when
+/// the replica knows the session's fingerprint command): the first step of a replica that does
+/// not know its slot (see [`protocol`]'s module docs). It connects as `any.0.<nonce>` and
+/// waits up to `timeout` for the answer.
+pub fn join(
+    endpoint: &str,
+    token: &str,
+    fingerprint: Option<String>,
+    timeout: Duration,
+) -> Result<Joined, ClientError> {
+    let err = |source| ClientError::Socket {
+        endpoint: endpoint.to_string(),
+        source,
+    };
+    let context = zmq::Context::new();
+    let socket = context.socket(zmq::DEALER).map_err(err)?;
+    let identity = protocol::socket_identity(protocol::JOIN_WORKER, 0);
+    socket.set_identity(identity.as_bytes()).map_err(err)?;
+    socket.set_linger(0).map_err(err)?;
+    socket.connect(endpoint).map_err(err)?;
+    let join = WorkerMessage::Join {
+        protocol: PROTOCOL_VERSION,
+        token: token.to_string(),
+        fingerprint,
+        pid: Some(std::process::id()),
+    };
+    socket.send(encode(&join), 0).map_err(err)?;
+    let millis = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    if socket.poll(zmq::POLLIN, millis).map_err(err)? == 0 {
+        return Err(ClientError::NoAnswer(endpoint.to_string(), timeout));
+    }
+    let frame = socket.recv_bytes(0).map_err(err)?;
+    match decode_coordinator_message(&frame).map_err(|e| ClientError::Unexpected(e.to_string()))? {
+        CoordinatorMessage::Assigned {
+            worker,
+            incarnation,
+            runner,
+            fingerprint,
+            appliance,
+        } => Ok(Joined::Assigned {
+            worker,
+            incarnation,
+            runner,
+            fingerprint,
+            appliance,
+        }),
+        CoordinatorMessage::Full { message } => Ok(Joined::Full(message)),
+        CoordinatorMessage::Error { message } if message.contains("unknown variant") => {
+            Err(ClientError::Refused(format!(
+                "the coordinator does not take workers without --worker (an older herd?):                  {message}"
+            )))
+        }
+        CoordinatorMessage::Error { message } => Err(ClientError::Refused(message)),
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
 /// Where and who a worker is, as herd tells it through the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerEnv {

@@ -12,13 +12,15 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herd_core::outcome::{Phase, PhaseOutcome};
 use herd_core::protocol::{PhaseReport, WorkerMessage};
 
 use crate::cli::WorkerArgs;
-use crate::client::{ClientError, WorkerEnv};
+use crate::client::{ClientError, Joined, WorkerEnv};
 use crate::preflight::Plugin;
 use crate::runner::{list_tests, Runner};
 pub use crate::worker_loop::Faults;
@@ -40,17 +42,93 @@ pub fn worker_main(args: &WorkerArgs) -> i32 {
         eprintln!("herd worker: {msg}");
         herd_core::outcome::exit_code::USAGE_ERROR
     };
+    let joined;
+    let args = match (&args.connect, &args.worker) {
+        (Some(endpoint), None) => match join_session(endpoint, args) {
+            Ok(Some(assigned)) => {
+                joined = assigned;
+                &joined
+            }
+            Ok(None) => return 0,
+            Err(e) => {
+                eprintln!("herd worker: {e}");
+                return 1;
+            }
+        },
+        _ => args,
+    };
     let env = match worker_env(args) {
         Ok(env) => env,
         Err(e) => return usage(e.to_string()),
     };
+    let remote = args.connect.is_some();
     match &args.list {
-        Some(list) => run_worker(env, list, &args.command, args.noop),
+        Some(list) => run_worker(env, list, &args.command, args.noop, remote),
+        None if args.noop => usage("--noop needs --list CMD (the exec runner)".into()),
         None if args.command.is_empty() => usage(
             "give --list CMD -- CMD {} (exec runner), or the worker command after `--`".into(),
         ),
-        None => run_command(&env, &args.command),
+        None => run_command(&env, &args.command, remote),
     }
+}
+
+/// A replica without `--worker` asks the session for a slot: the arguments it runs with once
+/// it has one (the slot, and the session's test command unless it gave its own), or `None`
+/// when the session is full (said on stderr: nothing to do, exit 0).
+fn join_session(endpoint: &str, args: &WorkerArgs) -> Result<Option<WorkerArgs>, ClientError> {
+    let token_file = args
+        .token_file
+        .as_deref()
+        .ok_or(ClientError::Environment(herd_core::protocol::ENV_TOKEN))?;
+    let token = crate::client::read_token_file(token_file).map_err(ClientError::Setup)?;
+    let fingerprint = match &args.fingerprint {
+        Some(cmd) => {
+            let output = crate::client::run_fingerprint_cmd(cmd).map_err(ClientError::Setup)?;
+            let version = env!("CARGO_PKG_VERSION");
+            Some(herd_core::protocol::fingerprint(version, Some(&output)))
+        }
+        None => None,
+    };
+    let joined = crate::client::join(endpoint, &token, fingerprint, connect_timeout())?;
+    let (worker, incarnation, runner, fingerprint, appliance) = match joined {
+        Joined::Full(message) => {
+            eprintln!(
+                "herd worker: the session at {endpoint} needs no more workers: {message}; exiting"
+            );
+            return Ok(None);
+        }
+        Joined::Assigned {
+            worker,
+            incarnation,
+            runner,
+            fingerprint,
+            appliance,
+        } => (worker, incarnation, runner, fingerprint, appliance),
+    };
+    eprintln!("herd worker: joined the session at {endpoint} as {worker}.{incarnation}");
+    let mut assigned = args.clone();
+    assigned.worker = Some(worker);
+    assigned.incarnation = incarnation;
+    assigned.appliance = args.appliance.clone().or(appliance);
+    assigned.fingerprint = args.fingerprint.clone().or(fingerprint);
+    if args.list.is_none() && args.command.is_empty() {
+        (assigned.list, assigned.command) = split_runner(&runner);
+    }
+    Ok(Some(assigned))
+}
+
+/// `--list CMD -- CMD {}` or `-- CMD...` (the `runner` of `assigned`): the list command, if
+/// any, and the command.
+fn split_runner(runner: &[String]) -> (Option<String>, Vec<String>) {
+    let (list, rest) = match runner {
+        [flag, list, rest @ ..] if flag == "--list" => (Some(list.clone()), rest),
+        rest => (None, rest),
+    };
+    let command = match rest {
+        [dashes, command @ ..] if dashes == "--" => command,
+        command => command,
+    };
+    (list, command.to_vec())
 }
 
 /// Who this worker is: from `--connect` and its options, else from the `HERD_*` variables.
@@ -70,7 +148,24 @@ fn worker_env(args: &WorkerArgs) -> Result<WorkerEnv, ClientError> {
 /// command is checked first as `herd run` checks a local one (its Python must import pytest
 /// and pyzmq, see [`crate::preflight`]) and gets herd's plugin: the one installed in that
 /// Python, or the embedded copy written to a private directory that lives as long as it runs.
-fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
+///
+/// For a `remote` worker (`--connect`) pytest's 5 ("no tests collected": its shard of the
+/// collection held no file, yet it ran what it was dealt) is 0, so an orchestrator (a
+/// Kubernetes Job, Slurm) does not take a worker that did its work for a failed one; pytest's
+/// other codes (1: a test it ran failed) are kept.
+fn run_command(env: &WorkerEnv, command: &[String], remote: bool) -> i32 {
+    let pytest = crate::PytestRunner::is_pytest_command(command);
+    let code = run_worker_command(env, command, remote);
+    if remote && pytest && code == 5 {
+        return 0;
+    }
+    code
+}
+
+/// Runs the worker command with `env` set; its exit code. A `remote` worker's command is told
+/// to leave cleanly on SIGTERM (`HERD_LEAVE_ON_SIGTERM=1`, which herd's pytest plugin honours),
+/// and the SIGTERMs this process gets (a pod deleted, `scancel`) are passed on to it.
+fn run_worker_command(env: &WorkerEnv, command: &[String], remote: bool) -> i32 {
     let (worker, _plugin) = if crate::PytestRunner::is_pytest_command(command) {
         let runner = match pytest_runner(command) {
             Ok(runner) => runner,
@@ -96,7 +191,16 @@ fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
         .env(herd_core::protocol::ENV_VERSION, env!("CARGO_PKG_VERSION"))
         .envs(env.to_vars());
     herd_actors::process::die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGTERM);
-    match cmd.status() {
+    if remote {
+        cmd.env(ENV_LEAVE_ON_SIGTERM, "1");
+    }
+    let status = cmd.spawn().and_then(|mut child| {
+        if remote {
+            forward_sigterm(child.id());
+        }
+        child.wait()
+    });
+    match status {
         Ok(status) => {
             use std::os::unix::process::ExitStatusExt;
             status
@@ -110,6 +214,25 @@ fn run_command(env: &WorkerEnv, command: &[String]) -> i32 {
     }
 }
 
+/// Tells a worker command to leave cleanly on SIGTERM (see [`run_worker_command`]).
+const ENV_LEAVE_ON_SIGTERM: &str = "HERD_LEAVE_ON_SIGTERM";
+
+/// Passes every SIGTERM this process gets on to `pid`, from a thread of its own.
+fn forward_sigterm(pid: u32) {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM])
+    else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        });
+}
+
 /// The pytest runner for a pytest worker command, once its Python has passed the up-front check.
 fn pytest_runner(command: &[String]) -> Result<crate::PytestRunner, String> {
     let command = command.to_vec();
@@ -121,11 +244,13 @@ fn pytest_runner(command: &[String]) -> Result<crate::PytestRunner, String> {
 }
 
 /// Runs the exec worker until the coordinator has no more work; returns the process exit code.
-pub fn run_worker(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> i32 {
-    if let Err(e) = take_group_down_on_sigterm() {
+/// A `remote` worker (`--connect`) leaves cleanly on SIGTERM; one herd started stops at once.
+pub fn run_worker(env: WorkerEnv, list: &str, command: &[String], noop: bool, remote: bool) -> i32 {
+    let leave = remote.then(|| Arc::new(AtomicBool::new(false)));
+    if let Err(e) = watch_sigterm(leave.clone()) {
         eprintln!("herd worker: cannot watch SIGTERM: {e}");
     }
-    match serve(env, list, command, noop) {
+    match serve(env, list, command, noop, leave) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("herd worker: {e}");
@@ -135,13 +260,26 @@ pub fn run_worker(env: WorkerEnv, list: &str, command: &[String], noop: bool) ->
 }
 
 /// On SIGTERM (which herd's death sends too), kill this worker's whole process group: the
-/// worker, its running test and anything the test started.
-fn take_group_down_on_sigterm() -> std::io::Result<()> {
+/// worker, its running test and anything the test started. With `leave` (a worker that joined
+/// by itself, whose host may ask it to go), the first SIGTERM sets it instead: the worker
+/// leaves cleanly; a second one kills the group.
+fn watch_sigterm(leave: Option<Arc<AtomicBool>>) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM])?;
     std::thread::Builder::new()
         .name("sigterm".into())
         .spawn(move || {
-            if signals.forever().next().is_some() {
+            let mut signals = signals.forever();
+            if let Some(leave) = leave {
+                if signals.next().is_none() {
+                    return;
+                }
+                eprintln!(
+                    "herd worker: SIGTERM: leaving after the running test (its unstarted tests \
+                     go back); send it again to stop at once"
+                );
+                leave.store(true, Ordering::Relaxed);
+            }
+            if signals.next().is_some() {
                 let _ = nix::sys::signal::killpg(
                     nix::unistd::getpgrp(),
                     nix::sys::signal::Signal::SIGKILL,
@@ -151,9 +289,18 @@ fn take_group_down_on_sigterm() -> std::io::Result<()> {
     Ok(())
 }
 
-fn serve(env: WorkerEnv, list: &str, command: &[String], noop: bool) -> Result<(), ClientError> {
+fn serve(
+    env: WorkerEnv,
+    list: &str,
+    command: &[String],
+    noop: bool,
+    leave: Option<Arc<AtomicBool>>,
+) -> Result<(), ClientError> {
     let faults = Faults::from_env(&env.identity());
-    let worker = WorkerLoop::connect(env, connect_timeout(), Some(HEARTBEAT))?;
+    let mut worker = WorkerLoop::connect(env, connect_timeout(), Some(HEARTBEAT))?;
+    if let Some(leave) = leave {
+        worker = worker.leave_when(leave);
+    }
     let tests = match list_tests(list) {
         Ok(tests) => tests,
         Err(e) => {
@@ -285,6 +432,19 @@ fn tee(stream: &mut impl Read) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runner_of_an_assignment_splits_into_list_and_command() {
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            split_runner(&words("--list ls -- sh {}")),
+            (Some("ls".to_string()), words("sh {}"))
+        );
+        assert_eq!(
+            split_runner(&words("-- pytest -q")),
+            (None, words("pytest -q"))
+        );
+    }
 
     #[test]
     fn test_id_is_substituted_or_appended() {

@@ -86,6 +86,19 @@ run_options! {
         #[arg(short = 'n', long = "workers", value_name = "N", allow_negative_numbers = true,
               value_parser = values::WORKERS.parser::<usize>())]
         pub workers: Option<usize> => values::WORKERS,
+        /// Elastic sessions: deal no test until this many workers have joined, 1 to 1024
+        /// (default 1); after --worker-start-timeout, deal to those that came.
+        /// Example: --launcher external --min-workers 4
+        #[arg(long, value_name = "N", allow_negative_numbers = true,
+              value_parser = values::MIN_WORKERS_FLAG.parser::<usize>())]
+        pub min_workers: Option<usize> => values::MIN_WORKERS_FLAG,
+        /// Elastic sessions (--launcher external): replicas that join without --worker (`herd
+        /// worker --connect URL --token-file F`) fill the awaited slots, then new ones up to this
+        /// many, 1 to 1024 (default -n); a replica past it is told the session is full.
+        /// Example: --launcher external -n 2 --max-workers 50
+        #[arg(long, value_name = "N", allow_negative_numbers = true,
+              value_parser = values::MAX_WORKERS_FLAG.parser::<usize>())]
+        pub max_workers: Option<usize> => values::MAX_WORKERS_FLAG,
         /// A resource one worker owns exclusively (server URL, database, device); one worker per
         /// value, given to it as HERD_APPLIANCE. Example: --appliance db1 --appliance db2
         #[arg(long = "appliance", value_name = "VALUE", value_parser = values::APPLIANCE.parser())]
@@ -277,6 +290,8 @@ impl RunOptions {
         }
         Ok(SessionConfig {
             workers: self.workers,
+            min_workers: self.min_workers.unwrap_or(1),
+            max_workers: self.max_workers,
             appliances: self.appliances.clone().unwrap_or_default(),
             providers: trimmed(&self.providers),
             cleanse: self.cleanse.clone(),

@@ -59,6 +59,22 @@ pub const WORKERS: Count = Count {
     max: MAX_WORKERS,
     what: "a number of workers",
 };
+/// `--min-workers`.
+pub const MIN_WORKERS_FLAG: Count = Count {
+    flag: "--min-workers",
+    key: "min-workers",
+    min: 1,
+    max: MAX_WORKERS,
+    what: "a number of workers",
+};
+/// `--max-workers`.
+pub const MAX_WORKERS_FLAG: Count = Count {
+    flag: "--max-workers",
+    key: "max-workers",
+    min: 1,
+    max: MAX_WORKERS,
+    what: "a number of workers",
+};
 /// `--max-respawns`.
 pub const MAX_RESPAWNS: Count = Count {
     flag: "--max-respawns",

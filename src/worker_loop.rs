@@ -28,11 +28,14 @@
 //! - writes each test's id to the file `HERD_STATUS_FILE` names as it starts, sends
 //!   `test_started`, then the reports with the next frame;
 //! - sends heartbeats when [`WorkerLoop::connect`] is given an interval;
+//! - leaves early when asked to ([`WorkerLoop::leave_when`]: its host's SIGTERM), giving back
+//!   its unstarted tests;
 //! - carries out the [`Faults`] it is given (`HERD_WORKER_FAULT`), for tests of herd itself.
 
 mod conversation;
 mod faults;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +59,7 @@ pub struct WorkerLoop {
     heartbeat: Option<Heartbeat>,
     faults: Faults,
     inline: bool,
+    leave: Option<Arc<AtomicBool>>,
 }
 
 impl WorkerLoop {
@@ -75,6 +79,7 @@ impl WorkerLoop {
             heartbeat,
             faults: Faults::default(),
             inline: false,
+            leave: None,
         })
     }
 
@@ -86,6 +91,14 @@ impl WorkerLoop {
     /// Carries out `faults` (see [`Faults`]): for tests of herd itself.
     pub fn with_faults(mut self, faults: Faults) -> WorkerLoop {
         self.faults = faults;
+        self
+    }
+
+    /// Leaves early once `flag` is set (by a SIGTERM handler): the unstarted tests are given
+    /// back (`leaving`), the running test finishes, then `shutdown` (see
+    /// [`Conversation::leave`]).
+    pub fn leave_when(mut self, flag: Arc<AtomicBool>) -> WorkerLoop {
+        self.leave = Some(flag);
         self
     }
 
@@ -155,6 +168,13 @@ impl WorkerLoop {
 
     /// Takes every message that has arrived, answering each.
     fn take_arrived(&self, conversation: &mut Conversation) -> Result<(), ClientError> {
+        if self
+            .leave
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            self.client.send_batch(&conversation.leave())?;
+        }
         while let Some(message) = self.client.recv(Some(Duration::ZERO))? {
             self.answer(conversation.take(message))?;
         }

@@ -223,7 +223,7 @@ impl Launcher for ExternalLauncher {
 
 /// A word for a POSIX shell, quoted where needed (NUL bytes, which no shell word can hold, are
 /// dropped).
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     shlex::try_quote(s)
         .map(|q| q.into_owned())
         .unwrap_or_else(|_| s.replace('\0', ""))

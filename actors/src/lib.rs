@@ -54,6 +54,7 @@ pub use worker::{WorkerSettings, WorkerSlot};
 
 use crate::reporter::Reporter;
 use crate::scheduler::Scheduler;
+pub use crate::supervisor::Joins;
 use crate::supervisor::{Supervisor, SupervisorSettings};
 use crate::transport::Transport;
 
@@ -82,6 +83,11 @@ pub struct SessionPlan {
     pub budget: RespawnBudget,
     /// Whether SIGINT, SIGTERM and SIGQUIT are handled by the session.
     pub handle_signals: bool,
+    /// Replicas may join without naming a slot (see [`Joins`]); `None`: they may not.
+    pub joins: Option<Joins>,
+    /// `--min-workers`: dealing starts once this many workers have joined (or after the start
+    /// timeout); 0 or 1: at once.
+    pub min_workers: usize,
 }
 
 /// Runs a session inside the current actix system and returns its report. The endpoint in
@@ -114,6 +120,7 @@ pub async fn run_session(
         plan.crash_retries,
         reporter.clone(),
     )
+    .with_min_workers(plan.min_workers)
     .start();
     let (tx, rx) = oneshot::channel();
     let settings = SupervisorSettings {
@@ -124,6 +131,8 @@ pub async fn run_session(
         worker: Arc::new(plan.worker),
         budget: plan.budget,
         handle_signals: plan.handle_signals,
+        joins: plan.joins,
+        min_workers: plan.min_workers,
     };
     supervisor_ctx.run(Supervisor::new(
         settings,

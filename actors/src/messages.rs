@@ -164,7 +164,26 @@ pub struct WorkerDone {
     pub worker: String,
     /// Whether the slot was retired.
     pub retired: bool,
+    /// Whether its worker left early (said `leaving`): the work left says nothing then.
+    pub left: bool,
 }
+
+/// Worker -> Supervisor: the slot waits for a worker to join as `incarnation` (herd starts
+/// nothing for it): a replica that joins without naming a slot may take it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Awaiting {
+    /// Worker id.
+    pub worker: String,
+    /// The incarnation awaited.
+    pub incarnation: u32,
+}
+
+/// Supervisor -> Scheduler: deal now, however few workers have joined (`--min-workers` was not
+/// reached within the start timeout).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OpenDealing;
 
 /// Worker -> Scheduler: the worker process asked for its next group.
 #[derive(Message)]

@@ -48,6 +48,12 @@ impl Scheduler {
         }
     }
 
+    /// Deals nothing until `n` workers have asked (or [`OpenDealing`]).
+    pub fn with_min_workers(mut self, n: usize) -> Scheduler {
+        self.pool = self.pool.with_min_workers(n);
+        self
+    }
+
     /// Feeds `input` to the pool and carries out its effects, in order.
     fn feed(&mut self, input: PoolInput) {
         for effect in self.pool.handle(input, Instant::now()) {
@@ -168,6 +174,14 @@ impl Handler<Flush> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
+}
+
+impl Handler<OpenDealing> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: OpenDealing, _: &mut Self::Context) {
+        self.feed(PoolInput::Open);
+    }
 }
 
 impl Handler<Halt> for Scheduler {

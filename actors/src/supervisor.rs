@@ -48,6 +48,10 @@ use crate::scheduler::Scheduler;
 use crate::signals::SignalWatch;
 use crate::transport::Transport;
 use crate::worker::{Peers, Worker, WorkerSettings, WorkerSlot};
+use herd_core::roster::{Roster, RosterInput};
+
+mod joins;
+pub use joins::Joins;
 
 /// What the Supervisor needs to run a session.
 pub struct SupervisorSettings {
@@ -66,6 +70,11 @@ pub struct SupervisorSettings {
     pub budget: RespawnBudget,
     /// Whether to handle SIGINT, SIGTERM and SIGQUIT (an embedding program may not want that).
     pub handle_signals: bool,
+    /// Replicas may join without naming a slot (`--launcher external`); `None`: they may not.
+    pub joins: Option<Joins>,
+    /// `--min-workers`: dealing starts once this many workers have joined, or after the start
+    /// timeout.
+    pub min_workers: usize,
 }
 
 /// The root actor.
@@ -84,6 +93,8 @@ pub struct Supervisor {
     workers: HashMap<String, Addr<Worker>>,
     /// Identities whose `hello` passed every check, and the worker slot each belongs to.
     authenticated: HashMap<Vec<u8>, String>,
+    /// Which slot a replica joining without naming one gets.
+    roster: Roster,
     /// How many refusals of unauthenticated peers are shown.
     refusals: RefusalLimit,
     result: Option<oneshot::Sender<SessionReport>>,
@@ -110,6 +121,15 @@ impl Supervisor {
             sharded: (settings.reference.is_none() && settings.shard_collection)
                 .then(|| ShardedReference::new(settings.slots.len())),
             recollecting: HashSet::new(),
+            roster: Roster::new(
+                &settings
+                    .slots
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .collect::<Vec<_>>(),
+                settings.joins.as_ref().map_or(0, |j| j.max_workers),
+                settings.worker.start_timeout,
+            ),
             settings,
             scheduler,
             reporter,
@@ -286,12 +306,9 @@ impl Actor for Supervisor {
                 Err(e) => tracing::warn!("cannot watch signals: {e}"),
             }
         }
-        let peers = Peers {
-            supervisor: ctx.address(),
-            scheduler: self.scheduler.clone(),
-            reporter: self.reporter.clone(),
-            transport: self.transport.clone(),
-        };
+        let peers = self.peers(ctx);
+        self.open_dealing_later(ctx);
+        self.announce_joins();
         for slot in self.settings.slots.clone() {
             let id = slot.id.clone();
             let worker = Worker::new(slot, self.settings.worker.clone(), peers.clone()).start();
@@ -304,16 +321,16 @@ impl Actor for Supervisor {
 impl Handler<InboundBatch> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, InboundBatch(batch): InboundBatch, _: &mut Self::Context) {
+    fn handle(&mut self, InboundBatch(batch): InboundBatch, ctx: &mut Self::Context) {
         for msg in batch {
-            self.gate(msg);
+            self.gate(msg, ctx);
         }
     }
 }
 
 impl Supervisor {
     /// Lets a frame through to the worker it claims to come from, or refuses it.
-    fn gate(&mut self, msg: Inbound) {
+    fn gate(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
         if self.session.is_finishing() {
             return;
         }
@@ -328,6 +345,7 @@ impl Supervisor {
                 self.refuse(msg.identity, why)
             }
             (Ok(hello @ WorkerMessage::Hello { .. }), _) => self.hello(msg.identity, hello),
+            (Ok(join @ WorkerMessage::Join { .. }), _) => self.join(msg.identity, join, ctx),
             (Ok(message), Some(worker)) => worker.do_send(FromProcess {
                 identity: msg.identity,
                 message,
@@ -376,6 +394,10 @@ impl Supervisor {
             return self.refuse(identity, format!("hello from \"{name}\" refused: {why}"));
         }
         self.authenticated.insert(identity.clone(), name.clone());
+        let joined = RosterInput::Joined {
+            worker: name.clone(),
+        };
+        self.roster.handle(joined, Instant::now());
         let collect = self.collect_scope(name);
         worker.do_send(FromProcess {
             identity,
@@ -509,8 +531,16 @@ impl Handler<WorkerDone> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerDone, ctx: &mut Self::Context) {
+        let gone = RosterInput::Gone {
+            worker: msg.worker.clone(),
+        };
+        self.roster.handle(gone, Instant::now());
         let (worker, retired) = (msg.worker, msg.retired);
-        self.step(Input::WorkerDone { worker, retired }, ctx);
+        if msg.left {
+            self.step(Input::WorkerLeft(worker), ctx);
+        } else {
+            self.step(Input::WorkerDone { worker, retired }, ctx);
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! | [`outcome`] | a test's phases, its single final outcome, the tally and exit codes |
 //! | [`ledger`] | every collected test's one outcome (exactly-once), not-run settling, `--maxfail` |
 //! | [`liveness`] | telling a busy worker from a hung one (silence and CPU time) |
+//! | [`roster`] | which slot a replica joining without naming one gets (elastic sessions) |
 //! | [`restart`] | the respawn budget and the retirement rule for worker slots |
 //! | [`events`] | the typed events of a session (`--events` JSON lines) |
 //! | [`faults`] | seeded fault injection (`--chaos`, `FaultPlan`) |
@@ -40,6 +41,7 @@ pub mod pool;
 pub mod protocol;
 pub mod providers;
 pub mod restart;
+pub mod roster;
 pub mod session;
 pub mod slot;
 pub mod stealing;

@@ -18,8 +18,37 @@
 //!        |  ...
 //!        |  --> stop                               (finish the running test, start no other)
 //!        |  <-- workeroutput {output}              (pytest's config.workeroutput, optional)
+//!        |  <-- leaving {tests}                    (or, on its own: it gives back its unstarted
+//!        |                                          tests, finishes the running one, leaves)
 //!        |  <-- shutdown                           (then the process exits)
 //! ```
+//!
+//! **Joining without a slot** (elastic sessions: N identical replicas of a Kubernetes Job, a
+//! Slurm job array, a CI matrix). A replica does not know which slot it is; it first asks:
+//!
+//! ```text
+//!   joiner (DEALER, identity any.0.<nonce>)     coordinator
+//!        |  <-- join {protocol, token, fingerprint, pid}
+//!        |  --> assigned {worker, incarnation, runner, fingerprint?, appliance?}
+//!        |      (or full {message}: every slot is taken; or error {message})
+//!   then, as that slot, a new connection with identity <worker>.<incarnation>.<nonce> and the
+//!   usual hello (the token checked again).
+//! ```
+//!
+//! * `join` is checked like a `hello` (version, token, fingerprint) **before** anything is
+//!   assigned: an unauthenticated peer gets an `error` and nothing else. Its identity must be
+//!   [`JOIN_WORKER`]`.0.<nonce>` ([`check_identity`] with incarnation 0).
+//! * `assigned` reserves a slot awaiting a worker (or a new one, up to the session's maximum)
+//!   for the start timeout, and says what to run there: `runner` is the rest of the `herd
+//!   worker` command line (`--list CMD -- CMD {}`, or `-- pytest ARGS`), so a replica needs
+//!   only the endpoint and the token.
+//! * `leaving` is a worker's clean goodbye (it got SIGTERM): its unstarted tests go back to
+//!   the queue at once, the running test finishes, then `shutdown`. Tests that arrive
+//!   afterwards are given back with another `leaving`.
+//! * **Compatibility.** These are additions to protocol v1 ([`PROTOCOL_VERSION`] stays 1): a
+//!   worker that names its slot works as before, with any coordinator of v1. A coordinator that
+//!   predates them answers `join` with an `error` (an unknown message type), which the joiner
+//!   reports as "the coordinator does not take workers without --worker".
 //!
 //! * Every frame is one JSON object with a `type` field. A ROUTER sees `[identity, payload]`; a
 //!   REQ-style empty delimiter frame before the payload is tolerated.
@@ -203,6 +232,26 @@ pub enum WorkerMessage {
     },
     /// The worker finished its work and is about to exit.
     Shutdown,
+    /// A replica that does not know its slot asks for one (see the module docs); answered with
+    /// `assigned`, `full` or `error`.
+    Join {
+        /// Must equal [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The session token.
+        token: String,
+        /// The joiner's fingerprint (see [`fingerprint`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+        /// The joiner's process id, for logs.
+        #[serde(default)]
+        pid: Option<u32>,
+    },
+    /// The worker leaves early (it was asked to by its host: SIGTERM): these unstarted tests
+    /// are given back, the running test (if any) finishes, then `shutdown` follows.
+    Leaving {
+        /// The tests given back, in order (possibly none).
+        tests: Vec<TestId>,
+    },
 }
 
 impl WorkerMessage {
@@ -338,6 +387,28 @@ pub enum CoordinatorMessage {
     },
     /// Finish the running test, start no other, send `shutdown` and exit.
     Stop,
+    /// The answer to `join`: the slot reserved for the joiner, and what to run there.
+    Assigned {
+        /// The worker id to say in `hello`.
+        worker: String,
+        /// The incarnation to say in `hello`.
+        incarnation: u32,
+        /// The rest of the `herd worker` command line: `--list CMD -- CMD {}` (exec runner)
+        /// or `-- pytest ARGS` (a worker command).
+        runner: Vec<String>,
+        /// The session's `--fingerprint` command, to run on the joiner's host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+        /// The appliance the slot owns, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        appliance: Option<String>,
+    },
+    /// The answer to `join` when every slot is taken and no new one may be made: the joiner
+    /// has nothing to do and exits (successfully).
+    Full {
+        /// Why, for the joiner to print.
+        message: String,
+    },
     /// The coordinator refused a message; the worker should exit.
     Error {
         /// Why.
@@ -426,6 +497,9 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 pub fn identity(worker: &str, incarnation: u32) -> String {
     format!("{worker}.{incarnation}")
 }
+
+/// The worker name in the identity of a replica that asks for a slot (`any.0.<nonce>`).
+pub const JOIN_WORKER: &str = "any";
 
 /// How many random hex digits [`socket_identity`] appends; [`check_identity`] accepts between
 /// [`MIN_NONCE_HEX`] and this many.

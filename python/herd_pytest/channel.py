@@ -28,6 +28,7 @@ from collections import deque
 
 import pytest
 
+from .process import LEAVING
 from .wire import MESSAGE_LIMIT, decode, encode
 
 #: How long closing the socket may wait for the last frames to leave (milliseconds).
@@ -241,7 +242,8 @@ class Channel:
         returns it; None once the coordinator has said ``stop`` (at once if it already had).
         Raises ReplyTimeout after ``timeout_s`` seconds (None: no limit)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while not self.stop_requested:
+        # A worker asked to leave (SIGTERM) waits no longer: None, as after stop.
+        while not self.stop_requested and not LEAVING.is_set():
             message = self._apply_rule(self._receive(deadline))
             if message is None:
                 continue
@@ -301,6 +303,8 @@ class Channel:
                     return message
             elif deadline is not None and time.monotonic() >= deadline:
                 raise ReplyTimeout()
+            elif LEAVING.is_set():
+                return {}  # no message: the wait ends (see receive_until)
 
     def _receive_nowait(self):
         """A message that has arrived and is not a release, or None."""

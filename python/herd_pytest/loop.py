@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections import deque
 
+from .process import LEAVING
 from .reports import unknown_test_messages
 from .wire import safe_text
 
@@ -38,6 +39,16 @@ class Pending:
         """Takes the next test to run."""
         with self.lock:
             return self.items.popleft()
+
+    def put_back_first(self, item):
+        """Puts a test taken but not started back at the front."""
+        with self.lock:
+            self.items.appendleft(item)
+
+    def ids(self):
+        """The ids of the tests held, in order."""
+        with self.lock:
+            return [safe_text(item.nodeid) for item in self.items]
 
     def peek(self):
         """The test after the one running (pytest's ``nextitem``), or None."""
@@ -78,14 +89,21 @@ class RunLoop:
         self.more = not self.channel.stop_requested
         promised = None  # the nextitem the last test was torn down for
         while not self.channel.poll_stop():
+            if LEAVING.is_set():
+                self._leave()
+                break
             if not self.pending:
                 if not self.more:
                     break
                 self._fetch()
                 continue
             item = self.pending.pop_next()
-            while not self.pending and self.more:
+            while not self.pending and self.more and not LEAVING.is_set():
                 self._fetch()
+            if LEAVING.is_set():
+                self.pending.put_back_first(item)
+                self._leave()
+                break
             if self.channel.stop_requested:
                 # The stop came while we waited: this test has not started, so it never runs.
                 break
@@ -96,6 +114,13 @@ class RunLoop:
             item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             promised = nextitem
             self._end_if_pytest_says_so(session)
+
+    def _leave(self):
+        """The worker's host asked it to go: its unstarted tests go back (``leaving``), it
+        starts no other, and the session ends with ``shutdown`` as after ``stop``."""
+        given = self.pending.give_back(self.pending.ids())
+        self.channel.send({"type": "leaving", "tests": given})
+        self.channel.stop_requested = True
 
     def _fetch(self):
         """Asks for the next group and queues its tests; an empty group means work is over."""

@@ -4,7 +4,10 @@
   as the test starts, before any of its code runs; a plain write survives a sudden death where
   queued frames do not.
 * ``install_sigterm_handler``: SIGTERM (herd died, or ended us) kills the worker's own process
-  group, test subprocesses included.
+  group, test subprocesses included. A worker that joined by itself (``herd worker --connect``
+  sets ``HERD_LEAVE_ON_SIGTERM=1``) leaves cleanly instead: the first SIGTERM sets ``LEAVING``
+  (the test loop gives back its unstarted tests, finishes the running one and says shutdown);
+  one more, a second or more later, kills the group.
 * ``exit_fast_at_exit``: at exit, every exit handler runs, then the process ends without
   tearing the interpreter down object by object.
 """
@@ -15,6 +18,8 @@ import atexit
 import os
 import signal
 import sys
+import threading
+import time
 
 from .settings import ENV_FAST_EXIT, ENV_STATUS_FILE
 from .wire import safe_text
@@ -51,12 +56,35 @@ class StatusFile:
             self.fd = None
 
 
+#: Set when the worker's host asked it to go (the first SIGTERM of a worker that leaves cleanly).
+LEAVING = threading.Event()
+#: Set in the environment of a worker that leaves cleanly on SIGTERM.
+ENV_LEAVE_ON_SIGTERM = "HERD_LEAVE_ON_SIGTERM"
+#: SIGTERMs this close to the first are the same request (the host and ``herd worker`` both
+#: forward it).
+_SAME_SIGTERM_S = 1.0
+_first_sigterm = []
+
+
 def install_sigterm_handler():
-    """Makes SIGTERM take the whole process group down (nothing when not the main thread)."""
+    """Makes SIGTERM take the whole process group down, or, for a worker that leaves cleanly,
+    ask it to leave first (nothing when not the main thread)."""
+    leave = os.environ.get(ENV_LEAVE_ON_SIGTERM) == "1"
     try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, _on_sigterm_leave if leave else _on_sigterm)
     except ValueError:  # not the main thread (pytest embedded somewhere odd)
         pass
+
+
+def _on_sigterm_leave(signum, frame):
+    """The first SIGTERM asks the loop to leave; one more, a second or more later, kills."""
+    now = time.monotonic()
+    if not _first_sigterm:
+        _first_sigterm.append(now)
+        LEAVING.set()
+        return
+    if now - _first_sigterm[0] >= _SAME_SIGTERM_S:
+        _on_sigterm(signum, frame)
 
 
 def exit_fast_at_exit(status):

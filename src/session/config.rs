@@ -7,6 +7,12 @@ use super::*;
 pub struct SessionConfig {
     /// Worker slots (`-n`); `None` means one per CPU (or one per appliance).
     pub workers: Option<usize>,
+    /// `--min-workers`: dealing starts once this many workers have joined (or after the start
+    /// timeout).
+    pub min_workers: usize,
+    /// `--max-workers`: with `--launcher external`, replicas joining without naming a slot may
+    /// make new slots up to this many live ones (`None`: the slots of `-n`).
+    pub max_workers: Option<usize>,
     /// `--appliance`: one worker per value, which it owns exclusively.
     pub appliances: Vec<String>,
     /// `--providers`: names matched in parametrize ids.
@@ -103,6 +109,8 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             workers: None,
+            min_workers: 1,
+            max_workers: None,
             appliances: Vec::new(),
             providers: Vec::new(),
             cleanse: None,
@@ -153,6 +161,10 @@ impl SessionConfig {
     fn check_values(&self) -> Result<(), values::BadValue> {
         if let Some(n) = self.workers {
             values::WORKERS.check_flag(n)?;
+        }
+        values::MIN_WORKERS_FLAG.check_flag(self.min_workers)?;
+        if let Some(n) = self.max_workers {
+            values::MAX_WORKERS_FLAG.check_flag(n)?;
         }
         if let Some(n) = self.max_respawns {
             values::MAX_RESPAWNS.check_flag(n)?;

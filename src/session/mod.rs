@@ -9,7 +9,7 @@ use std::time::Duration;
 use herd_actors::output::LineFile;
 use herd_actors::worker::XdistContract;
 use herd_actors::{
-    run_session, EventSubscriber, ExternalLauncher, Launcher, LocalLauncher, ReportFile,
+    run_session, EventSubscriber, ExternalLauncher, Joins, Launcher, LocalLauncher, ReportFile,
     ReporterOptions, SessionPlan, SessionReport, TemplateLauncher, WorkerCommand, WorkerSettings,
     WorkerSlot,
 };
@@ -28,6 +28,7 @@ use crate::values;
 
 mod config;
 mod files;
+mod limits;
 mod remote;
 
 pub use config::{ColorChoice, SessionConfig};
@@ -202,6 +203,8 @@ impl Session {
         let token = check_remote_options(&config)?;
         let slots = Session::slots(&config)?;
         let launcher = make_launcher(launcher, &config, runner.as_ref(), &slots)?;
+        let joins = joins(&config, runner.as_ref(), &slots)?;
+        limits::raise_file_limit(joins.as_ref().map_or(slots.len(), |j| j.max_workers))?;
         let (color, progress_bar) = terminal_settings(&config, out_is_stdout);
         let (command, fingerprint, controller) = commands(&config, runner.as_ref())?;
         let reference = runner.collect()?;
@@ -269,6 +272,8 @@ impl Session {
             crash_retries: config.crash_retries,
             budget,
             handle_signals: config.handle_signals,
+            joins,
+            min_workers: config.min_workers,
         };
         let output = ReporterOptions {
             out,
@@ -283,6 +288,7 @@ impl Session {
             color,
             controller,
             usage_error: Some(usage_error.clone()),
+            name_workers: config.launcher.as_deref() == Some("external"),
         };
         let report = run_session(plan, output)
             .await
@@ -390,21 +396,11 @@ fn make_launcher(
     Ok(match (launcher, config.launcher.as_deref()) {
         (Some(launcher), _) => launcher,
         (None, None | Some("local")) => Arc::new(LocalLauncher),
-        (None, Some("external")) => {
-            let herd = std::env::current_exe()
-                .map_or_else(|_| "herd".to_string(), |p| p.display().to_string());
-            let token_file = config.token_file.as_ref().map_or_else(String::new, |p| {
-                std::path::absolute(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .display()
-                    .to_string()
-            });
-            Arc::new(ExternalLauncher::new(
-                herd,
-                token_file,
-                runner.remote_worker_args()?,
-            ))
-        }
+        (None, Some("external")) => Arc::new(ExternalLauncher::new(
+            herd_program(),
+            token_file_path(config),
+            runner.remote_worker_args()?,
+        )),
         (None, Some(template)) => {
             let hosts = slots
                 .iter()
@@ -417,6 +413,60 @@ fn make_launcher(
                     .with_hosts(hosts),
             )
         }
+    })
+}
+
+/// Whether replicas may join without naming a slot (`--launcher external`), what they are told
+/// to run, and how many slots there may be; `--max-workers` and `--min-workers` checked.
+fn joins(
+    config: &SessionConfig,
+    runner: &dyn Runner,
+    slots: &[WorkerSlot],
+) -> Result<Option<Joins>, SessionError> {
+    let external = config.launcher.as_deref() == Some("external");
+    let max = config.max_workers.unwrap_or(slots.len());
+    if !external && config.max_workers.is_some_and(|n| n != slots.len()) {
+        return Err(SessionError::Usage(
+            "--max-workers needs --launcher external (replicas started by someone else join              the session; herd starts -n workers itself otherwise)"
+                .into(),
+        ));
+    }
+    if max < slots.len() {
+        return Err(SessionError::Usage(format!(
+            "--max-workers {max} is less than the {} worker slots of -n",
+            slots.len()
+        )));
+    }
+    if config.min_workers > max {
+        return Err(SessionError::Usage(format!(
+            "--min-workers {} is more than the session's {max} workers at most (--max-workers)",
+            config.min_workers
+        )));
+    }
+    if !external {
+        return Ok(None);
+    }
+    Ok(Some(Joins {
+        runner: runner.remote_worker_args()?,
+        fingerprint: config.fingerprint.clone(),
+        max_workers: max,
+        herd: herd_program(),
+        token_file: token_file_path(config),
+    }))
+}
+
+/// The herd program, as a remote worker's command line names it.
+fn herd_program() -> String {
+    std::env::current_exe().map_or_else(|_| "herd".to_string(), |p| p.display().to_string())
+}
+
+/// `--token-file`, made absolute, as a remote worker's command line names it.
+fn token_file_path(config: &SessionConfig) -> String {
+    config.token_file.as_ref().map_or_else(String::new, |p| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string()
     })
 }
 

@@ -27,8 +27,10 @@ pub struct Conversation {
     requested: bool,
     /// The coordinator has no more tests.
     no_more: bool,
-    /// The coordinator said stop.
+    /// The coordinator said stop (or the worker is leaving).
     stop: bool,
+    /// The worker leaves early (its host asked it to go): tests dealt from now on go back.
+    leaving: bool,
     /// Messages that leave with the next frame.
     outbox: Vec<WorkerMessage>,
     /// The collection, kept to send again as ids if the coordinator asks.
@@ -100,6 +102,13 @@ impl Conversation {
     /// Takes one message from the coordinator (between tests or while one runs).
     pub fn take(&mut self, message: CoordinatorMessage) -> Answer {
         match message {
+            CoordinatorMessage::Tests { tests } if self.leaving => {
+                // Dealt before the coordinator heard this worker is leaving: given back.
+                self.requested = false;
+                if !tests.is_empty() {
+                    return Answer::Send(vec![WorkerMessage::Leaving { tests }]);
+                }
+            }
             CoordinatorMessage::Tests { tests } => {
                 self.requested = false;
                 self.no_more |= tests.is_empty();
@@ -112,9 +121,27 @@ impl Conversation {
             }
             CoordinatorMessage::Stop => self.stop = true,
             CoordinatorMessage::Error { message } => return Answer::Refused(message),
-            CoordinatorMessage::Welcome { .. } | CoordinatorMessage::FileAccepted { .. } => {}
+            CoordinatorMessage::Welcome { .. }
+            | CoordinatorMessage::FileAccepted { .. }
+            | CoordinatorMessage::Assigned { .. }
+            | CoordinatorMessage::Full { .. } => {}
         }
         Answer::Nothing
+    }
+
+    /// The worker's host asked it to go (SIGTERM): its unstarted tests are given back at once
+    /// (`leaving`), the running test (if any) finishes, then `shutdown` goes. Returns the frame
+    /// to send now (with whatever waited in the outbox). Once is enough; later calls send
+    /// nothing.
+    pub fn leave(&mut self) -> Vec<WorkerMessage> {
+        if self.leaving {
+            return Vec::new();
+        }
+        self.leaving = true;
+        self.stop = true;
+        let tests = self.queue.drain(..).collect();
+        self.outbox.push(WorkerMessage::Leaving { tests });
+        self.take_outbox()
     }
 
     /// Work stealing: gives back those of `wanted` that have not started (the running test is
@@ -170,6 +197,9 @@ impl Conversation {
 
     /// Asks for the next group when nothing is left to start (before the running test ends).
     fn ask_if_empty(&mut self) {
+        if self.stop {
+            return;
+        }
         if self.queue.is_empty() && !self.no_more && !self.requested {
             self.outbox.push(WorkerMessage::NeedTests);
             self.requested = true;
@@ -214,6 +244,24 @@ mod tests {
             Step::Start { test, frame } => (test, frame),
             other => panic!("expected a start, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn leaving_gives_back_the_unstarted_tests_and_whatever_comes_later() {
+        let mut c = holding(&["a", "b", "c"]);
+        assert_eq!(start(&mut c).0, "a");
+        let leaving = |names: &[&str]| WorkerMessage::Leaving { tests: ids(names) };
+        assert_eq!(c.leave(), vec![leaving(&["b", "c"])]);
+        assert_eq!(c.leave(), vec![]);
+        // Tests dealt before the coordinator heard go straight back.
+        assert_eq!(c.take(tests(&["d"])), Answer::Send(vec![leaving(&["d"])]));
+        c.finished(vec![report("a")]);
+        assert_eq!(
+            c.next_step(),
+            Step::Finish {
+                frame: vec![WorkerMessage::Report(report("a")), WorkerMessage::Shutdown]
+            }
+        );
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct ReporterOptions {
     /// Set by the first worker that finds the command line wrong: then nothing is printed
     /// (the runner's own message is the whole output, as without herd).
     pub usage_error: Option<Arc<OnceLock<String>>>,
+    /// The summary names every worker that took part and how many tests each finished (for
+    /// sessions whose workers come and go: `--launcher external`).
+    pub name_workers: bool,
 }
 
 impl ReporterOptions {
@@ -144,7 +147,8 @@ impl ReporterOptions {
                 pytest_summary.clone(),
             )));
         }
-        let summary = Summary::new(console, self.verbosity, self.durations, pytest_summary);
+        let summary = Summary::new(console, self.verbosity, self.durations, pytest_summary)
+            .naming_workers(self.name_workers);
         sinks.push(Box::new(match self.controller {
             Some(_) => summary.errors_at_end(),
             None => summary,

@@ -35,6 +35,8 @@ pub struct Summary {
     /// them first, each collector once.
     errors: Vec<(String, Vec<CollectionError>)>,
     errors_seen: HashSet<String>,
+    /// Name every worker that took part (see [`Summary::naming_workers`]).
+    name_workers: bool,
 }
 
 impl Summary {
@@ -54,7 +56,15 @@ impl Summary {
             errors_at_end: false,
             errors: Vec::new(),
             errors_seen: HashSet::new(),
+            name_workers: false,
         }
+    }
+
+    /// With `on`, the summary names every worker that took part, with the tests each finished
+    /// (sessions whose workers come and go).
+    pub fn naming_workers(mut self, on: bool) -> Summary {
+        self.name_workers = on;
+        self
     }
 
     /// Prints the collection errors (each collector once) if pytest's summary did not: the
@@ -107,6 +117,9 @@ impl Sink for Summary {
         if !report.faults.is_empty() {
             console.line(faults_line(&report.faults));
         }
+        if self.name_workers {
+            console.line(workers_line(report));
+        }
         self.final_line = if pytests {
             herd_only_line(&report.tally)
         } else {
@@ -127,6 +140,73 @@ impl Sink for Summary {
         console.flush();
         Ok(())
     }
+}
+
+/// Up to this many workers, the summary gives each one's count of tests; beyond, ranges.
+const WORKERS_NAMED_ONE_BY_ONE: usize = 16;
+
+/// `herd: 3 workers took part: w1 (12 tests), w2 (8 tests), w3 (3 tests)`, in slot order; for
+/// many workers, ranges of names and the spread of counts: `herd: 300 workers took part:
+/// w1-w300 (61 to 78 tests each)`.
+fn workers_line(report: &SessionReport) -> String {
+    let mut workers: Vec<&str> = Vec::new();
+    for life in &report.workers {
+        if !workers.contains(&life.worker.as_str()) {
+            workers.push(&life.worker);
+        }
+    }
+    // In slot order: w2 before w10.
+    workers.sort_by_key(|w| (w.len(), *w));
+    let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+    for result in &report.results {
+        if let Some(worker) = result.worker.as_deref() {
+            *counts.entry(worker).or_default() += 1;
+        }
+    }
+    let count = |w: &str| counts.get(w).copied().unwrap_or(0);
+    let tests = |n: usize| format!("{n} test{}", if n == 1 { "" } else { "s" });
+    let n = workers.len();
+    let noun = if n == 1 { "worker" } else { "workers" };
+    if n <= WORKERS_NAMED_ONE_BY_ONE {
+        let named: Vec<String> = workers
+            .iter()
+            .map(|w| format!("{w} ({})", tests(count(w))))
+            .collect();
+        return format!("herd: {n} {noun} took part: {}", named.join(", "));
+    }
+    let least = workers.iter().map(|w| count(w)).min().unwrap_or(0);
+    let most = workers.iter().map(|w| count(w)).max().unwrap_or(0);
+    format!(
+        "herd: {n} {noun} took part: {} ({least} to {most} tests each)",
+        name_ranges(&workers)
+    )
+}
+
+/// Worker names with runs of consecutive `w<N>` shortened: `w1-w4, w7, db`.
+fn name_ranges(workers: &[&str]) -> String {
+    let number = |w: &str| w.strip_prefix('w').and_then(|n| n.parse::<u64>().ok());
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Option<(u64, u64)> = None;
+    let close = |run: Option<(u64, u64)>, parts: &mut Vec<String>| match run {
+        Some((a, b)) if a == b => parts.push(format!("w{a}")),
+        Some((a, b)) => parts.push(format!("w{a}-w{b}")),
+        None => {}
+    };
+    for w in workers {
+        match (number(w), run) {
+            (Some(k), Some((a, b))) if k == b + 1 => run = Some((a, k)),
+            (Some(k), _) => {
+                close(run, &mut parts);
+                run = Some((k, k));
+            }
+            (None, _) => {
+                close(run.take(), &mut parts);
+                parts.push(w.to_string());
+            }
+        }
+    }
+    close(run, &mut parts);
+    parts.join(", ")
 }
 
 /// pytest's "warnings summary": each distinct warning once, with the tests that raised it.
@@ -246,4 +326,19 @@ fn faults_line(faults: &[InjectedFault]) -> String {
         faults.len(),
         counts.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_ranges;
+
+    #[test]
+    fn runs_of_worker_names_are_shortened() {
+        assert_eq!(
+            name_ranges(&["w1", "w2", "w3", "w5", "w7", "w8"]),
+            "w1-w3, w5, w7-w8"
+        );
+        assert_eq!(name_ranges(&["w1", "db", "w2"]), "w1, db, w2");
+        assert_eq!(name_ranges(&[]), "");
+    }
 }

@@ -17,6 +17,7 @@ fn finished(test: &str, outcome: Outcome) -> Publish {
 
 fn reporter() -> Addr<Reporter> {
     Reporter::new(ReporterOptions {
+        name_workers: false,
         out: Box::new(std::io::sink()),
         events: None,
         report_files: Vec::new(),
@@ -90,6 +91,7 @@ async fn a_failed_output_file_is_said_before_the_summary_and_exits_3() {
     let path = dir.path().join("e.jsonl");
     let events = LineFile::new("--events", path.clone(), File::create(&path).unwrap());
     let reporter = Reporter::new(ReporterOptions {
+        name_workers: false,
         out: Box::new(out.clone()),
         events: Some(events),
         report_files: vec![
@@ -143,6 +145,7 @@ async fn a_failed_output_file_is_said_before_the_summary_and_exits_3() {
 #[actix_rt::test]
 async fn a_failed_warning_file_keeps_the_exit_code() {
     let reporter = Reporter::new(ReporterOptions {
+        name_workers: false,
         out: Box::new(std::io::sink()),
         events: None,
         report_files: vec![report_file("history", false)],
@@ -198,6 +201,7 @@ async fn scripted(verbosity: i8, dots: bool) -> (String, String, usize) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(0usize));
     let counter = seen.clone();
     let reporter = Reporter::new(ReporterOptions {
+        name_workers: false,
         out: Box::new(out.clone()),
         events: Some(events),
         report_files: vec![report_file("--junit-xml", true)],

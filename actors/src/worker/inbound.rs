@@ -115,6 +115,8 @@ impl Worker {
                     *early_request = true;
                 }
             }
+            // A worker that is leaving gets nothing more (it would give it back).
+            WorkerMessage::NeedTests if self.inc.leaving => {}
             WorkerMessage::NeedTests => self.need_tests(ctx),
             WorkerMessage::Warning { text, test, when } => {
                 let outside_tests = test.is_none() && when.as_deref() != Some("runtest");
@@ -148,6 +150,8 @@ impl Worker {
                 output,
             }),
             WorkerMessage::Shutdown => self.on_shutdown(ctx),
+            WorkerMessage::Leaving { tests } => self.on_leaving(tests),
+            WorkerMessage::Join { .. } => self.violation("a join after its hello".into()),
         }
     }
 
@@ -187,6 +191,33 @@ impl Worker {
         running.record.add(report);
         if teardown {
             self.finish_running();
+        }
+    }
+
+    /// It leaves early (its host asked it to go): the unstarted tests it gives back run
+    /// elsewhere at once; the running one finishes here, then it says `shutdown`.
+    fn on_leaving(&mut self, tests: Vec<TestId>) {
+        if !self.inc.leaving {
+            self.notice("is leaving (asked to by its host): its unstarted tests go back");
+        }
+        self.inc.leaving = true;
+        let running = self.inc.running.as_ref().map(|r| r.test.clone());
+        let mut given = Vec::with_capacity(tests.len());
+        for test in tests {
+            if Some(&test) == running.as_ref() {
+                continue;
+            }
+            if let Some(pos) = self.inc.queue.iter().position(|t| *t == test) {
+                given.extend(self.inc.queue.remove(pos));
+            }
+        }
+        if !given.is_empty() {
+            self.peers.scheduler.do_send(ReturnTests {
+                worker: self.id(),
+                tests: given,
+                crashed: None,
+                stolen: false,
+            });
         }
     }
 

@@ -102,6 +102,13 @@ impl Worker {
         self.inc.external = true;
         self.inc.pid = None;
         self.start_timer(ctx);
+        self.peers.supervisor.do_send(Awaiting {
+            worker: self.id(),
+            incarnation: self.incarnation,
+        });
+        if std::mem::take(&mut self.for_a_joiner) {
+            return tracing::debug!(worker = %self.slot.id, "awaiting the replica it was made for");
+        }
         self.publish(Event::WorkerAwaited {
             worker: self.id(),
             incarnation: self.incarnation,
@@ -277,6 +284,7 @@ impl Worker {
             last_started: self.last_started(),
             status: status.clone(),
             streak: self.crash_streak,
+            leaving: self.inc.leaving,
         };
         let plan = plan_death(death, self.settings.retire);
         self.carry_out(ctx, incarnation, pid, status, early, plan);
@@ -430,6 +438,7 @@ impl Worker {
         self.peers.supervisor.do_send(WorkerDone {
             worker: self.id(),
             retired,
+            left: self.inc.leaving && !retired,
         });
     }
 }
@@ -454,6 +463,7 @@ impl Handler<Revive> for Worker {
             self.peers.supervisor.do_send(WorkerDone {
                 worker: self.id(),
                 retired: false,
+                left: false,
             });
         }
     }

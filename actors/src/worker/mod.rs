@@ -262,6 +262,9 @@ pub struct Worker {
     reference: Option<Arc<Reference>>,
     /// Deaths in a row without a finished test.
     crash_streak: u32,
+    /// Made for a replica that joined without naming a slot: its first join is awaited
+    /// without printing a command (the joiner has its slot already).
+    for_a_joiner: bool,
 }
 
 /// Everything that belongs to one worker process (one incarnation). A new spawn starts from
@@ -300,6 +303,8 @@ struct Incarnation {
     joined: bool,
     /// An external worker herd gave up on (it cannot be killed); its end is handled next tick.
     disowned: bool,
+    /// It said `leaving`: its host asked it to go; its exit is not a crash.
+    leaving: bool,
     pending_gone: bool,
 }
 
@@ -318,7 +323,15 @@ impl Worker {
             aborted: false,
             reference: None,
             crash_streak: 0,
+            for_a_joiner: false,
         }
+    }
+
+    /// A slot made for a replica that joined without naming one: its first incarnation is
+    /// awaited quietly.
+    pub fn made_for_a_joiner(mut self) -> Worker {
+        self.for_a_joiner = true;
+        self
     }
 
     fn id(&self) -> String {

@@ -193,7 +193,8 @@ impl Worker {
     }
 
     pub(super) fn deliver(&mut self, incarnation: u32, tests: Vec<TestId>) {
-        if incarnation != self.incarnation || !self.state.is_working() || self.draining {
+        let leaving = self.inc.leaving;
+        if incarnation != self.incarnation || !self.state.is_working() || self.draining || leaving {
             self.peers.scheduler.do_send(ReturnTests {
                 worker: self.id(),
                 tests,

@@ -34,6 +34,10 @@
 //! its unstarted queue ([`StealPolicy`] decides what may go), and what comes back is dealt at
 //! once. A worker is asked again only after its share has changed.
 //!
+//! An elastic session may wait for its first workers ([`Pool::with_min_workers`]): until that
+//! many workers have asked, or [`PoolInput::Open`], every request is parked, so the first tests
+//! are dealt over all of them rather than all to the first to join.
+//!
 //! For dealt tests, the pool writes the crash verdicts: a test that was running when its worker
 //! died is re-queued up to `crash_retries` times, then finished as crashed.
 
@@ -116,6 +120,8 @@ pub enum PoolInput {
     },
     /// Stop dealing: the queue is cleared and every waiting request answered empty.
     Halt,
+    /// Deal now, however few workers have asked (see [`Pool::with_min_workers`]).
+    Open,
 }
 
 /// What the shell is to do.
@@ -166,6 +172,10 @@ pub struct Pool {
     halted: bool,
     crash_retries: u32,
     crashes: BTreeMap<TestId, u32>,
+    /// Dealing waits until this many distinct workers have asked (or [`PoolInput::Open`]).
+    min_workers: usize,
+    /// The workers that have asked so far, while dealing waits.
+    asked: HashSet<String>,
 }
 
 impl Pool {
@@ -193,7 +203,21 @@ impl Pool {
             halted: false,
             crash_retries,
             crashes: BTreeMap::new(),
+            min_workers: 0,
+            asked: HashSet::new(),
         }
+    }
+
+    /// The pool deals nothing until `n` distinct workers have asked for work (or until
+    /// [`PoolInput::Open`]); their requests wait.
+    pub fn with_min_workers(mut self, n: usize) -> Pool {
+        self.min_workers = n;
+        self
+    }
+
+    /// Whether dealing still waits for workers to join.
+    fn waiting_for_workers(&self) -> bool {
+        self.min_workers > 1 && self.asked.len() < self.min_workers
     }
 
     /// Handles one input at `now`; the effects are in the order they are to be carried out.
@@ -218,6 +242,10 @@ impl Pool {
             PoolInput::Halt => {
                 self.halted = true;
                 self.queue.clear();
+                self.serve_parked(now, &mut out);
+            }
+            PoolInput::Open => {
+                self.min_workers = 0;
                 self.serve_parked(now, &mut out);
             }
         }
@@ -270,6 +298,14 @@ impl Pool {
         let view = self.view(&request.worker);
         view.parked = None;
         view.incarnation = Some(request.incarnation);
+        if self.waiting_for_workers() {
+            // Parked until enough workers have asked; the last of them opens the dealing.
+            self.asked.insert(request.worker.clone());
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.park(Parked { seq, request });
+            return self.serve_parked(now, out);
+        }
         if let Some(waiting) = self.serve(request, now, out) {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -465,6 +501,9 @@ impl Pool {
     /// Tries every waiting request again, longest waiting first; those that must still wait
     /// keep their place.
     fn serve_parked(&mut self, now: Instant, out: &mut Vec<PoolEffect>) {
+        if self.waiting_for_workers() && !self.halted {
+            return;
+        }
         let mut parked: Vec<Parked> = self
             .views
             .values_mut()

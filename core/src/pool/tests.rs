@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::grouping::{ByFile, Modscope, OneByOne};
 
+mod min_workers;
+
 fn ids(list: &[&str]) -> Vec<TestId> {
     list.iter().map(|s| s.to_string()).collect()
 }

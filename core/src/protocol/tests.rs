@@ -155,3 +155,49 @@ fn socket_identities_are_unpredictable_and_checked_against_the_hello() {
 fn identity_names_worker_and_incarnation() {
     assert_eq!(identity("w3", 2), "w3.2");
 }
+
+#[test]
+fn joins_assignments_and_goodbyes_round_trip_and_a_joiner_identity_is_checked() {
+    let join = r#"{"type":"join","protocol":1,"token":"s3cret","pid":7}"#;
+    assert_eq!(
+        decode_worker_message(join.as_bytes()).unwrap(),
+        WorkerMessage::Join {
+            protocol: 1,
+            token: "s3cret".into(),
+            fingerprint: None,
+            pid: Some(7),
+        }
+    );
+    let assigned = CoordinatorMessage::Assigned {
+        worker: "w3".into(),
+        incarnation: 2,
+        runner: vec!["--".into(), "pytest".into()],
+        fingerprint: None,
+        appliance: None,
+    };
+    let text = String::from_utf8(encode(&assigned)).unwrap();
+    assert_eq!(
+        text,
+        r#"{"type":"assigned","worker":"w3","incarnation":2,"runner":["--","pytest"]}"#
+    );
+    assert_eq!(
+        decode_coordinator_message(text.as_bytes()).unwrap(),
+        assigned
+    );
+    let leaving = r#"{"type":"leaving","tests":["a"]}"#;
+    assert_eq!(
+        decode_worker_message(leaving.as_bytes()).unwrap(),
+        WorkerMessage::Leaving {
+            tests: vec!["a".into()]
+        }
+    );
+    let full = r#"{"type":"full","message":"every slot is taken"}"#;
+    assert!(matches!(
+        decode_coordinator_message(full.as_bytes()).unwrap(),
+        CoordinatorMessage::Full { .. }
+    ));
+    let joiner = socket_identity(JOIN_WORKER, 0);
+    assert!(joiner.starts_with("any.0."));
+    assert_eq!(check_identity(joiner.as_bytes(), JOIN_WORKER, 0), Ok(()));
+    assert!(check_identity(b"any.0.guess", JOIN_WORKER, 0).is_err());
+}

@@ -73,6 +73,12 @@ pub enum Input {
     CollectionUnusable(String),
     /// The reference holds no tests: nothing to run.
     NoTests,
+    /// A slot's worker left early (its host asked it to go) and the slot is done: unlike
+    /// [`Input::WorkerDone`], this says nothing about the work left, so slots still awaiting a
+    /// worker keep waiting.
+    WorkerLeft(String),
+    /// A slot was made during the session (for a replica that joined without naming one).
+    SlotAdded(String),
 }
 
 /// What the Supervisor must do, in order.
@@ -162,7 +168,10 @@ impl Session {
                 let granted = self.respawn(&worker, counted, now, &mut out);
                 out.push(Effect::Grant(granted));
             }
-            Input::WorkerDone { worker, retired } => self.worker_done(worker, retired, &mut out),
+            Input::WorkerDone { worker, retired } => {
+                self.worker_done(worker, retired, !retired, &mut out)
+            }
+            Input::WorkerLeft(worker) => self.worker_done(worker, false, false, &mut out),
             Input::Remaining(tests) => self.remaining(tests, &mut out),
             Input::CollectionErrors(n) => {
                 let noun = if n == 1 { "error" } else { "errors" };
@@ -171,6 +180,12 @@ impl Session {
             }
             Input::CollectionUnusable(why) => self.finish(SessionEnd::Interrupted(why), &mut out),
             Input::NoTests => self.finish(SessionEnd::Completed, &mut out),
+            Input::SlotAdded(worker) => {
+                if !self.is_finishing() && !self.slots.contains(&worker) {
+                    self.slots.push(worker.clone());
+                    self.live.insert(worker);
+                }
+            }
         }
         out
     }
@@ -257,16 +272,22 @@ impl Session {
         false
     }
 
-    /// A slot is done. When it was the last one, the session ends, or (while running) asks
-    /// first whether tests are left for a revived slot.
-    fn worker_done(&mut self, worker: String, retired: bool, out: &mut Vec<Effect>) {
+    /// A slot is done (`out_of_work`: for want of work). When it was the last one, the session
+    /// ends, or (while running) asks first whether tests are left for a revived slot.
+    fn worker_done(
+        &mut self,
+        worker: String,
+        retired: bool,
+        out_of_work: bool,
+        out: &mut Vec<Effect>,
+    ) {
         if !self.live.remove(&worker) {
             return;
         }
         out.push(Effect::SlotGone(worker.clone()));
         if retired {
             self.retired.insert(worker);
-        } else if self.is_running() && !self.live.is_empty() {
+        } else if out_of_work && self.is_running() && !self.live.is_empty() {
             // A slot finished for want of work: slots still waiting for a worker to join stop.
             out.push(Effect::NoMoreWork);
         }

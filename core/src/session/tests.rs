@@ -495,3 +495,34 @@ fn while_finishing_only_notices_and_refusals() {
     }
     assert_eq!(s.phase(), &Phase::Finishing(interrupted("SIGQUIT")));
 }
+
+#[test]
+fn slots_made_during_the_session_and_workers_that_left() {
+    check(vec![
+        (
+            "a worker that left does not stop the slots awaiting one",
+            vec![Input::WorkerLeft("w1".into())],
+            vec![SlotGone("w1".into())],
+            Phase::Running,
+        ),
+        (
+            "a slot made for a joiner is live: the session waits for it",
+            vec![Input::SlotAdded("w3".into()), done("w1"), done("w2")],
+            vec![SlotGone("w2".into()), NoMoreWork],
+            Phase::Running,
+        ),
+        (
+            "the last to leave asks what is left",
+            vec![
+                Input::WorkerLeft("w1".into()),
+                Input::WorkerLeft("w2".into()),
+            ],
+            vec![SlotGone("w2".into()), CountRemaining],
+            Phase::Running,
+        ),
+    ]);
+    // A slot added while finishing is not.
+    let mut s = session(&["w1"], 1);
+    last(&mut s, &[QUIT, Input::SlotAdded("w2".into())]);
+    assert!(!s.live().contains("w2"));
+}

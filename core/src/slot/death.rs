@@ -22,6 +22,10 @@
 //!   Unneeded        -                 -                         done
 //! ```
 //!
+//! A worker that said `leaving` (its host asked it to go) and then exits is not a crash,
+//! whether or not it finished its running test: what it had not finished is re-queued (the
+//! running test too), nothing is blamed or counted, and the slot is done.
+//!
 //! A process that exits by itself before its hello with the runner's usage-error code (pytest's
 //! 4: see [`is_usage_error`]) found the command line wrong; every respawn would too. It is not a
 //! crash: nothing is blamed or counted, and the session ends as a usage error
@@ -148,6 +152,8 @@ pub struct Death {
     pub streak: u32,
     /// It said the command line is wrong (see [`is_usage_error`]).
     pub usage_error: bool,
+    /// It said `leaving` before it went (its host asked it to go: SIGTERM): not a crash.
+    pub leaving: bool,
 }
 
 /// Whether a process that exited with `code` says the command line is wrong: it exited by
@@ -236,6 +242,18 @@ pub fn plan_death(death: Death, retire: RetirePolicy) -> DeathPlan {
         plan.why = format!("its command line is wrong: it exited with {}", death.status);
         plan.requeue = requeue;
         plan.next = Next::UsageError;
+        return plan;
+    }
+    if death.leaving && kill.is_none_or(|k| *k == KillReason::GraceExpired) {
+        // It was taken away, not broken: what it had not finished runs elsewhere, nothing is
+        // blamed or counted, and the slot is done (a joiner may take its place).
+        if !death.draining {
+            if let Some((test, _)) = running {
+                requeue.insert(0, test);
+            }
+            plan.requeue = requeue;
+        }
+        plan.why = format!("it left; {}", death.status);
         return plan;
     }
     plan.blamed = blame(&death, running, &mut requeue);

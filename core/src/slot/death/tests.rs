@@ -364,3 +364,40 @@ fn a_usage_error_before_hello_ends_the_session_without_blame_or_count() {
     };
     assert_eq!(plan_death(drained, retire3()).next, Next::Done);
 }
+
+#[test]
+fn a_worker_that_left_is_not_a_crash_and_its_unfinished_tests_run_elsewhere() {
+    // (finished its running test and said shutdown?, draining?, re-queued)
+    let cases: [(bool, bool, &[&str]); 4] = [
+        (true, false, &[]),
+        // Taken away before it finished: its running test runs again elsewhere.
+        (false, false, &["b", "c", "d"]),
+        (false, true, &[]),
+        (true, true, &[]),
+    ];
+    for (finished, draining, requeue) in cases {
+        let mut death = working(None);
+        death.leaving = true;
+        death.draining = draining;
+        death.streak = 2;
+        if finished {
+            death.running = None;
+            death.queue.clear();
+            death.shutdown_said = true;
+            death.status = "exit status 0".into();
+        }
+        let plan = plan_death(death, retire3());
+        let case = format!("finished {finished}, draining {draining}: {plan:?}");
+        assert_eq!(plan.blamed, None, "{case}");
+        assert_eq!(plan.requeue, ids(requeue), "{case}");
+        assert_eq!((plan.streak, plan.next.clone()), (2, Next::Done), "{case}");
+        assert_eq!(plan.clean, finished, "{case}");
+    }
+    // A worker herd killed for misbehaving is still handled as such.
+    let mut death = working(Some(KillReason::Garbage("x".into())));
+    death.leaving = true;
+    assert_eq!(
+        plan_death(death, retire3()).next,
+        Next::Respawn { counted: true }
+    );
+}

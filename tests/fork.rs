@@ -210,3 +210,45 @@ fn pytest_cov_measures_every_forked_worker() {
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(report.status.success(), "coverage is not complete:\n{text}");
 }
+
+/// `test_leave` leaves a process behind whose parent ends at once (it is adopted by herd, the
+/// subreaper); `test_look`, later on the same worker, looks for zombie children of herd.
+const LEAVES_ORPHANS: &str = r#"
+import os, subprocess, time
+
+def test_leave():
+    subprocess.run(["sh", "-c", "sleep 0.2 &"], check=True)
+
+def test_look():
+    time.sleep(3)  # the orphan has ended; herd sweeps every second
+    herd = os.getppid()
+    zombies = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state == "Z" and int(ppid) == herd:
+            zombies.append(pid)
+    assert not zombies, f"zombie children of herd: {zombies}"
+"#;
+
+#[test]
+fn orphans_tests_leave_behind_are_reaped_not_left_as_zombies() {
+    let suite = PySuite::new(&[("test_orphans.py", LEAVES_ORPHANS)]);
+    let run = suite.herd(&["-n", "1", "--no-controller"], &[]);
+    let outcomes = run.outcomes();
+    assert_eq!(
+        outcomes["test_orphans.py::test_leave"],
+        "passed",
+        "{}",
+        run.dump()
+    );
+    assert_eq!(
+        outcomes["test_orphans.py::test_look"],
+        "passed",
+        "{}",
+        run.dump()
+    );
+}

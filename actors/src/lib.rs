@@ -26,6 +26,7 @@
 
 pub mod launcher;
 pub mod messages;
+pub mod orphans;
 pub mod output;
 pub mod process;
 pub mod report;

@@ -471,6 +471,8 @@ fn become_subreaper() -> io::Result<()> {
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // What tests leave behind is now ours to reap.
+        crate::orphans::start_reaping();
         Ok(())
     }
     #[cfg(not(target_os = "linux"))]

@@ -234,7 +234,10 @@ class Controller:
         base = None
         for data in message.get("reports") or []:
             if data.get(COMPACT):
+                said_identity = "keywords" in data
                 data = expand(data, base, nodeid)
+                if said_identity:
+                    base = data
             elif data.get("$report_type") == "TestReport":
                 base = data
             data = with_tuples(data)

@@ -161,9 +161,10 @@ _COMPACT_FIELDS = ("when", "outcome", "duration", "start", "stop")
 class SerializedForms:
     """pytest's serialized form of each report, for herd's pytest controller.
 
-    The first report of each test is sent whole (``pytest_report_to_serializable``); a later
-    plain passing phase of the same test, with the same keywords and location, is sent as the
-    few fields that differ (``COMPACT``). pytest's own serializer is the only one that can be
+    A plain passing phase is sent compact (``COMPACT``): the fields of its own, with the test's
+    id, location and keywords only when they were not said yet for this test (its first
+    report, or after they changed). Anything else is sent whole
+    (``pytest_report_to_serializable``). pytest's own serializer is the only one that can be
     skipped: with a plugin's ``pytest_report_to_serializable``, every form is whole.
     """
 
@@ -183,18 +184,18 @@ class SerializedForms:
     def form(self, report, config):
         """The serialized form of ``report`` to send."""
         base = self.base
-        if (
-            base is not None
-            and base[0] == report.nodeid
-            and base[1] == report.keywords
-            and base[2] == report.location
-            and is_plain_pass(report)
-            and self._only_pytest_serializes()
-        ):
+        if is_plain_pass(report) and self._only_pytest_serializes():
             added = _added_fields(report)
             if added is not None:
                 form = {key: getattr(report, key, None) for key in _COMPACT_FIELDS}
                 form.update(added)
+                identity = (report.nodeid, report.keywords, report.location)
+                if base is None or base != identity:
+                    # The test's identity, said once (the controller keeps it as the base).
+                    form["nodeid"] = report.nodeid
+                    form["location"] = report.location
+                    form["keywords"] = report.keywords
+                    self.base = identity
                 form[COMPACT] = True
                 return form
         data = config.hook.pytest_report_to_serializable(config=config, report=report)

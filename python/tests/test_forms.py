@@ -38,6 +38,8 @@ PLUGIN = textwrap.dedent(
             sent = self.forms.form(report, config)
             if sent.get(COMPACT):
                 got = expand(sent, self.base, report.nodeid)
+                if "keywords" in sent:
+                    self.base = got
             else:
                 got = sent
                 if sent.get("$report_type") == "TestReport":
@@ -55,7 +57,7 @@ PLUGIN = textwrap.dedent(
     """
 )
 
-SUITE = textwrap.dedent(
+CONFTEST = textwrap.dedent(
     """
     import pytest
 
@@ -67,6 +69,12 @@ SUITE = textwrap.dedent(
             report.flag = "set by a plugin"
         if item.name == "test_object" and report.when == "setup":
             report.blob = {"not": "plain"}
+    """
+)
+
+SUITE = textwrap.dedent(
+    """
+    import pytest
 
     def test_plain():
         pass
@@ -99,6 +107,7 @@ SUITE = textwrap.dedent(
 def test_compact_forms_expand_to_pytests_own(tmp_path):
     (tmp_path / "forms_plugin.py").write_text(PLUGIN)
     (tmp_path / "test_suite.py").write_text(SUITE)
+    (tmp_path / "conftest.py").write_text(CONFTEST)
     out = tmp_path / "found.json"
     env = {
         "PYTHONPATH": f"{PYTHON_DIR}:{tmp_path}",
@@ -116,16 +125,16 @@ def test_compact_forms_expand_to_pytests_own(tmp_path):
     # Whatever was sent, the controller gets pytest's own form back.
     assert all(same for _, same in found.values()), found
     compact = {key for key, (c, _) in found.items() if c}
-    # A test's first report is whole; its later plain passing phases are compact.
-    assert ("test_plain", "setup") not in compact
-    assert {("test_plain", "call"), ("test_plain", "teardown")} <= compact
-    # Captured output, properties, changed keywords and failures are sent whole.
+    # Every plain passing phase is compact (the first says the test's id, location and keywords).
+    assert {("test_plain", "setup"), ("test_plain", "call"), ("test_plain", "teardown")} <= compact
+    # Captured output, properties and failures are sent whole.
     assert ("test_output", "call") not in compact
     assert ("test_property", "call") not in compact
-    assert ("test_marked", "call") not in compact
     assert ("test_fails", "call") not in compact
     assert ("test_xpass", "call") not in compact
     # A plugin's plain attribute travels compact; an object makes the form whole.
     assert ("test_attribute", "call") in compact
     assert ("test_object", "setup") not in compact
+    # Keywords that changed in the call are said again, compact (and come back right: `same`).
+    assert {("test_marked", "call"), ("test_marked", "teardown")} <= compact
     assert ("test_object", "call") in compact

@@ -239,9 +239,9 @@ run_options! {
         #[arg(long, action = ArgAction::SetTrue, value_parser = switch())]
         pub no_controller: Switch,
         /// pytest runner: no fork server (by default one pytest process loads the conftest files
-        /// and plugins and collects the suite once, and every local worker, first start and
-        /// respawn, is forked from it). For suites that start threads or open connections
-        /// at import. Example: herd run --no-fork -- pytest
+        /// and plugins once, and every local worker, first start and respawn, is forked from it
+        /// as the collection starts). For suites that start threads or open connections at
+        /// import. Example: herd run --no-fork -- pytest
         #[arg(long, action = ArgAction::SetTrue, value_parser = switch())]
         pub no_fork: Switch,
         /// Color the output: auto (on a terminal, unless NO_COLOR is set), always, never.

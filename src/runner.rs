@@ -85,7 +85,7 @@ pub trait Runner: Send {
         false
     }
     /// Whether the runner's workers can be forked from a fork server: one worker process that
-    /// loads and collects the suite once (see `herd_actors::zygote`).
+    /// loads the suite's conftest files and plugins once (see `herd_actors::zygote`).
     fn fork_server(&self) -> bool {
         false
     }

@@ -49,7 +49,7 @@ pub enum Fallback {
     NotStarted(String),
     /// The zygote ended (or stopped answering) before it was ready.
     NotReady(String),
-    /// The suite must not fork: the zygote found threads or connections after collection.
+    /// The suite must not fork: the zygote found threads or connections as the collection started.
     Unsafe(String),
     /// The zygote died (or failed a fork) after it was ready.
     Died(String),

@@ -149,25 +149,24 @@ class HerdWorker:
         if not zygote.active():
             self.collection.send(session.items, self.chaos.extra_tests())
 
-    def _fork_off(self, session):
-        """The fork server serves forks here, after collection; it returns only in a forked
-        worker, which then takes its identity, says hello and sends the collection."""
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session):
+        """The fork server serves forks here, as the collection is about to start: it returns
+        only in a forked worker, which takes its identity, says hello and collects what its
+        welcome asks (a shard of the files, or only the files of tests dealt to it)."""
+        if not zygote.active():
+            return None
         env, fds = zygote.serve(os.environ.pop(zygote.ENV_ZYGOTE_SOCKET))
         zygote.become_worker(self.config, env, fds)
-        errors, deselected = self.collection.errors, self.collection.deselected
         self.__init__(self.config)  # this worker's settings, status file, faults, socket
         zygote.take_identity(self.config, self.settings.incarnation)
-        self.collection.errors, self.collection.deselected = errors, deselected
         self.pytest_sessionstart(session)
-        self.collection.scope = None  # the whole suite is collected already
-        self.pytest_collection_finish(session)
+        return None  # pytest collects, in this worker
 
     # ---- the test loop and the end ----------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
-        if zygote.active():
-            self._fork_off(session)
         try:
             self.loop.run(session)
         except (KeyboardInterrupt, pytest.exit.Exception, HerdError, pytest.UsageError):

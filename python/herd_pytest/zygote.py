@@ -1,5 +1,8 @@
-"""The fork server (zygote): a worker that loads the conftest files and plugins and collects the
-suite once, then forks every worker incarnation herd asks for (``HERD_ZYGOTE_SOCKET`` set).
+"""The fork server (zygote): a worker that loads the conftest files and plugins, configures
+and starts the session once, then, as the collection is about to start, forks every worker
+incarnation herd asks for (``HERD_ZYGOTE_SOCKET`` set). Each worker collects what its
+``welcome`` asks, as a plain start does (a shard of the files, or the files of the tests dealt
+to it): the test modules are imported after the fork.
 
 The conversation with herd (JSON lines on a unix socket)::
 
@@ -56,14 +59,14 @@ def fork_unsafe(keep_fds=()):
     problems = []
     threads = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
     if threads:
-        problems.append(f"{len(threads)} thread(s) running after collection: {', '.join(threads[:5])}")
+        problems.append(f"{len(threads)} thread(s) running as the collection starts: {', '.join(threads[:5])}")
     else:
         tasks = _os_threads()
         if tasks > 1:
-            problems.append(f"{tasks - 1} native thread(s) running after collection")
+            problems.append(f"{tasks - 1} native thread(s) running as the collection starts")
     sockets = _open_sockets(keep_fds)
     if sockets:
-        problems.append(f"{sockets} socket(s) open after collection (connections would be shared)")
+        problems.append(f"{sockets} socket(s) open as the collection starts (connections would be shared)")
     return "; ".join(problems) or None
 
 

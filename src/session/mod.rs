@@ -244,8 +244,8 @@ impl Session {
             runner: runner.name().to_string(),
             slots,
             reference,
-            // A fork server collects the whole suite once, before any worker starts.
-            shard_collection: runner.shards_collection() && !config.collect_all && !fork_server,
+            // Forked workers collect as plain ones do: a shard each, then file by file.
+            shard_collection: runner.shards_collection() && !config.collect_all,
             worker: worker_settings(
                 &config,
                 runner.as_ref(),

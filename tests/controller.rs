@@ -222,6 +222,33 @@ fn report_log_is_valid_json_lines_with_one_session_finish() {
 }
 
 #[test]
+fn a_plugin_following_test_starts_and_ends_hears_each_once() {
+    // Recorded where pytest's report is made: plain pytest, or herd's controller (not workers).
+    let conftest = "import os\n\n\
+        def _record(what, nodeid):\n    \
+            if os.environ.get('HERD_WORKER_ID') is None:\n        \
+                with open('starts.log', 'a') as f:\n            \
+                    f.write(f'{what} {nodeid}\\n')\n\n\
+        def pytest_runtest_logstart(nodeid, location):\n    _record('start', nodeid)\n\n\
+        def pytest_runtest_logfinish(nodeid, location):\n    _record('finish', nodeid)\n";
+    let mut files = SUITE.to_vec();
+    files.push(("conftest.py", conftest));
+    let suite = PySuite::new(&files);
+    let read = || {
+        let text = std::fs::read_to_string(suite.path().join("starts.log")).unwrap_or_default();
+        std::fs::remove_file(suite.path().join("starts.log")).ok();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    plain(&suite, &["-p", "no:cacheprovider"]);
+    let plains = read();
+    assert_eq!(plains.len(), 22, "{plains:?}");
+    let run = herd(&suite, &[], &["-p", "no:cacheprovider"]);
+    assert_eq!(read(), plains, "{}", run.dump());
+}
+
+#[test]
 fn an_exit_status_a_plugin_sets_at_the_end_is_the_sessions() {
     let conftest = "def pytest_sessionfinish(session, exitstatus):\n    session.exitstatus = 7\n";
     let suite = PySuite::new(&[

@@ -111,6 +111,7 @@ class Controller:
         self.tests = 0
         self.session = None
         self.nodes = nodes.Nodes(config)
+        self.start_and_finish = None  # whether a plugin follows test starts and ends
 
     # ---- the session, without tests of its own ----------------------------------------------
 
@@ -219,10 +220,31 @@ class Controller:
         if not reports:
             reports = herd_reports(nodeid, message.get("worker"), message.get("herd") or {})
         location = reports[0].location
-        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        start_and_finish = self._start_and_finish_heard()
+        if start_and_finish:
+            hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
         for report in reports:
             hook.pytest_runtest_logreport(report=report)
-        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+        if start_and_finish:
+            hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    def pytest_plugin_registered(self, plugin):
+        self.start_and_finish = None  # a plugin may follow test starts and ends
+
+    def _start_and_finish_heard(self):
+        """Whether a plugin follows test starts and ends (``pytest_runtest_logstart``,
+        ``pytest_runtest_logfinish``): not when only the quiet terminal (it would write progress
+        nobody sees) and the logging plugin (live logs of tests; none run here) do."""
+        if self.start_and_finish is None:
+            pm = self.config.pluginmanager
+            quiet = {id(pm.get_plugin(name)) for name in ("terminalreporter", "logging-plugin")}
+            hook = self.config.hook
+            self.start_and_finish = any(
+                id(impl.plugin) not in quiet
+                for caller in (hook.pytest_runtest_logstart, hook.pytest_runtest_logfinish)
+                for impl in caller.get_hookimpls()
+            )
+        return self.start_and_finish
 
     def _reports(self, nodeid, message):
         """The test's reports, from their serialized forms (compact ones expanded)."""

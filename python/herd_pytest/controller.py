@@ -257,6 +257,13 @@ class Controller:
         for data in message.get("reports") or []:
             if data.get(COMPACT):
                 said_identity = "keywords" in data
+                if plain:
+                    # A plain passing phase, made directly (what pytest's own hook would make).
+                    report = compact_report(data, base, nodeid)
+                    if said_identity:
+                        base = _identity_of(report)
+                    yield report
+                    continue
                 data = expand(data, base, nodeid)
                 if said_identity:
                     base = data
@@ -378,6 +385,41 @@ def main_argv(argv=None):
         if argv[at : at + 2] == ["-p", "herd_pytest.controller"]:
             return argv[:at] + argv[at + 2 :]
     return argv
+
+
+#: The fields of a compact form that are not a plugin's attribute.
+_COMPACT_OWN = frozenset(
+    (COMPACT, "nodeid", "location", "keywords", "when", "outcome", "duration", "start", "stop")
+)
+
+
+def _identity_of(report):
+    """A test's id, location and keywords as a base for its later compact forms."""
+    return {"nodeid": report.nodeid, "location": report.location, "keywords": report.keywords}
+
+
+def compact_report(compact, base, nodeid):
+    """The ``TestReport`` a compact form stands for (see :func:`expand`), made directly."""
+    base = compact if "keywords" in compact else base
+    if base is None:
+        path, _, name = nodeid.partition("::")
+        base = {"nodeid": nodeid, "keywords": {}, "location": (path, None, name or path)}
+    location = base.get("location")
+    extra = {k: v for k, v in compact.items() if k not in _COMPACT_OWN}
+    return pytest.TestReport(
+        base.get("nodeid", nodeid),
+        tuple(location) if location is not None else None,
+        dict(base.get("keywords") or {}),
+        compact.get("outcome", "passed"),
+        None,
+        compact.get("when"),
+        [],
+        compact.get("duration", 0.0),
+        compact.get("start", 0.0),
+        compact.get("stop", 0.0),
+        [],
+        **extra,
+    )
 
 
 def with_tuples(data):

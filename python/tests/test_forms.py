@@ -20,7 +20,7 @@ PLUGIN = textwrap.dedent(
     import json, os
     import pytest
     from herd_pytest.reports import COMPACT, SerializedForms
-    from herd_pytest.controller import expand
+    from herd_pytest.controller import compact_report, expand
 
     class Check:
         def __init__(self, config):
@@ -38,6 +38,11 @@ PLUGIN = textwrap.dedent(
             sent = self.forms.form(report, config)
             if sent.get(COMPACT):
                 got = expand(sent, self.base, report.nodeid)
+                made = compact_report(sent, self.base, report.nodeid)
+                again = config.hook.pytest_report_to_serializable(config=config, report=made)
+                if json.dumps(again, sort_keys=True, default=str) != json.dumps(
+                        whole, sort_keys=True, default=str):
+                    got = {"made directly": again}
                 if "keywords" in sent:
                     self.base = got
             else:

@@ -69,7 +69,13 @@ fn run(args: &herd::cli::RunArgs, verbosity: i8) -> i32 {
     match Session::new(config, runner).run() {
         Ok(report) if pytest && local && report.exit_code == exit_code::NO_TESTS => {
             // A missing path: pytest says so only after its (empty) collection.
-            herd::pytest::why_nothing_collected(&command).map_or(report.exit_code, usage)
+            match herd::pytest::why_nothing_collected(&command) {
+                Some(message) => {
+                    eprintln!("{message}");
+                    exit_code::USAGE_ERROR
+                }
+                None => report.exit_code,
+            }
         }
         Ok(report) => report.exit_code,
         Err(herd::SessionError::Refused(message)) => {

@@ -212,12 +212,9 @@ pub fn why_nothing_collected(command: &[String]) -> Option<String> {
         .output()
         .ok()?;
     let usage = herd_core::outcome::exit_code::USAGE_ERROR;
-    (out.status.code() == Some(usage)).then(|| {
-        format!(
-            "pytest refused the command line (exit code {usage}):\n{}",
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        )
-    })
+    // pytest's own message, as plain pytest prints it (`ERROR: file or directory not found`).
+    (out.status.code() == Some(usage))
+        .then(|| String::from_utf8_lossy(&out.stderr).trim_end().to_string())
 }
 
 fn write_plugin(dir: &Path) -> std::io::Result<()> {

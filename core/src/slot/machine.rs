@@ -225,11 +225,6 @@ impl Slot {
         incarnation == self.incarnation && self.phase != Phase::Done && !self.aborted
     }
 
-    /// The tests the current process holds, in order (the running one first).
-    pub fn holding(&self) -> Vec<TestId> {
-        self.inc.queue.iter().cloned().collect()
-    }
-
     /// A timer effect for the current incarnation.
     fn arm(&mut self, kind: TimerKind, after: Duration) {
         let timer = Timer {

@@ -105,20 +105,8 @@ pub struct CheckCollection {
     pub part: Part,
 }
 
-/// The Supervisor's answer to [`CheckCollection`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum CollectionVerdict {
-    /// The collection is the reference or matches it.
-    Accepted(Arc<Reference>),
-    /// A shard of the reference: [`ReferenceReady`] follows once every shard is in.
-    Pending,
-    /// The collection came as a digest that differs: ask the worker for the ids.
-    IdsNeeded,
-    /// It differs: the unified diff (and any collection errors).
-    Mismatch(String),
-    /// The session is ending; the worker will be stopped.
-    Refused,
-}
+/// The Supervisor's answer to [`CheckCollection`] (the slot's brain decides what it means).
+pub use herd_core::slot::machine::CollectionVerdict;
 
 /// Supervisor -> every Worker: the reference assembled from shards is complete.
 #[derive(Message, Clone)]

@@ -162,15 +162,7 @@ pub async fn run_hook(script: String, env: Vec<(String, String)>, limit: Duratio
     }
 }
 
-/// The last `lines` lines of `text`, each indented, after a newline (empty when `text` is blank).
-pub fn indent_tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let tail = &all[all.len().saturating_sub(lines)..];
-    if tail.iter().all(|l| l.trim().is_empty()) {
-        return String::new();
-    }
-    tail.iter().map(|l| format!("\n    {l}")).collect()
-}
+pub use herd_core::text::indent_tail;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@
 //! | [`history`] | test durations from earlier runs; groups dealt longest first |
 //! | [`providers`] | which provider a test names and which group a worker gets next |
 //! | [`session`] | the session's brain: running, draining, finishing; signals, budget, its end |
-//! | [`slot`] | a worker slot's decisions: what a death means (blame, re-queue, budget, next) |
+//! | [`slot`] | a worker slot's brain: its phase, incarnation, decisions and timers; what a death means |
 //! | [`stealing`] | which unstarted tests an idle worker may take from a busy one |
 //! | [`pool`] | the Scheduler's brain: the queue, worker views, dealing, steals, crash retries |
 //! | [`text`] | text that cannot travel as it is: undecodable strings, oversized output |

@@ -6,6 +6,7 @@
 //!   for a `surrogateescape`d byte), bytes that are not UTF-8, raw control characters. Each is
 //!   replaced by visible escape text (`\udcff`, `\xff`, `\u0001`), so a report is never dropped
 //!   for its text, and nothing in it is silently changed into something else.
+//! * [`indent_tail`] shows the last lines of an output, indented, for a report.
 //! * [`cut_middle`] shortens an output that is too large: the head and the tail are kept, and a
 //!   note in between says how much was cut.
 
@@ -155,6 +156,16 @@ pub fn human_bytes(n: usize) -> String {
     } else {
         format!("{:.1} MiB", n_f / (KIB * KIB))
     }
+}
+
+/// The last `lines` lines of `text`, each indented, after a newline (empty when `text` is blank).
+pub fn indent_tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    if tail.iter().all(|l| l.trim().is_empty()) {
+        return String::new();
+    }
+    tail.iter().map(|l| format!("\n    {l}")).collect()
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ impl Worker {
         env: Vec<(String, String)>,
         command: WorkerCommand,
     ) {
-        let incarnation = self.incarnation;
+        let incarnation = self.incarnation();
         let (tx, rx) = oneshot::channel();
         let asked = std::thread::Builder::new()
             .name("herd-fork".into())
@@ -41,7 +41,7 @@ impl Worker {
         ctx.spawn(forked.into_actor(self).map(move |forked, act, ctx| {
             // Its hello may come before its pid (the worker connects at once): only a slot
             // that moved on (aborted, done) does not want this process.
-            if act.incarnation != incarnation || act.state == State::Done || act.aborted {
+            if !act.brain.wants_process(incarnation) {
                 if let Some(forked) = forked {
                     signal_group(forked.pid, Signal::SIGKILL);
                     drop(wait_forked(forked.pid));
@@ -85,26 +85,12 @@ impl Worker {
     /// The process could not be started: a death before it lived.
     fn not_started(&mut self, ctx: &mut Context<Self>, e: std::io::Error) {
         let program = self.settings.command.program.display().to_string();
-        self.notice(format!(
-            "could not start the worker process `{program}`: {e}"
-        ));
-        let why = format!("could not start `{program}`: {e}");
-        self.state = State::Respawning;
-        if self.draining || self.aborted {
-            return self.done(false);
-        }
-        self.crash_streak += 1;
-        if self.settings.retire.should_retire(self.crash_streak) {
-            let streak = self.crash_streak;
-            return self.retire(format!(
-                "its process died {streak} times in a row (last: {why})"
-            ));
-        }
-        self.respawn_after_check(ctx, true);
+        let error = e.to_string();
+        self.input(ctx, Input::NotStarted { program, error });
     }
 
     /// Owns process `pid` of the current incarnation: its group, its log and output, its exit;
-    /// the start timer runs from now.
+    /// the brain is told it runs.
     fn watch_process(
         &mut self,
         ctx: &mut Context<Self>,
@@ -113,9 +99,8 @@ impl Worker {
         stderr: Option<impl AsyncRead + Unpin + 'static>,
         exit: impl Future<Output = std::io::Result<ExitStatus>> + 'static,
     ) {
-        let incarnation = self.incarnation;
-        self.inc.pid = Some(pid);
-        self.inc.group = Some(GroupGuard(pid));
+        let incarnation = self.incarnation();
+        self.group = Some(GroupGuard(pid));
         self.open_log(pid);
         let addr = ctx.address();
         if let Some(out) = stdout {
@@ -128,16 +113,6 @@ impl Worker {
             exit.into_actor(self)
                 .map(move |status, act, ctx| act.process_gone(ctx, incarnation, status)),
         );
-        if self.inc.kill.is_some() {
-            // Killed (drained) while it was being forked.
-            signal_group(pid, Signal::SIGKILL);
-        }
-        self.start_timer(ctx);
-        self.publish(Event::WorkerSpawned {
-            worker: self.id(),
-            incarnation,
-            pid,
-            appliance: self.slot.appliance.clone(),
-        });
+        self.input(ctx, Input::Started(pid));
     }
 }

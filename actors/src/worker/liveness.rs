@@ -1,84 +1,18 @@
-//! Is the process alive: stopped (SIGSTOP) for `--hang-timeout`, or silent and idle
-//! ([`herd_core::liveness`]) for `--heartbeat-timeout`; and the signal faults a `--chaos` plan
-//! strikes it with.
+//! The periodic liveness check: the process's state is read from `/proc` (Linux) and given
+//! to the brain, which decides whether it is stopped, silent and idle, or busy
+//! ([`herd_core::liveness`]).
 
 use super::*;
 
 impl Worker {
-    /// Inflicts a signal fault on the process of `incarnation`, if it still runs: during the
-    /// test that rolled it, or a little after it (a random point in the worker's life).
-    pub(super) fn strike(&mut self, incarnation: u32, kind: FaultKind) {
-        let Some(pid) = self.inc.pid.filter(|_| self.incarnation == incarnation) else {
-            return;
-        };
-        let test = self.inc.running.as_ref().map(|r| r.test.clone());
-        let signal = match kind {
-            FaultKind::Kill => Signal::SIGKILL,
-            FaultKind::Stop => Signal::SIGSTOP,
-            _ => Signal::SIGTERM,
-        };
-        let Ok(raw) = i32::try_from(pid) else { return };
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal);
-        self.fault(kind, test);
-    }
-
-    pub(super) fn fault(&self, kind: FaultKind, test: Option<TestId>) {
-        let (worker, incarnation) = (self.id(), self.incarnation);
-        self.publish(Event::FaultInjected {
-            worker,
-            incarnation,
-            kind,
-            test,
+    /// One read of the process's state a tick serves both checks (elsewhere than Linux, none).
+    pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
+        let stat = self.brain.pid().and_then(ProcStat::read);
+        let state = stat.map(|stat| ProcState {
+            stopped: stat.stopped,
+            cpu_ticks: stat.cpu_ticks,
         });
-    }
-
-    /// Hang detection: a process that stays stopped (SIGSTOP, a debugger) is killed, its running
-    /// test reported and its work returned, like any other dead worker.
-    pub(super) fn watch_for_stops(&mut self, ctx: &mut Context<Self>) {
-        if std::mem::take(&mut self.inc.pending_gone) {
-            let incarnation = self.incarnation;
-            return self.gone(ctx, incarnation, 0, None, "disowned".into());
-        }
-        let live = matches!(
-            self.state,
-            State::Collecting { .. } | State::Checking { .. } | State::Working { .. }
-        ) && (self.inc.pid.is_some()
-            || self.inc.identity.is_some() && self.inc.external);
-        // One read of the process's state a tick serves both checks (Linux; elsewhere none).
-        let stat = self.inc.pid.and_then(ProcStat::read);
-        if let Some(watch) = self.inc.liveness.as_mut().filter(|_| live) {
-            let now = Instant::now();
-            // A local process that computes is busy, not hung (a test holding the interpreter
-            // lock keeps the heartbeat thread from running); on another host silence decides.
-            let cpu = stat
-                .filter(|_| watch.wants_cpu(now))
-                .and_then(|stat| stat.cpu_ticks);
-            if let (Liveness::Silent(silent), None) = (watch.check(now, cpu), &self.inc.kill) {
-                let secs = silent.as_secs_f64();
-                if self.settings.launcher.remote() {
-                    self.notice(format!(
-                        "sent nothing for {secs:.1}s although it promised heartbeats; giving it up for lost and re-queuing its tests"
-                    ));
-                    return self.kill(KillReason::Lost(silent));
-                }
-                self.notice(format!(
-                    "sent nothing for {secs:.1}s although it promised heartbeats; taking it for hung and killing it (its process used no CPU either)"
-                ));
-                return self.kill(KillReason::Hung);
-            }
-        }
-        if !stat.is_some_and(|stat| stat.stopped) {
-            self.inc.stopped_since = None;
-            return;
-        }
-        let since = *self.inc.stopped_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= self.settings.hang_timeout {
-            self.notice(format!(
-                "has been stopped for {:.1}s; killing it",
-                since.elapsed().as_secs_f64()
-            ));
-            self.kill(KillReason::Hung);
-        }
+        self.input(ctx, Input::Tick(state));
     }
 }
 

@@ -1,24 +1,15 @@
-//! The Worker: one per slot. It owns its child process (in its own process group, output captured
-//! to a per-worker log with the last lines kept for crash reports), the tests the process holds,
-//! and its restart policy: when the process dies it reports the running test, returns the rest,
-//! and either retires the slot or asks the Supervisor for a respawn.
+//! The Worker: one per slot, the shell of the slot's brain ([`herd_core::slot::machine`]). The
+//! brain owns the slot's phase, its current incarnation and every decision; this actor turns
+//! actix messages and process events into the brain's inputs, and its effects into frames on
+//! the transport, events for the Reporter, messages for the Scheduler and the Supervisor, timers
+//! (`run_later`, fed back as `Timer` inputs), killed process groups and spawns.
 //!
-//! The actor is split by concern: `lifecycle` (spawn, kill, exit, the death plan, respawn),
-//! `inbound` (what the process says: hello, collection, messages), `work` (its tests:
-//! requests, delivery, starts, timeouts, steals), `output` (its log, crash-report tail and `-s`
-//! live lines) and `liveness` (stopped or silent; chaos
-//! strikes). The decisions with rules in them are pure, in `herd_core::slot` and
-//! `herd_core::liveness`.
-//!
-//! ```text
-//!  spawn -> Starting --hello--> Collecting --collection--> Checking --ok--> Working --shutdown--> Stopping -> exit
-//!              |                    |  (mismatch: kill)          |  (crash, timeout, garbage: kill)
-//!              +--------------------+----------------------------+--> exit -> Respawning
-//!  Respawning --(retire rule or appliance check fails)--> Retired
-//!  Respawning --(Supervisor grants)--> spawn        Respawning --(denied, draining)--> Done
-//! ```
+//! What stays here is what touches the world: `lifecycle` (the spawn environment, launching,
+//! the log and the status file, the hooks), `fork` (forked from the fork server or spawned, the
+//! process watched until it exits), `output` (its pipes and its log), `liveness` (`/proc` reads
+//! on a tick, chaos signals), `inbound` and `work` (the handlers that feed the brain) and
+//! `effects` (carrying out what the brain decided).
 
-use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,19 +18,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herd_core::collection::{CollectScope, Part, Reference};
-use herd_core::events::Event;
-use herd_core::faults::{FaultDice, FaultKind, FaultPlan, SelfFaults};
-use herd_core::grouping::module_of;
-use herd_core::liveness::{Liveness, Watch};
-use herd_core::outcome::{Outcome, Phase, TestRecord, Verdict};
-use herd_core::protocol::{
-    self, CollectionError, CoordinatorMessage, PhaseReport, Token, WorkerMessage,
-};
+use herd_core::faults::{FaultKind, FaultPlan};
+use herd_core::protocol::{self, Token};
 use herd_core::restart::RetirePolicy;
-use herd_core::slot::death::{is_usage_error, plan_death, Death, DeathPlan, KillReason, Next};
-use herd_core::slot::steal::{Handshake, Step};
-use herd_core::untrusted;
+use herd_core::slot::machine::{self as brain, Effect, Input, ProcState, Slot};
 use herd_core::TestId;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -48,7 +30,7 @@ use crate::launcher::{Launch, Launcher};
 use crate::messages::*;
 use crate::output::WorkerLog;
 use crate::process::{
-    describe_status, indent_tail, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
+    describe_status, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
 };
 use crate::reporter::Reporter;
 use crate::scheduler::Scheduler;
@@ -56,6 +38,7 @@ use crate::supervisor::Supervisor;
 use crate::transport::Transport;
 use crate::zygote::Zygote;
 
+mod effects;
 mod fork;
 mod inbound;
 mod lifecycle;
@@ -185,152 +168,54 @@ pub struct Peers {
     pub transport: Addr<Transport>,
 }
 
-/// Where the slot is in its life; each phase carries what only it needs to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Its process is starting (or, external, awaited); no hello yet.
-    Starting,
-    /// Hello accepted; its collection is awaited.
-    Collecting {
-        /// It already asked for work (served once its collection is accepted).
-        early_request: bool,
-    },
-    /// Its collection is being checked against the reference.
-    Checking {
-        /// It already asked for work (served once its collection is accepted).
-        early_request: bool,
-        /// Its part is accepted, but the reference is not complete yet (a shard).
-        awaiting_reference: bool,
-    },
-    /// It runs tests.
-    Working {
-        /// A request for work is at the Scheduler.
-        awaiting_work: bool,
-    },
-    /// It said `shutdown` and is exiting.
-    Stopping,
-    /// Its process is gone; a respawn, retirement or the end is being decided.
-    Respawning,
-    /// The slot is done.
-    Done,
-}
-
-impl State {
-    /// Before its collection was accepted: starting, collecting or checking.
-    fn is_early(self) -> bool {
-        matches!(
-            self,
-            State::Starting | State::Collecting { .. } | State::Checking { .. }
-        )
-    }
-
-    /// Running tests.
-    fn is_working(self) -> bool {
-        matches!(self, State::Working { .. })
-    }
-}
-
-struct Running {
-    test: TestId,
-    started: Instant,
-    record: TestRecord,
-    seq: u64,
-}
-
-const TAIL_BYTES: usize = 32 * 1024;
-/// How long an exited process's last messages get to arrive before its exit is handled.
-const EXIT_SETTLE: Duration = Duration::from_millis(100);
-const TAIL_LINES: usize = 20;
-/// How long the Scheduler waits for the answer to a `release` before it deals on without it.
-const RELEASE_PATIENCE: Duration = Duration::from_millis(500);
-
-/// The actor for one worker slot.
+/// The actor for one worker slot: the shell of its brain.
 pub struct Worker {
     slot: WorkerSlot,
     settings: Arc<WorkerSettings>,
     peers: Peers,
-    state: State,
-    /// The current (or last) incarnation's number: 1 for the first spawn.
-    incarnation: u32,
-    /// What belongs to the current (or last) process: replaced whole by the next spawn.
-    inc: Incarnation,
-    /// Numbers each test start, so a timer can tell its test from a later one.
-    seq: u64,
-    draining: bool,
-    aborted: bool,
-    /// The reference collection, once complete.
-    reference: Option<Arc<Reference>>,
-    /// Deaths in a row without a finished test.
-    crash_streak: u32,
-    /// Made for a replica that joined without naming a slot: its first join is awaited
-    /// without printing a command (the joiner has its slot already).
-    for_a_joiner: bool,
-}
-
-/// Everything that belongs to one worker process (one incarnation). A new spawn starts from
-/// [`Incarnation::default`]: nothing of the last process is carried over by mistake.
-#[derive(Default)]
-struct Incarnation {
-    pid: Option<u32>,
+    /// The slot's brain: its phase, its incarnation, its decisions.
+    brain: Slot,
+    /// The current process's group, killed when it is let go.
     group: Option<GroupGuard>,
-    /// Its ZeroMQ identity, once its hello was accepted.
-    identity: Option<Vec<u8>>,
-    shutdown_said: bool,
-    /// Why herd killed it, if herd did (the first reason stays).
-    kill: Option<KillReason>,
-    /// The tests it holds, in order (the running one first).
-    queue: VecDeque<TestId>,
-    running: Option<Running>,
-    /// Work stealing with this process: deferred, asked, answered once.
-    steal: Handshake<Steal>,
-    /// The files it has collected, when it collected only some.
-    collected: Option<Arc<HashSet<String>>>,
-    /// The end of its output, for crash reports.
-    tail: Vec<u8>,
-    /// Live output (`-s`): the start of a line not ended yet.
-    partial_line: Vec<u8>,
+    /// The current incarnation's log.
     log: Option<WorkerLog>,
-    /// Its exit: (pid, exit code if it exited normally, status as text).
-    exit: Option<(u32, Option<i32>, String)>,
-    dice: Option<FaultDice>,
-    armed: SelfFaults,
-    stopped_since: Option<Instant>,
-    /// Busy or hung: when it promised heartbeats.
-    liveness: Option<Watch>,
-    /// Not started by herd (`--launcher external`): it joins by itself.
-    external: bool,
-    /// An external worker that said hello.
-    joined: bool,
-    /// An external worker herd gave up on (it cannot be killed); its end is handled next tick.
-    disowned: bool,
-    /// It said `leaving`: its host asked it to go; its exit is not a crash.
-    leaving: bool,
-    pending_gone: bool,
 }
 
 impl Worker {
     /// A worker for `slot`; it starts its first process when the actor starts.
     pub fn new(slot: WorkerSlot, settings: Arc<WorkerSettings>, peers: Peers) -> Worker {
+        let config = brain::Config {
+            worker: slot.id.clone(),
+            appliance: slot.appliance.clone(),
+            timeout: settings.timeout,
+            start_timeout: settings.start_timeout,
+            grace: settings.grace,
+            hang_timeout: settings.hang_timeout,
+            heartbeat_timeout: settings.heartbeat_timeout,
+            retire: settings.retire,
+            usage_exit: settings.usage_exit,
+            live_output: settings.live_output,
+            remote: settings.launcher.remote(),
+            log_path: (settings.log_dir.as_ref()).map(|d| d.join(format!("{}.log", slot.id))),
+            appliance_check: settings.appliance_check.is_some(),
+            cleanse: settings.cleanse.is_some(),
+            reference_known: settings.reference_known,
+            faults: settings.faults.clone(),
+        };
         Worker {
             slot,
             settings,
             peers,
-            state: State::Starting,
-            incarnation: 0,
-            inc: Incarnation::default(),
-            seq: 0,
-            draining: false,
-            aborted: false,
-            reference: None,
-            crash_streak: 0,
-            for_a_joiner: false,
+            brain: Slot::new(config),
+            group: None,
+            log: None,
         }
     }
 
     /// A slot made for a replica that joined without naming one: its first incarnation is
     /// awaited quietly.
     pub fn made_for_a_joiner(mut self) -> Worker {
-        self.for_a_joiner = true;
+        self.brain = self.brain.made_for_a_joiner();
         self
     }
 
@@ -338,25 +223,8 @@ impl Worker {
         self.slot.id.clone()
     }
 
-    fn publish(&self, event: Event) {
-        self.peers.reporter.do_send(Publish(event));
-    }
-
-    fn notice(&self, text: impl Into<String>) {
-        self.publish(Event::Notice {
-            worker: Some(self.id()),
-            text: text.into(),
-        });
-    }
-
-    fn send(&self, identity: Vec<u8>, message: CoordinatorMessage) {
-        self.peers.transport.do_send(Outbound { identity, message });
-    }
-
-    fn send_to_process(&self, message: CoordinatorMessage) {
-        if let Some(identity) = &self.inc.identity {
-            self.send(identity.clone(), message);
-        }
+    fn incarnation(&self) -> u32 {
+        self.brain.incarnation()
     }
 
     fn hook_env(&self) -> Vec<(String, String)> {
@@ -372,10 +240,8 @@ impl Actor for Worker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_millis(250), |act, ctx| {
-            act.watch_for_stops(ctx)
-        });
-        self.spawn(ctx);
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| act.tick(ctx));
+        self.input(ctx, Input::Start);
     }
 }
 

@@ -220,12 +220,7 @@ impl Session {
             Some(endpoint) => endpoint.clone(),
             None => format!("ipc://{}/herd.sock", private.path().display()),
         };
-        let budget = RespawnBudget::new(
-            config
-                .max_respawns
-                .unwrap_or_else(|| RespawnBudget::default_for(slots.len())),
-            config.respawn_window,
-        );
+        let budget = respawn_budget(&config, slots.len());
         // A worker that finds the command line wrong leaves its output here (see
         // WorkerSettings::usage_error).
         let usage_error = Arc::new(std::sync::OnceLock::new());
@@ -234,10 +229,7 @@ impl Session {
             .then(|| XdistContract::new(slots.len()));
         let (mut command, mut controller) = (command, controller);
         if let (Some(controller), Some(xdist)) = (controller.as_mut(), &xdist) {
-            let ids: Vec<&str> = slots.iter().map(|s| s.id.as_str()).collect();
-            let nodes = controller_nodes(private.path(), &ids, xdist);
-            command.env.push(nodes[0].clone());
-            controller.env.extend(nodes);
+            share_nodes(private.path(), &slots, xdist, &mut command, controller);
         }
         let fork_server = fork_server(&config, runner.as_ref(), launcher.as_ref());
         let plan = SessionPlan {
@@ -290,6 +282,16 @@ impl Session {
             usage_error: Some(usage_error.clone()),
             name_workers: config.launcher.as_deref() == Some("external"),
         };
+        Session::run_plan(plan, output, &usage_error).await
+    }
+
+    /// Runs the planned session; the runner's own usage message, when a worker found the
+    /// command line wrong, instead of the report.
+    async fn run_plan(
+        plan: SessionPlan,
+        output: ReporterOptions,
+        usage_error: &std::sync::OnceLock<String>,
+    ) -> Result<SessionReport, SessionError> {
         let report = run_session(plan, output)
             .await
             .map_err(|e| SessionError::Internal(e.to_string()))?;
@@ -339,6 +341,31 @@ struct Wiring {
 }
 
 /// Whether the session forks its workers from a fork server ([`herd_core::fork::decide`]).
+/// `--max-respawns` (default: 3 x workers) within `--respawn-window`.
+fn respawn_budget(config: &SessionConfig, slots: usize) -> RespawnBudget {
+    RespawnBudget::new(
+        config
+            .max_respawns
+            .unwrap_or_else(|| RespawnBudget::default_for(slots)),
+        config.respawn_window,
+    )
+}
+
+/// Where the controller's plugins' `workerinput` for each slot is written (the nodes file), for
+/// the controller and the workers alike.
+fn share_nodes(
+    private: &Path,
+    slots: &[WorkerSlot],
+    xdist: &XdistContract,
+    command: &mut WorkerCommand,
+    controller: &mut WorkerCommand,
+) {
+    let ids: Vec<&str> = slots.iter().map(|s| s.id.as_str()).collect();
+    let nodes = controller_nodes(private, &ids, xdist);
+    command.env.push(nodes[0].clone());
+    controller.env.extend(nodes);
+}
+
 fn fork_server(config: &SessionConfig, runner: &dyn Runner, launcher: &dyn Launcher) -> bool {
     let decision = herd_core::fork::decide(herd_core::fork::ForkWish {
         wanted: config.fork,

@@ -77,13 +77,6 @@ fn replica(suite: &Suite, endpoint: &str) -> Child {
         .unwrap()
 }
 
-fn finish(child: Child) -> (i32, String) {
-    let out = child.wait_with_output().unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// How many tests each worker finished.
 fn per_worker(run: &Run) -> HashMap<String, usize> {
     let mut counts = HashMap::new();

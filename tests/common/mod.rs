@@ -305,6 +305,15 @@ pub fn no_processes_with(marker: &str, limit: Duration) -> bool {
 }
 
 /// Sends `signal` to a process.
+/// Waits for `child` (spawned with piped stdout and stderr): its exit code (-1 for a signal)
+/// and its stdout followed by its stderr.
+pub fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
 pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
 }

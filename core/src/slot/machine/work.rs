@@ -178,13 +178,7 @@ impl Slot {
         let message = format!("timed out after {limit}s");
         let duration = now.saturating_duration_since(running.started).as_secs_f64();
         let verdict = Verdict::decided(Outcome::TimedOut, duration, Some(message), Some(details));
-        let worker = Some(self.id());
-        self.publish(Event::TestFinished {
-            test: running.test,
-            worker,
-            verdict,
-        });
-        self.out.push(Effect::Settled(1));
+        self.settle(running.test, verdict);
         self.kill(KillReason::Timeout);
     }
 
@@ -198,9 +192,14 @@ impl Slot {
         }
         let verdict = running.record.verdict();
         self.crash_streak = 0;
+        self.settle(running.test, verdict);
+    }
+
+    /// `test` ended with `verdict` on this slot: published, and counted as settled.
+    fn settle(&mut self, test: TestId, verdict: Verdict) {
         let worker = Some(self.id());
         self.publish(Event::TestFinished {
-            test: running.test,
+            test,
             worker,
             verdict,
         });

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::progress::Progress;
 
@@ -18,6 +19,8 @@ impl SharedConsole {
             progress: progress_bar.then(Progress::on_stdout),
             column: 0,
             mute: None,
+            unflushed: false,
+            flushed_at: Instant::now(),
         })))
     }
 
@@ -31,6 +34,14 @@ impl SharedConsole {
     pub fn lock(&self) -> MutexGuard<'_, Console> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Flushes progress characters that wait (see [`PROGRESS_FLUSH`]).
+    pub fn flush_pending(&self) {
+        let mut console = self.lock();
+        if console.unflushed {
+            console.flush();
+        }
+    }
 }
 
 /// Where user-facing text goes.
@@ -41,7 +52,15 @@ pub struct Console {
     column: usize,
     /// Set: nothing more is printed (see [`SharedConsole::mute_when`]).
     mute: Option<Arc<OnceLock<String>>>,
+    /// Progress characters written but not flushed yet, and when the last flush was.
+    unflushed: bool,
+    flushed_at: Instant,
 }
+
+/// Progress characters are flushed at most this often (each flush wakes the terminal; 10,000
+/// fast tests would otherwise make 10,000 writes); [`SharedConsole::flush_pending`], on a
+/// timer, flushes what waits.
+pub const PROGRESS_FLUSH: Duration = Duration::from_millis(40);
 
 impl Console {
     /// Prints one line (above the progress bar, if one is shown; after the progress
@@ -75,7 +94,11 @@ impl Console {
             let _ = writeln!(self.out, "{:pad$} [{pct:>3}%]", "");
             self.column = 0;
         }
-        let _ = self.out.flush();
+        if done == total || self.flushed_at.elapsed() >= PROGRESS_FLUSH {
+            self.flush();
+        } else {
+            self.unflushed = true;
+        }
     }
 
     /// Whether the session turned out to be a usage error (see [`SharedConsole::mute_when`]).
@@ -98,5 +121,50 @@ impl Console {
     /// Flushes what was written.
     pub fn flush(&mut self) {
         let _ = self.out.flush();
+        self.unflushed = false;
+        self.flushed_at = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the flushes of what it is given.
+    #[derive(Clone, Default)]
+    struct Flushes(Arc<Mutex<usize>>);
+
+    impl Write for Flushes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            *self.0.lock().unwrap() += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn progress_characters_are_flushed_at_most_so_often_and_the_last_at_once() {
+        let flushes = Flushes::default();
+        let console = SharedConsole::new(Box::new(flushes.clone()), false);
+        let count = || *flushes.0.lock().unwrap();
+        for done in 1..=50 {
+            console.lock().progress_char('.', done, 100);
+        }
+        assert!(
+            count() < 10,
+            "a burst of characters is not flushed one by one"
+        );
+        console.flush_pending();
+        assert!(
+            !console.lock().unflushed,
+            "what waits is flushed on the timer"
+        );
+        let after = count();
+        console.flush_pending();
+        assert_eq!(count(), after, "nothing waits: no flush");
+        console.lock().progress_char('.', 100, 100);
+        assert_eq!(count(), after + 1, "the last test's character goes at once");
     }
 }

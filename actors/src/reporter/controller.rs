@@ -76,7 +76,18 @@ pub struct ControllerSink {
     /// Its exit code, once it ended after the end was said.
     exit_code: Option<i32>,
     dead: bool,
+    /// Finished tests' lines not sent yet, one per line, and since when the first waits: they
+    /// go in batches (a wake-up of the writer thread and of the controller per batch, not per
+    /// test); any other line, and the end, send them first.
+    batch: String,
+    batched: usize,
+    batch_since: Option<Instant>,
 }
+
+/// A batch of finished tests' lines goes once it holds this many...
+const BATCH_LINES: usize = 64;
+/// ...or once its first line has waited this long (checked at each event).
+const BATCH_WAIT: Duration = Duration::from_millis(20);
 
 /// The running controller process.
 struct Controller {
@@ -111,7 +122,33 @@ impl ControllerSink {
             early_death: None,
             exit_code: None,
             dead: false,
+            batch: String::new(),
+            batched: 0,
+            batch_since: None,
         }
+    }
+
+    /// Keeps a finished test's line for the next batch.
+    fn batch_line(&mut self, line: &Line) {
+        if self.batched > 0 {
+            self.batch.push('\n');
+        }
+        self.batch.push_str(line.text());
+        self.batched += 1;
+        self.batch_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Sends the batch if it is full or has waited long enough (`all`: whatever it holds).
+    fn flush_batch(&mut self, all: bool) {
+        let due = self.batched >= BATCH_LINES
+            || self.batch_since.is_some_and(|t| t.elapsed() >= BATCH_WAIT);
+        if self.batched == 0 || !(all || due) {
+            return;
+        }
+        let text = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        self.batch_since = None;
+        self.send_text(text);
     }
 
     /// Starts the controller (in its own process group, so a Ctrl-C reaches herd only; its
@@ -190,12 +227,20 @@ impl ControllerSink {
     }
 
     fn send(&mut self, line: &Line) {
-        let Some(process) = &mut self.process else {
+        if self.process.is_none() {
             self.pending.push(line.clone());
+            return;
+        }
+        self.send_text(line.text().to_string());
+    }
+
+    /// Sends `text` (one line or several) to the controller's stdin.
+    fn send_text(&mut self, text: String) {
+        let Some(process) = &mut self.process else {
             return;
         };
         if let Some(input) = &process.input {
-            if input.send(line.text().to_string()).is_err() {
+            if input.send(text).is_err() {
                 process.input = None;
             }
         }
@@ -276,8 +321,14 @@ impl Sink for ControllerSink {
         }
         for line in self.feed.lines(&stamped.event) {
             self.said_something |= matches!(line.kind(), "test" | "collect_error");
-            self.send(&line);
+            if line.kind() == "test" && self.process.is_some() {
+                self.batch_line(&line);
+            } else {
+                self.flush_batch(true); // in order
+                self.send(&line);
+            }
         }
+        self.flush_batch(false);
         if !matches!(stamped.event, Event::SessionFinished { .. }) {
             self.relay();
         }
@@ -298,6 +349,7 @@ impl Sink for ControllerSink {
             self.stop_quietly();
             return Ok(());
         }
+        self.flush_batch(true);
         let end = Line::from(self.feed.finish(&report.end, report.exit_code));
         self.send(&end);
         match self.wait_for_the_end() {

@@ -119,8 +119,9 @@ pub struct ReporterOptions {
 
 impl ReporterOptions {
     /// The sinks these options ask for, in the order they are fed (the summary last).
-    fn sinks(self) -> Vec<Box<dyn Sink>> {
+    fn sinks(self) -> (Vec<Box<dyn Sink>>, SharedConsole) {
         let console = SharedConsole::new(self.out, self.progress_bar);
+        let shared = console.clone();
         if let Some(usage_error) = self.usage_error {
             console.mute_when(usage_error);
         }
@@ -153,7 +154,7 @@ impl ReporterOptions {
             Some(_) => summary.errors_at_end(),
             None => summary,
         }));
-        sinks
+        (sinks, shared)
     }
 }
 
@@ -167,14 +168,19 @@ pub struct Reporter {
     supervisor: Option<Recipient<MaxfailReached>>,
     start: Instant,
     finished: bool,
+    /// The console the sinks share (its waiting progress characters are flushed on a timer).
+    console: SharedConsole,
 }
 
 impl Reporter {
     /// A reporter; the `Collected` event tells it which tests to expect.
     pub fn new(options: ReporterOptions) -> Reporter {
+        let maxfail = options.maxfail;
+        let (sinks, console) = options.sinks();
         Reporter {
-            ledger: Ledger::new(options.maxfail),
-            sinks: options.sinks(),
+            ledger: Ledger::new(maxfail),
+            sinks,
+            console,
             lives: lives::Lives::default(),
             output_failures: Vec::new(),
             supervisor: None,
@@ -272,6 +278,12 @@ impl Reporter {
 
 impl Actor for Reporter {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(console::PROGRESS_FLUSH, |reporter, _| {
+            reporter.console.flush_pending()
+        });
+    }
 }
 
 impl Handler<Publish> for Reporter {

@@ -159,10 +159,11 @@ fn pytest_cov_measures_every_forked_worker() {
         println!("SKIPPED: pytest-cov not installed");
         return;
     }
-    // Module-level lines run at import, in the fork server; the function bodies only in the
-    // forked workers (the killed one runs no measured test, so nothing measured is lost).
+    // Module-level lines run at import, in a forked worker; the function bodies only in the
+    // forked workers. The test that kills its worker first saves what that worker measured
+    // (whatever ran there before it), so complete coverage depends on no dealing order.
     let lib = "def a(x):\n    return x + 1\n\n\ndef b(x):\n    return x * 2\n";
-    let kill = "import os\n\ndef test_kill():\n    if not os.path.exists('killed'):\n        open('killed', 'w').close()\n        os._exit(3)\n";
+    let kill = "import os, coverage\n\ndef test_kill():\n    if not os.path.exists('killed'):\n        open('killed', 'w').close()\n        cov = coverage.Coverage.current()\n        if cov is not None:\n            cov.stop()\n            cov.save()\n        os._exit(3)\n";
     let suite = PySuite::new(&[
         ("lib.py", lib),
         ("test_0kill.py", kill),

@@ -12,41 +12,21 @@ use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-/// Waits up to a minute for `check` to return something (liveness, not speed).
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn token_file(dir: &Path) -> PathBuf {
-    let path = dir.join("token");
-    std::fs::write(&path, "elastic-s3cret\n").unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    path
-}
-
 /// `herd run` for an elastic session over `suite`, started: TCP on loopback, external
 /// launcher, the token file; `args` added.
 fn coordinator(suite: &Suite, args: &[&str]) -> Child {
-    let token = token_file(suite.path());
+    let token = token_file(suite.path(), "token", "elastic-s3cret");
     let mut all = vec![
         "--listen",
         "tcp://127.0.0.1:0",
         "--launcher",
         "external",
         "--token-file",
-        token.to_str().unwrap(),
+        &token,
     ];
     all.extend_from_slice(args);
     suite.spawn(&all)
@@ -54,7 +34,7 @@ fn coordinator(suite: &Suite, args: &[&str]) -> Child {
 
 /// The endpoint the coordinator listens on, once it says.
 fn endpoint(suite: &Suite) -> String {
-    wait_for("the session to start", || {
+    wait_for("the session to start", PATIENCE, || {
         read_events(&suite.events_path())
             .iter()
             .find(|e| e["event"] == "session_started")
@@ -144,12 +124,12 @@ fn a_replica_joining_mid_session_gets_work_and_one_past_the_maximum_is_told_the_
     let endpoint = endpoint(&suite);
     let first = replica(&suite, &endpoint);
     let events = suite.events_path();
-    wait_for("the first replica's tests", || {
+    wait_for("the first replica's tests", PATIENCE, || {
         (finished_by(&events, "w1") >= 3).then_some(())
     });
     // A new slot is made for the second replica: it takes tests from the first.
     let second = replica(&suite, &endpoint);
-    wait_for("the second replica's tests", || {
+    wait_for("the second replica's tests", PATIENCE, || {
         (finished_by(&events, "w2") >= 1).then_some(())
     });
     let (code, out) = finish(replica(&suite, &endpoint));
@@ -186,14 +166,14 @@ fn a_replica_leaving_cleanly_gives_back_its_tests_and_they_run_elsewhere_once() 
     let endpoint = endpoint(&suite);
     let events = suite.events_path();
     let leaver = replica(&suite, &endpoint);
-    wait_for("the first replica to join", || {
+    wait_for("the first replica to join", PATIENCE, || {
         read_events(&events)
             .iter()
             .any(|e| e["event"] == "worker_spawned" && e["worker"] == "w1")
             .then_some(())
     });
     let stayer = replica(&suite, &endpoint);
-    wait_for("tests on w1", || {
+    wait_for("tests on w1", PATIENCE, || {
         (finished_by(&events, "w1") >= 2).then_some(())
     });
     // SIGTERM to the replica's own process, as Kubernetes or Slurm would send it.
@@ -233,7 +213,7 @@ fn a_pytest_replica_leaving_on_sigterm_gives_back_its_tests() {
     let test = "import time, pytest\n\n@pytest.mark.parametrize('i', range(30))\n\
                 def test_x(i):\n    time.sleep(0.15)\n";
     std::fs::write(dir.path().join("test_x.py"), test).unwrap();
-    let token = token_file(dir.path());
+    let token = token_file(dir.path(), "token", "elastic-s3cret");
     let events = dir.path().join("events.jsonl");
     let herd = Command::new(env!("CARGO_BIN_EXE_herd"))
         .current_dir(dir.path())
@@ -259,7 +239,7 @@ fn a_pytest_replica_leaving_on_sigterm_gives_back_its_tests() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let endpoint = wait_for("the session to start", || {
+    let endpoint = wait_for("the session to start", PATIENCE, || {
         read_events(&events)
             .iter()
             .find(|e| e["event"] == "session_started")
@@ -278,14 +258,14 @@ fn a_pytest_replica_leaving_on_sigterm_gives_back_its_tests() {
             .unwrap()
     };
     let leaver = join();
-    wait_for("the first replica to join", || {
+    wait_for("the first replica to join", PATIENCE, || {
         read_events(&events)
             .iter()
             .any(|e| e["event"] == "worker_spawned" && e["worker"] == "w1")
             .then_some(())
     });
     let stayer = join();
-    wait_for("tests on w1", || {
+    wait_for("tests on w1", PATIENCE, || {
         (finished_by(&events, "w1") >= 3).then_some(())
     });
     let pid = nix::unistd::Pid::from_raw(leaver.id() as i32);
@@ -314,8 +294,8 @@ fn elastic_options_and_an_unreachable_coordinator_are_refused_clearly() {
         "{}",
         run.dump()
     );
-    let token = token_file(suite.path());
-    let token = token.to_str().unwrap();
+    let token = token_file(suite.path(), "token", "elastic-s3cret");
+    let token = token.as_str();
     let external = ["--launcher", "external", "--token-file", token];
     let run = suite.run(&[&["-n", "3", "--max-workers", "2"][..], &external].concat());
     assert_eq!(run.code, 4, "{}", run.dump());
@@ -370,14 +350,14 @@ fn elastic_options_and_an_unreachable_coordinator_are_refused_clearly() {
 #[test]
 fn a_replica_is_refused_by_a_session_that_starts_its_own_workers() {
     let suite = sleepy(6, "0.3");
-    let token = token_file(suite.path());
+    let token = token_file(suite.path(), "token", "elastic-s3cret");
     let herd = suite.spawn(&[
         "-n",
         "1",
         "--listen",
         "tcp://127.0.0.1:0",
         "--token-file",
-        token.to_str().unwrap(),
+        &token,
     ]);
     let endpoint = endpoint(&suite);
     let (code, out) = finish(replica(&suite, &endpoint));

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -46,13 +45,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn token_file(suite: &Suite, secret: &str) -> String {
-    let path = suite.path().join("token");
-    std::fs::write(&path, format!("{secret}\n")).unwrap();
-    std::fs::set_permissions(&path, PermissionsExt::from_mode(0o600)).unwrap();
-    path.display().to_string()
 }
 
 /// herd on loopback TCP with `--launcher external`: it waits for the test to start its worker.
@@ -237,7 +229,7 @@ fn assert_nothing_raw(output: &str) {
 #[test]
 fn identities_and_names_from_peers_are_printed_escaped() {
     let suite = Suite::new().passing("m", "t", 3);
-    let token = token_file(&suite, "s3cret");
+    let token = token_file(suite.path(), "token", "s3cret");
     let (herd, endpoint, command) = external(&suite, &token);
     let ctx = zmq::Context::new();
 
@@ -293,7 +285,7 @@ fn identities_and_names_from_peers_are_printed_escaped() {
 fn a_flood_of_refused_peers_prints_a_bounded_number_of_lines() {
     const PEERS: usize = 2000;
     let suite = Suite::new().passing("m", "t", 4);
-    let token = token_file(&suite, "s3cret");
+    let token = token_file(suite.path(), "token", "s3cret");
     let (herd, endpoint, command) = external(&suite, &token);
     let ctx = zmq::Context::new();
     let flood = Instant::now();

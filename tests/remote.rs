@@ -9,22 +9,9 @@ mod common;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
-
-/// Waits up to a minute for `check` to return something (liveness, not speed).
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The `worker_awaited` events so far: (worker, incarnation, command).
 fn awaited(events: &Path) -> Vec<(String, u64, String)> {
@@ -43,12 +30,16 @@ fn awaited(events: &Path) -> Vec<(String, u64, String)> {
 
 /// The command herd printed for `worker`'s `incarnation`, once it has.
 fn command_for(events: &Path, worker: &str, incarnation: u64) -> String {
-    wait_for(&format!("the command for {worker}.{incarnation}"), || {
-        awaited(events)
-            .into_iter()
-            .find(|(w, i, _)| w == worker && *i == incarnation)
-            .map(|(_, _, command)| command)
-    })
+    wait_for(
+        &format!("the command for {worker}.{incarnation}"),
+        PATIENCE,
+        || {
+            awaited(events)
+                .into_iter()
+                .find(|(w, i, _)| w == worker && *i == incarnation)
+                .map(|(_, _, command)| command)
+        },
+    )
 }
 
 /// Runs a printed command line in `dir`, in its own process group, output kept.
@@ -67,13 +58,6 @@ fn start(dir: &Path, command: &str) -> Child {
 
 fn signal_group(child: &Child, signal: Signal) {
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-}
-
-fn token_file(suite: &Suite, name: &str, secret: &str) -> String {
-    let path = suite.path().join(name);
-    std::fs::write(&path, format!("{secret}\n")).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    path.display().to_string()
 }
 
 #[test]
@@ -101,7 +85,7 @@ fn open_addresses_and_external_workers_need_a_token_file() {
 #[test]
 fn external_workers_join_with_the_printed_command_and_impostors_are_refused() {
     let suite = Suite::new().passing("m", "t", 8);
-    let token = token_file(&suite, "token", "s3cret");
+    let token = token_file(suite.path(), "token", "s3cret");
     let herd = suite.spawn(&[
         "-n",
         "2",
@@ -124,7 +108,7 @@ fn external_workers_join_with_the_printed_command_and_impostors_are_refused() {
         "{w1}"
     );
 
-    let wrong = token_file(&suite, "wrong", "guess");
+    let wrong = token_file(suite.path(), "wrong", "guess");
     let (code, out) = finish(start(suite.path(), &w2.replace(&token, &wrong)));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("wrong session token"), "{out}");
@@ -159,7 +143,7 @@ fn a_silent_external_worker_is_given_up_and_refused_when_it_comes_back() {
     for i in 0..12 {
         suite = suite.test(&format!("n::s{i}"), "sleep 0.2\n");
     }
-    let token = token_file(&suite, "token", "s3cret");
+    let token = token_file(suite.path(), "token", "s3cret");
     let herd = suite.spawn(&[
         "-n",
         "2",
@@ -272,7 +256,7 @@ fn a_worker_whose_coordinator_is_gone_gives_up() {
     for i in 0..4 {
         suite = suite.test(&format!("m::t{i}"), "sleep 0.5\n");
     }
-    let token = token_file(&suite, "token", "s3cret");
+    let token = token_file(suite.path(), "token", "s3cret");
     let mut herd = suite.spawn(&[
         "-n",
         "1",

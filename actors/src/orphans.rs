@@ -6,6 +6,8 @@
 //! owners' `wait`.
 
 use std::sync::Once;
+
+use crate::process::ProcStat;
 use std::time::Duration;
 
 /// How often the adopted zombies are looked for.
@@ -43,7 +45,7 @@ pub fn reap_adopted() -> usize {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(stat) = ProcStat::read(pid) else {
             continue;
         };
         if is_adopted_zombie(&stat, pid, me, my_group) {
@@ -58,21 +60,10 @@ pub fn reap_adopted() -> usize {
     reaped
 }
 
-/// Whether `/proc/PID/stat` text `stat` is an exited child of `me` that a worker's process
-/// group left behind: a zombie whose parent is herd, in a group neither its own nor herd's.
-fn is_adopted_zombie(stat: &str, pid: u32, me: u32, my_group: u32) -> bool {
-    // The command name is in parentheses and may hold anything: fields follow the last ')'.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let mut fields = rest.split_whitespace();
-    let state = fields.next();
-    let ppid = fields.next().and_then(|f| f.parse::<u32>().ok());
-    let group = fields.next().and_then(|f| f.parse::<u32>().ok());
-    match (state, ppid, group) {
-        (Some("Z"), Some(ppid), Some(group)) => ppid == me && group != pid && group != my_group,
-        _ => false,
-    }
+/// Whether `stat` (of process `pid`) is an exited child of `me` that a worker's process group
+/// left behind: a zombie whose parent is herd, in a group neither its own nor herd's.
+fn is_adopted_zombie(stat: &ProcStat, pid: u32, me: u32, my_group: u32) -> bool {
+    stat.state == 'Z' && stat.ppid == me && stat.group != pid && stat.group != my_group
 }
 
 #[cfg(test)]
@@ -82,7 +73,9 @@ mod tests {
     #[test]
     fn only_a_zombie_child_in_a_workers_group_is_an_adopted_orphan() {
         let stat = |state: &str, ppid: u32, group: u32| {
-            format!("4242 (sleep (x) 9) {state} {ppid} {group} {group} 0 -1")
+            let text =
+                format!("4242 (sleep (x) 9) {state} {ppid} {group} {group} 0 -1 0 0 0 0 0 1 2");
+            ProcStat::parse(&text).unwrap()
         };
         // herd is 100 in group 100; a worker leads group 300.
         assert!(is_adopted_zombie(&stat("Z", 100, 300), 4242, 100, 100));
@@ -102,7 +95,6 @@ mod tests {
             !is_adopted_zombie(&stat("Z", 100, 100), 4242, 100, 100),
             "in herd's group: a probe"
         );
-        assert!(!is_adopted_zombie("garbage", 4242, 100, 100));
     }
 
     #[test]

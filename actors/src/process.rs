@@ -164,8 +164,64 @@ pub async fn run_hook(script: String, env: Vec<(String, String)>, limit: Duratio
 
 pub use herd_core::text::indent_tail;
 
+/// What `/proc/PID/stat` says of a process (Linux): the fields herd reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Its state letter: `R`, `S`, `T` (stopped: SIGSTOP, a debugger), `Z` (exited, not yet
+    /// waited for)...
+    pub state: char,
+    /// Its parent's pid.
+    pub ppid: u32,
+    /// Its process group.
+    pub group: u32,
+    /// The CPU time (user + system, in clock ticks) it has used.
+    pub cpu_ticks: Option<u64>,
+}
+
+impl ProcStat {
+    /// The state of process `pid`; `None` where it cannot be read (gone, or not Linux).
+    pub fn read(pid: u32) -> Option<ProcStat> {
+        ProcStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// The fields of `/proc/PID/stat` text. They follow the command name, which is in
+    /// parentheses and may hold anything (spaces, parentheses): the state is the 1st after the
+    /// last `)`, then ppid, pgrp, ...; utime is the 12th and stime the 13th.
+    pub fn parse(stat: &str) -> Option<ProcStat> {
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        let group = fields.next()?.parse().ok()?;
+        let mut times = fields.skip(8).map(|f| f.parse::<u64>().ok());
+        let cpu_ticks = match (times.next().flatten(), times.next().flatten()) {
+            (Some(utime), Some(stime)) => Some(utime + stime),
+            _ => None,
+        };
+        Some(ProcStat {
+            state,
+            ppid,
+            group,
+            cpu_ticks,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn proc_stat_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat =
+            ProcStat::parse("42 (a (b) c) T 7 40 40 0 -1 4194304 1 2 3 4 15 27 0 0").unwrap();
+        assert_eq!((stat.state, stat.ppid, stat.group), ('T', 7, 40));
+        assert_eq!(stat.cpu_ticks, Some(42));
+        assert_eq!(ProcStat::parse("garbage"), None);
+        let me = ProcStat::read(std::process::id()).expect("/proc is readable");
+        assert_ne!(me.state, 'T');
+        assert!(me.cpu_ticks.is_some());
+        assert!(ProcStat::read(u32::MAX).is_none());
+    }
+
     use super::*;
 
     #[test]

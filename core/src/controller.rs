@@ -17,6 +17,7 @@
 //!   the end           {"type":"finish", "end", "reason", "exitstatus", "collected"}
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
@@ -30,7 +31,7 @@ use crate::protocol::RunnerForm;
 /// reports' serialized forms as the workers wrote them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
-    kind: String,
+    kind: Cow<'static, str>,
     text: String,
 }
 
@@ -55,7 +56,7 @@ impl From<Value> for Line {
     fn from(value: Value) -> Line {
         let kind = value["type"].as_str().unwrap_or_default().to_string();
         Line {
-            kind,
+            kind: Cow::Owned(kind),
             text: value.to_string(),
         }
     }
@@ -120,7 +121,7 @@ impl ControllerFeed {
             };
             // Plain data serializes.
             return vec![Line {
-                kind: "test".into(),
+                kind: Cow::Borrowed("test"),
                 text: serde_json::to_string(&line).expect("a test line serializes"),
             }];
         }

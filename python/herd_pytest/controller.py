@@ -111,7 +111,7 @@ class Controller:
         self.tests = 0
         self.session = None
         self.nodes = nodes.Nodes(config)
-        self.start_and_finish = None  # whether a plugin follows test starts and ends
+        self.hooks = None  # what the plugins implement (see _Hooks), once known
 
     # ---- the session, without tests of its own ----------------------------------------------
 
@@ -220,7 +220,7 @@ class Controller:
         if not reports:
             reports = herd_reports(nodeid, message.get("worker"), message.get("herd") or {})
         location = reports[0].location
-        start_and_finish = self._start_and_finish_heard()
+        start_and_finish = self._hooks().start_and_finish_heard
         if start_and_finish:
             hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
         for report in reports:
@@ -229,30 +229,17 @@ class Controller:
             hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
     def pytest_plugin_registered(self, plugin):
-        self.start_and_finish = None  # a plugin may follow test starts and ends
+        self.hooks = None  # a plugin may implement the hooks that matter below
 
-    def _start_and_finish_heard(self):
-        """Whether a plugin follows test starts and ends (``pytest_runtest_logstart``,
-        ``pytest_runtest_logfinish``): not when only the quiet terminal (it would write progress
-        nobody sees) and the logging plugin (live logs of tests; none run here) do."""
-        if self.start_and_finish is None:
-            pm = self.config.pluginmanager
-            quiet = {id(pm.get_plugin(name)) for name in ("terminalreporter", "logging-plugin")}
-            hook = self.config.hook
-            self.start_and_finish = any(
-                id(impl.plugin) not in quiet
-                for caller in (hook.pytest_runtest_logstart, hook.pytest_runtest_logfinish)
-                for impl in caller.get_hookimpls()
-            )
-        return self.start_and_finish
-
+    def _hooks(self):
+        """What the registered plugins implement, worked out once per plugin registration."""
+        if self.hooks is None:
+            self.hooks = _Hooks(self.config)
+        return self.hooks
     def _reports(self, nodeid, message):
         """The test's reports, from their serialized forms (compact ones expanded)."""
         unserialize = self.config.hook.pytest_report_from_serializable
-        plain = all(
-            getattr(impl.plugin, "__name__", "") in _PYTEST_UNSERIALIZERS
-            for impl in unserialize.get_hookimpls()
-        )
+        plain = self._hooks().only_pytest_unserializes
         base = None
         for data in message.get("reports") or []:
             if data.get(COMPACT):
@@ -351,6 +338,30 @@ class Deselected:
         return f"<Deselected {self.nodeid}>"
 
 
+class _Hooks:
+    """What the controller's plugins implement, for its shortcuts.
+
+    * ``start_and_finish_heard``: a plugin follows test starts and ends
+      (``pytest_runtest_logstart``/``logfinish``), not only the quiet terminal (it would write
+      progress nobody sees) and the logging plugin (live logs of tests; none run here).
+    * ``only_pytest_unserializes``: pytest's own ``pytest_report_from_serializable`` is the
+      only one, so a test report may be made directly.
+    """
+
+    def __init__(self, config):
+        pm, hook = config.pluginmanager, config.hook
+        quiet = {id(pm.get_plugin(name)) for name in ("terminalreporter", "logging-plugin")}
+        self.start_and_finish_heard = any(
+            id(impl.plugin) not in quiet
+            for caller in (hook.pytest_runtest_logstart, hook.pytest_runtest_logfinish)
+            for impl in caller.get_hookimpls()
+        )
+        self.only_pytest_unserializes = all(
+            getattr(impl.plugin, "__name__", "") in _PYTEST_UNSERIALIZERS
+            for impl in hook.pytest_report_from_serializable.get_hookimpls()
+        )
+
+
 #: Where pytest's own unserializers live: with no other, a test report is made directly.
 _PYTEST_UNSERIALIZERS = frozenset(("_pytest.reports", "_pytest.subtests"))
 
@@ -361,8 +372,7 @@ def expand(compact, base, nodeid):
     compact form; a plain passing phase has no text, output or properties. Without a base
     (never from herd's worker), the location is made from the test id."""
     if base is None:
-        path, _, name = nodeid.partition("::")
-        base = {"nodeid": nodeid, "keywords": {}, "location": (path, None, name or path)}
+        base = identity_from_id(nodeid)
     data = {
         "$report_type": "TestReport",
         "nodeid": base.get("nodeid", nodeid),
@@ -393,6 +403,13 @@ _COMPACT_OWN = frozenset(
 )
 
 
+def identity_from_id(nodeid):
+    """A test's id, location and keywords as far as its id tells them (a report herd decided,
+    or a compact form without a base, which herd's worker never sends)."""
+    path, _, name = nodeid.partition("::")
+    return {"nodeid": nodeid, "keywords": {}, "location": (path, None, name or path)}
+
+
 def _identity_of(report):
     """A test's id, location and keywords as a base for its later compact forms."""
     return {"nodeid": report.nodeid, "location": report.location, "keywords": report.keywords}
@@ -402,8 +419,7 @@ def compact_report(compact, base, nodeid):
     """The ``TestReport`` a compact form stands for (see :func:`expand`), made directly."""
     base = compact if "keywords" in compact else base
     if base is None:
-        path, _, name = nodeid.partition("::")
-        base = {"nodeid": nodeid, "keywords": {}, "location": (path, None, name or path)}
+        base = identity_from_id(nodeid)
     location = base.get("location")
     extra = {k: v for k, v in compact.items() if k not in _COMPACT_OWN}
     return pytest.TestReport(
@@ -435,8 +451,8 @@ def herd_reports(nodeid, worker, herd):
     """The reports of a test that came without pytest's own (a worker that does not send them,
     or a test herd decided: it crashed its worker, or timed out), from herd's verdict. A crash or
     a timeout is a failed call saying so, as xdist reports a crashed worker's test."""
-    path, _, name = nodeid.partition("::")
-    location = (path, None, name or path)
+    location = identity_from_id(nodeid)["location"]
+    path = location[0]
     outcome = herd.get("outcome") or "crashed"
     why = herd.get("message") or ""
     text = herd.get("details") or why

@@ -54,7 +54,8 @@ def report_message(report, config, forms=None):
     :class:`SerializedForms`: the reports go to herd's pytest controller), the message carries
     pytest's serialized form too, compact when the test's earlier report already said the rest.
     """
-    if is_plain_pass(report):
+    plain = is_plain_pass(report)
+    if plain:
         msg = {
             "type": "report",
             "test": report.nodeid,
@@ -67,7 +68,7 @@ def report_message(report, config, forms=None):
     else:
         msg = _full_message(report, config)
     if forms is not None:
-        msg["pytest"] = forms.form(report, config)
+        msg["pytest"] = forms.form(report, config, plain)
     return msg
 
 
@@ -181,10 +182,13 @@ class SerializedForms:
         """A new test starts: its first report is sent whole."""
         self.base = None
 
-    def form(self, report, config):
-        """The serialized form of ``report`` to send."""
+    def form(self, report, config, plain=None):
+        """The serialized form of ``report`` to send (``plain``: whether it is a plain pass,
+        when the caller knows)."""
+        if plain is None:
+            plain = is_plain_pass(report)
         base = self.base
-        if is_plain_pass(report) and self._only_pytest_serializes():
+        if plain and self._only_pytest_serializes():
             added = _added_fields(report)
             if added is not None:
                 form = {key: getattr(report, key, None) for key in _COMPACT_FIELDS}

@@ -305,6 +305,30 @@ pub fn no_processes_with(marker: &str, limit: Duration) -> bool {
 }
 
 /// Sends `signal` to a process.
+/// How long a test waits for something that must happen (liveness, not speed).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits up to `limit` for `check` to return something; fails the test, naming `what`, after.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes the session token `secret` to `dir/name`, readable by its owner only (herd refuses
+/// a token file others can read); its path.
+pub fn token_file(dir: &Path, name: &str, secret: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    path.display().to_string()
+}
+
 /// Waits for `child` (spawned with piped stdout and stderr): its exit code (-1 for a signal)
 /// and its stdout followed by its stderr.
 pub fn finish(child: Child) -> (i32, String) {

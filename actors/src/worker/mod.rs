@@ -30,7 +30,7 @@ use crate::launcher::{Launch, Launcher};
 use crate::messages::*;
 use crate::output::WorkerLog;
 use crate::process::{
-    describe_status, run_hook, signal_group, spawn_in_group, GroupGuard, WorkerCommand,
+    describe_status, run_hook, signal_group, spawn_in_group, GroupGuard, ProcStat, WorkerCommand,
 };
 use crate::reporter::Reporter;
 use crate::scheduler::Scheduler;

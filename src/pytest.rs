@@ -49,6 +49,7 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     plugin_file!("nodes.py"),
     plugin_file!("plugin.py"),
     plugin_file!("process.py"),
+    plugin_file!("quiet.py"),
     plugin_file!("reports.py"),
     plugin_file!("settings.py"),
     plugin_file!("wire.py"),

@@ -150,6 +150,37 @@ fn a_test_that_kills_its_worker_is_reported_crashed_and_nothing_is_lost() {
 }
 
 #[test]
+fn a_worker_that_dies_with_passes_not_yet_sent_loses_none_and_blames_the_test_it_ran() {
+    // Passing reports travel in batches: when test_150 kills its worker, the passes just
+    // before it may not have left yet. The status file names test_150; the tests whose
+    // reports were not sent run again; every test ends with exactly one outcome.
+    let mut body = String::from("import os\n\n");
+    for i in 0..200 {
+        let line = if i == 150 {
+            "    os._exit(1)"
+        } else {
+            "    pass"
+        };
+        body.push_str(&format!("def test_{i}():\n{line}\n\n"));
+    }
+    let suite = PySuite::new(&[("test_batch.py", &body)]);
+    let run = suite.herd(&["-n", "1"], &[]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    let finished: Vec<String> = run
+        .of("test_finished")
+        .iter()
+        .map(|e| e["test"].as_str().unwrap().to_string())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = finished.iter().collect();
+    assert_eq!(finished.len(), 200, "one outcome per test\n{}", run.dump());
+    assert_eq!(unique.len(), 200, "{}", run.dump());
+    assert_eq!(run.outcomes()["test_batch.py::test_150"], "crashed");
+    assert_eq!(run.count("passed"), 199, "{}", run.dump());
+    let details = run.finished("test_batch.py::test_150")["details"].to_string();
+    assert!(details.contains("while running this test"), "{details}");
+}
+
+#[test]
 fn a_hanging_test_is_killed_by_the_timeout() {
     let hang = "import time\n\ndef test_hang():\n    print('hanging now', flush=True)\n    time.sleep(60)\n\ndef test_fine():\n    pass\n";
     let suite = PySuite::new(&[

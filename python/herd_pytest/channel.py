@@ -14,8 +14,13 @@ Two threads use the socket, always under ``io_lock``::
       error   -> refused: the socket closes at once and the worker ends with the message
       other   -> handed to the waiter if it is of a kind it waits for, else ignored
 
-Queued messages (passing reports) go out as one frame holding a JSON array with the next
-``send`` or ``flush``, so a test costs one frame.
+Queued messages (test starts, passing reports, warnings) go out together as one frame holding
+a JSON array: with the next ``send`` or ``flush``, or once the oldest has waited ``BATCH_S``
+(checked as the next test starts, and by the io thread while a test runs). A worker running
+tiny tests so sends a few dozen frames a second, not one per test; anything that did not pass
+is flushed at once. herd learns which test a worker that died was running from its status file,
+so a start still in the queue is not lost with the worker (the tests whose reports were not sent
+yet go back to the queue and run again).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ HEARTBEAT_S = 1.0
 POLL_SLICE_MS = 500
 #: How often the io thread looks for a ``release`` while a test runs (seconds).
 IO_TICK_S = 0.05
+#: How long a queued message may wait for others to share its frame (seconds).
+BATCH_S = 0.025
 
 
 class HerdError(Exception):
@@ -70,6 +77,7 @@ class Channel:
         self.inbox = deque()  # messages the io thread read for the main thread
         self.queued = []  # encoded messages not sent yet
         self.queued_bytes = 0  # their size, so a batch never outgrows a frame
+        self.queued_since = 0.0  # when the oldest of them was queued (monotonic)
         #: The coordinator said ``stop``: nothing more is started.
         self.stop_requested = False
         #: ``shutdown`` sent (or the coordinator refused us): nothing more is said.
@@ -131,6 +139,7 @@ class Channel:
                 if sock is None:
                     return
                 try:
+                    self.flush_if_due()
                     if time.monotonic() - last_beat >= HEARTBEAT_S:
                         sock.send(b'{"type":"heartbeat"}')
                         last_beat = time.monotonic()
@@ -163,21 +172,30 @@ class Channel:
         """Encodes a message now and sends it with the next flush (or the next send); a batch
         that would outgrow a frame is sent first."""
         data = encode(message)
-        if self.queued and self.queued_bytes + len(data) > MESSAGE_LIMIT:
+        with self.io_lock:
+            if not self.queued:
+                self.queued_since = time.monotonic()
+            elif self.queued_bytes + len(data) > MESSAGE_LIMIT:
+                self.flush()
+                self.queued_since = time.monotonic()
+            self.queued.append(data)
+            self.queued_bytes += len(data) + 1
+
+    def flush_if_due(self):
+        """Flushes the queue if its oldest message has waited ``BATCH_S``."""
+        if self.queued and time.monotonic() - self.queued_since >= BATCH_S:
             self.flush()
-        self.queued.append(data)
-        self.queued_bytes += len(data) + 1
 
     def flush(self):
         """Sends the queued messages as one frame."""
         # Queued messages go out as one frame holding a JSON array (protocol v1 batches): one
         # send, one wake-up of each ZeroMQ I/O thread and of the coordinator, instead of one per
         # message, which is most of the cost of a message on a busy machine.
-        sock = self.socket
-        queued, self.queued = self.queued, []
-        self.queued_bytes = 0
-        if sock is not None and queued:
-            with self.io_lock:
+        with self.io_lock:
+            sock = self.socket
+            queued, self.queued = self.queued, []
+            self.queued_bytes = 0
+            if sock is not None and queued:
                 sock.send(queued[0] if len(queued) == 1 else b"[" + b",".join(queued) + b"]")
 
     def message(self, text):

@@ -32,6 +32,7 @@ import pytest
 
 from . import nodes
 from .process import exit_fast_at_exit, skip_final_gc
+from .quiet import QuietTerminal
 from .reports import COMPACT
 
 ENV_CONTROLLER = "HERD_PYTEST_CONTROLLER"
@@ -106,12 +107,13 @@ class Controller:
 
     def __init__(self, config):
         self.config = config
-        self.writer = None  # the terminal's writer, while it is quiet
-        self.progress = None  # the terminal's progress setting, while it is quiet
+        self.terminal = QuietTerminal(config)  # quiet until pytest's summary
         self.tests = 0
         self.session = None
         self.nodes = nodes.Nodes(config)
         self.hooks = None  # what the plugins implement (see _Hooks), once known
+        self.plain_report = None  # the report being handed on, if its status may be remembered
+        self.plain_status = {}  # phase name -> pytest's status of a plain passing phase
 
     # ---- the session, without tests of its own ----------------------------------------------
 
@@ -216,17 +218,38 @@ class Controller:
         hook = self.config.hook
         nodeid = message["test"]
         self.tests += 1
-        reports = [r for r in self._reports(nodeid, message) if r is not None]
+        reports, plain = self._reports(nodeid, message)
         if not reports:
             reports = herd_reports(nodeid, message.get("worker"), message.get("herd") or {})
+            plain = False
         location = reports[0].location
-        start_and_finish = self._hooks().start_and_finish_heard
-        if start_and_finish:
+        hooks = self._hooks()
+        if hooks.start_and_finish_heard:
             hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        remember = plain and hooks.teststatus_is_pytests
         for report in reports:
+            self.plain_report = report if remember else None
             hook.pytest_runtest_logreport(report=report)
-        if start_and_finish:
+        self.plain_report = None
+        if hooks.start_and_finish_heard:
             hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report, config):
+        """The status of a plain passing phase of a test whose every phase passed plainly,
+        asked of pytest's own implementations once per phase name and remembered: they are the
+        only ones (``_Hooks.teststatus_is_pytests``), and for such a report their answer
+        depends on nothing else."""
+        if report is not self.plain_report:
+            return None
+        status = self.plain_status.get(report.when)
+        if status is None:
+            self.plain_report = None  # this time the others answer
+            status = config.hook.pytest_report_teststatus(report=report, config=config)
+            self.plain_report = report
+            if status is not None:
+                self.plain_status[report.when] = status
+        return status
 
     def pytest_plugin_registered(self, plugin):
         self.hooks = None  # a plugin may implement the hooks that matter below
@@ -236,32 +259,42 @@ class Controller:
         if self.hooks is None:
             self.hooks = _Hooks(self.config)
         return self.hooks
+
     def _reports(self, nodeid, message):
-        """The test's reports, from their serialized forms (compact ones expanded)."""
+        """The test's reports, from their serialized forms (compact ones expanded), and whether
+        every one is a plain passing phase made directly (what plugins added, pytest-html's
+        ``extras``, may be there: no status depends on it)."""
         unserialize = self.config.hook.pytest_report_from_serializable
-        plain = self._hooks().only_pytest_unserializes
+        direct = self._hooks().only_pytest_unserializes
+        plain = direct
         base = None
+        reports = []
         for data in message.get("reports") or []:
             if data.get(COMPACT):
                 said_identity = "keywords" in data
-                if plain:
+                if direct:
                     # A plain passing phase, made directly (what pytest's own hook would make).
                     report = compact_report(data, base, nodeid)
                     if said_identity:
                         base = _identity_of(report)
-                    yield report
+                    plain = plain and data.get("outcome", "passed") == "passed"
+                    reports.append(report)
                     continue
                 data = expand(data, base, nodeid)
                 if said_identity:
                     base = data
             elif data.get("$report_type") == "TestReport":
                 base = data
+            plain = False
             data = with_tuples(data)
-            if plain and data.get("$report_type") == "TestReport":
+            if direct and data.get("$report_type") == "TestReport":
                 # What pytest's own hook would do, without the hook call (most reports).
-                yield pytest.TestReport._from_json(data)
+                report = pytest.TestReport._from_json(data)
             else:
-                yield unserialize(config=self.config, data=data)
+                report = unserialize(config=self.config, data=data)
+            if report is not None:
+                reports.append(report)
+        return reports, plain and bool(reports)
 
     def _warning(self, message):
         record = warning_record(message.get("text") or "")
@@ -295,26 +328,10 @@ class Controller:
         return self.config.pluginmanager.get_plugin("terminalreporter")
 
     def _quiet(self):
-        reporter = self._terminal()
-        if reporter is None or self.writer is not None:
-            return
-        from _pytest.config import create_terminal_writer
-
-        self.writer = reporter._tw
-        reporter._tw = create_terminal_writer(self.config, open(os.devnull, "w"))
-        # Nobody sees the progress while it is quiet: it is not worked out either.
-        self.progress = getattr(reporter, "_show_progress_info", None)
-        if self.progress is not None:
-            reporter._show_progress_info = False
+        self.terminal.quiet()
 
     def _loud(self):
-        reporter = self._terminal()
-        if reporter is not None and self.writer is not None:
-            reporter._tw.flush()
-            reporter._tw = self.writer
-            self.writer = None
-            if self.progress is not None:
-                reporter._show_progress_info = self.progress
+        self.terminal.loud()
 
 
 def collect_error_repr(text):
@@ -346,6 +363,8 @@ class _Hooks:
       progress nobody sees) and the logging plugin (live logs of tests; none run here).
     * ``only_pytest_unserializes``: pytest's own ``pytest_report_from_serializable`` is the
       only one, so a test report may be made directly.
+    * ``teststatus_is_pytests``: only pytest's own modules (and this controller) implement
+      ``pytest_report_teststatus``, so a plain passing phase's status may be remembered.
     """
 
     def __init__(self, config):
@@ -360,10 +379,22 @@ class _Hooks:
             getattr(impl.plugin, "__name__", "") in _PYTEST_UNSERIALIZERS
             for impl in hook.pytest_report_from_serializable.get_hookimpls()
         )
+        controller = pm.get_plugin("herd_controller")
+        self.teststatus_is_pytests = all(
+            impl.plugin is controller or getattr(impl.plugin, "__name__", "") in _PYTEST_STATUSES
+            for impl in hook.pytest_report_teststatus.get_hookimpls()
+        )
 
 
 #: Where pytest's own unserializers live: with no other, a test report is made directly.
 _PYTEST_UNSERIALIZERS = frozenset(("_pytest.reports", "_pytest.subtests"))
+#: The plugins that say a report's status whose answer for a plain passing phase (of a test with
+#: no subtests: none failed) depends on the phase name alone: pytest's own, and
+#: pytest-rerunfailures (it speaks only of "rerun" outcomes).
+_PYTEST_STATUSES = frozenset(
+    ("_pytest.runner", "_pytest.skipping", "_pytest.subtests", "_pytest.terminal",
+     "pytest_rerunfailures")
+)
 
 
 def expand(compact, base, nodeid):
@@ -411,31 +442,76 @@ def identity_from_id(nodeid):
 
 
 def _identity_of(report):
-    """A test's id, location and keywords as a base for its later compact forms."""
-    return {"nodeid": report.nodeid, "location": report.location, "keywords": report.keywords}
+    """A test's id, location and keywords as a base for its later compact forms (with pytest's
+    parsed id, when it keeps one, so the test's later reports share it)."""
+    identity = {"nodeid": report.nodeid, "location": report.location, "keywords": report.keywords}
+    parsed = report.__dict__.get("_id")
+    if parsed is not None:
+        identity["_id"] = parsed
+    return identity
 
 
 def compact_report(compact, base, nodeid):
     """The ``TestReport`` a compact form stands for (see :func:`expand`), made directly."""
-    base = compact if "keywords" in compact else base
-    if base is None:
+    if "keywords" in compact:
+        base = compact
+    elif base is None:
         base = identity_from_id(nodeid)
     location = base.get("location")
-    extra = {k: v for k, v in compact.items() if k not in _COMPACT_OWN}
+    location = tuple(location) if location is not None else None
+    get = compact.get
+    parsed = base.get("_id")
+    if parsed is not None and _DIRECT_FIELDS is not None:
+        # The attributes pytest's constructor sets (checked once, see _direct_fields), with
+        # the test's id parsed once for its three reports: most reports come this way.
+        report = _new_report(pytest.TestReport)
+        report.__dict__ = {
+            "_id": parsed,
+            "location": location,
+            "keywords": dict(base.get("keywords") or {}),
+            "outcome": get("outcome", "passed"),
+            "longrepr": None,
+            "when": get("when"),
+            "user_properties": [],
+            "sections": [],
+            "duration": get("duration", 0.0),
+            "start": get("start", 0.0),
+            "stop": get("stop", 0.0),
+        }
+        if not _COMPACT_OWN.issuperset(compact):
+            report.__dict__.update(_extra_fields(compact))
+        return report
     return pytest.TestReport(
-        base.get("nodeid", nodeid),
-        tuple(location) if location is not None else None,
-        dict(base.get("keywords") or {}),
-        compact.get("outcome", "passed"),
-        None,
-        compact.get("when"),
-        [],
-        compact.get("duration", 0.0),
-        compact.get("start", 0.0),
-        compact.get("stop", 0.0),
-        [],
-        **extra,
+        base.get("nodeid", nodeid), location, dict(base.get("keywords") or {}),
+        get("outcome", "passed"), None, get("when"), [], get("duration", 0.0),
+        get("start", 0.0), get("stop", 0.0), [], **_extra_fields(compact),
     )
+
+
+def _extra_fields(compact):
+    """What plugins added to a compact form's report (pytest-html's ``extras``)."""
+    return {k: v for k, v in compact.items() if k not in _COMPACT_OWN}
+
+
+_new_report = object.__new__
+
+
+def _direct_fields():
+    """The attributes of a ``TestReport`` when they are exactly those :func:`compact_report`
+    sets directly (this pytest's constructor only stores its arguments); else None, and every
+    report is made by the constructor."""
+    fields = frozenset(
+        ("_id", "location", "keywords", "outcome", "longrepr", "when", "user_properties",
+         "sections", "duration", "start", "stop")
+    )
+    try:
+        made = pytest.TestReport("a.py::t", ("a.py", 0, "t"), {}, "passed", None, "call")
+    except Exception:
+        return None
+    return fields if frozenset(vars(made)) == fields else None
+
+
+_DIRECT_FIELDS = _direct_fields()
 
 
 def with_tuples(data):

@@ -23,6 +23,7 @@ from .controller import leave_files_to_controller, reports_go_to_controller
 from .handshake import greet
 from .loop import Pending, RunLoop
 from .process import StatusFile, exit_fast_at_exit, install_sigterm_handler, skip_final_gc
+from .quiet import QuietTerminal
 from .reports import Rounds, SerializedForms, as_text, report_message
 from .settings import Settings, appliance, under_herd
 
@@ -75,21 +76,6 @@ def herd_appliance():
     return appliance()
 
 
-def _quiet_terminal(config):
-    """With capturing off (``-s``) herd shows the worker's output live, a line at a time: only
-    the tests' own output belongs there, so pytest's per-worker terminal report (its header,
-    progress and summary; herd prints the session's) goes nowhere."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return
-    try:
-        from _pytest.config import create_terminal_writer
-
-        reporter._tw = create_terminal_writer(config, open(os.devnull, "w"))
-    except Exception as exc:  # a pytest without these internals: its report stays
-        warnings.warn(f"herd: cannot quiet the worker's terminal report: {exc}")
-
-
 # ---- the worker: active only under herd ------------------------------------------------------
 
 
@@ -111,14 +97,21 @@ class HerdWorker:
         self.forms = SerializedForms(config) if reports_go_to_controller() else None
         self.exitstatus = None
         self.loop_done = False
+        self.terminal = QuietTerminal(config)
 
     # ---- handshake and collection -----------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_internalerror(self, excrepr, excinfo):
+        self.terminal.loud()  # pytest's internal error reaches the worker's log
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session):
         self.collection.session = session
-        if self.config.getoption("capture", None) == "no":
-            _quiet_terminal(self.config)
+        # pytest's per-worker terminal report goes nowhere (see ``quiet``): with capturing
+        # off (``-s``) herd shows the worker's output live, where only the tests' own output
+        # belongs, and a progress character per test would cost a write and a wake-up of herd.
+        self.terminal.quiet()
         if zygote.active():
             return  # each forked worker says hello (see _fork_off)
         welcome = greet(self.channel, self.settings)
@@ -247,9 +240,10 @@ class HerdWorker:
             return
         if self.forms is not None:
             self.forms.new_test()
-        # The previous test's reports (queued at its teardown) go out in the same frame.
+        # With the previous tests' reports, once the batch is due (see ``channel``): the
+        # status file above already says which test runs, should the worker die.
         self.channel.queue({"type": "test_started", "test": nodeid})
-        self.channel.flush()
+        self.channel.flush_if_due()
         self.chaos.test_started(self.channel)
 
     def pytest_runtest_logfinish(self, nodeid, location):
@@ -265,8 +259,8 @@ class HerdWorker:
         except (TypeError, ValueError):
             # Something odd slipped in (a non-str location part, ...): make it text.
             self.channel.queue(as_text(message))
-        # A test's passing reports go out with the next message (the next test's start, or the
-        # request for more work): one frame per test. Anything that did not pass goes out at
-        # once, so it survives a worker that dies later in the test.
+        # A test's passing reports go out with the next batch (see ``channel``): a few frames a
+        # second. Anything that did not pass goes out at once, so it survives a worker that
+        # dies later in the test.
         if report.outcome != "passed":
             self.channel.flush()

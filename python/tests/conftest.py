@@ -35,6 +35,7 @@ class FakeCoordinator:
         self.received = []  # every (identity, message), in arrival order
         self.pending = []  # messages of a batch frame not yet handed out
         self.heartbeats = 0
+        self.frames = 0  # frames received, heartbeats not counted
 
     def recv(self, timeout=RECV_TIMEOUT):
         """The next (identity, message); fails the test after ``timeout`` seconds. A frame may
@@ -51,6 +52,8 @@ class FakeCoordinator:
             decoded = json.loads(payload)
             batch = decoded if isinstance(decoded, list) else [decoded]
             assert batch, "an empty batch"
+            if batch != [{"type": "heartbeat"}]:
+                self.frames += 1
             self.pending = [(identity, message) for message in batch]
         identity, message = self.pending.pop(0)
         assert isinstance(message, dict) and "type" in message, message

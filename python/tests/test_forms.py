@@ -20,13 +20,14 @@ PLUGIN = textwrap.dedent(
     import json, os
     import pytest
     from herd_pytest.reports import COMPACT, SerializedForms
-    from herd_pytest.controller import compact_report, expand
+    from herd_pytest.controller import _identity_of, compact_report, expand
 
     class Check:
         def __init__(self, config):
             self.config = config
             self.forms = SerializedForms(config)
             self.base = None
+            self.made_base = None  # what the controller keeps: from the report it made
             self.found = []
 
         def pytest_runtest_logstart(self, nodeid):
@@ -38,17 +39,18 @@ PLUGIN = textwrap.dedent(
             sent = self.forms.form(report, config)
             if sent.get(COMPACT):
                 got = expand(sent, self.base, report.nodeid)
-                made = compact_report(sent, self.base, report.nodeid)
+                made = compact_report(sent, self.made_base, report.nodeid)
                 again = config.hook.pytest_report_to_serializable(config=config, report=made)
                 if json.dumps(again, sort_keys=True, default=str) != json.dumps(
                         whole, sort_keys=True, default=str):
                     got = {"made directly": again}
                 if "keywords" in sent:
                     self.base = got
+                    self.made_base = _identity_of(made)
             else:
                 got = sent
                 if sent.get("$report_type") == "TestReport":
-                    self.base = sent
+                    self.base = self.made_base = sent
             same = json.dumps(got, sort_keys=True, default=str) == json.dumps(
                 whole, sort_keys=True, default=str)
             self.found.append([report.nodeid, report.when, bool(sent.get(COMPACT)), same])

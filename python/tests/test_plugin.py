@@ -589,6 +589,53 @@ def test_hello_carries_the_fingerprint_computed_here(coordinator, spawn_worker, 
     assert worker.wait() != 0
 
 
+def test_passing_tests_share_frames_and_a_long_tests_start_is_said_while_it_runs(coordinator, spawn_worker, write_suite):
+    tiny = "".join(f"def test_{i}():\n    pass\n\n" for i in range(400))
+    suite = write_suite(
+        {
+            "test_a_tiny.py": tiny,
+            "test_b_then.py": """
+                import time
+
+                def test_fails():
+                    assert False
+
+                def test_long():
+                    time.sleep(3)
+            """,
+        }
+    )
+    worker = spawn_worker(suite)
+    identity, _ = coordinator.handshake()
+    _, collection = coordinator.expect("collection")
+    coordinator.expect("need_tests")
+    assert len(collection["tests"]) == 402, collection
+    frames_before = coordinator.frames
+    coordinator.send(identity, {"type": "tests", "tests": collection["tests"]})
+    seen = []
+    while ("test_b_then.py::test_long", None) not in seen:
+        message = coordinator.recv_message(timeout=10)
+        if message["type"] == "need_tests":  # nothing more to run
+            coordinator.send(identity, {"type": "tests", "tests": []})
+            continue
+        assert message["type"] in ("test_started", "report"), message
+        seen.append((message["test"], message.get("when")))
+    still_running = worker.popen.poll() is None
+    # Every one of the 400 tiny tests started and passed its three phases, in order ...
+    tiny_ids = [f"test_a_tiny.py::test_{i}" for i in range(400)]
+    assert [t for t, when in seen if when is None][:400] == tiny_ids
+    assert [t for t, when in seen if when == "call"][:400] == tiny_ids
+    # ... in a few frames, not one per test.
+    assert coordinator.frames - frames_before < 100, coordinator.frames - frames_before
+    # The failure came, and the long test's start was said while it ran (by the background
+    # thread: nothing else is sent until the test ends).
+    assert ("test_b_then.py::test_fails", "call") in seen
+    assert still_running, "test_long's start came only as the worker ended"
+    messages = coordinator.serve(identity, [])  # until its shutdown
+    assert ("test_b_then.py::test_long", "call") in [(m.get("test"), m.get("when")) for m in messages]
+    assert worker.wait() == 1, worker.stderr  # test_fails failed
+
+
 def test_release_during_a_test_gives_back_unstarted_tests(coordinator, spawn_worker, write_suite, tmp_path):
     suite = write_suite(
         {
@@ -623,9 +670,14 @@ def test_release_during_a_test_gives_back_unstarted_tests(coordinator, spawn_wor
     _, started = coordinator.expect("test_started")
     assert started["test"] == "test_r.py::test_slow"
     # Asked while test_slow runs: answered at once (from the worker's background thread), and a
-    # test it does not hold is not given back.
+    # test it does not hold is not given back. Only test_slow's passed setup (its batch, sent by
+    # the background thread too) may come first.
     coordinator.send(identity, {"type": "release", "tests": ["test_r.py::test_b", "test_r.py::test_c", "test_r.py::nope"]})
-    released = coordinator.expect("released", timeout=0.9)[1]
+    _, released = coordinator.recv(timeout=0.9)
+    if released["type"] == "report":
+        assert (released["test"], released["when"]) == ("test_r.py::test_slow", "setup"), released
+        released = coordinator.expect("released", timeout=0.9)[1]
+    assert released["type"] == "released", released
     assert released["tests"] == ["test_r.py::test_b", "test_r.py::test_c"]
     messages = coordinator.serve(identity, [])
     started = [m["test"] for m in messages if m["type"] == "test_started"]

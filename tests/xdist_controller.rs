@@ -25,6 +25,7 @@ def pytest_xdist_setupnodes(config, specs):
     _record("setupnodes", [str(s.id) for s in specs])
 
 def pytest_configure_node(node):
+    _record("configurenode", node.gateway.id)
     node.workerinput["from_controller"] = "hello " + node.gateway.id
 
 def pytest_testnodedown(node, error):
@@ -33,6 +34,7 @@ def pytest_testnodedown(node, error):
         "node": node.gateway.id, "error": error is not None,
         "mine": None if output is None else output.get("mine"),
         "has_exitstatus": output is not None and "exitstatus" in output,
+        "said": node.workerinput.get("from_controller"),
     })
 
 def pytest_configure(config):
@@ -150,6 +152,32 @@ fn a_respawned_workers_incarnations_each_go_down_its_own_way() {
     // The respawn's workeroutput is its own (it runs as the same slot).
     let record = down.iter().find(|d| d["node"] == respawn.as_str()).unwrap();
     assert_eq!(record["mine"], crashed[0]["node"], "{down:?}");
+    // As xdist configures the node replacing a crashed one: pytest_configure_node for the
+    // respawn too, whose process gets what the plugins added for it, and goes down as that
+    // same node.
+    let mut configured_nodes: Vec<String> = records(&suite, "configurenode")
+        .into_iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    configured_nodes.sort();
+    assert_eq!(
+        configured_nodes,
+        {
+            let mut expected = vec!["w1".to_string(), "w2".to_string(), respawn.clone()];
+            expected.sort();
+            expected
+        },
+        "{out}"
+    );
+    let configured: Vec<Value> = records(&suite, "configured");
+    let hello = format!("hello {respawn}");
+    assert!(
+        configured
+            .iter()
+            .any(|c| c[0] == crashed[0]["node"] && c[1] == hello.as_str()),
+        "the respawn got its own workerinput: {configured:?}"
+    );
+    assert_eq!(record["said"], hello.as_str(), "{down:?}");
 }
 
 const COV_PKG: &str = "def add(a, b):\n    return a + b\n\n\n\

@@ -10,9 +10,13 @@
 //!                     or, for what herd decided (crashed, timed out): "herd":{outcome, message, details}
 //!     collection_errors  {"type":"collect_error", "nodeid", "longrepr"}   (once per collector)
 //!     warning         {"type":"warning", "text", "test", "when"}  (outside tests: once per text)
+//!     worker_spawned  {"type":"node_up", "worker", "incarnation"}   (a respawn: incarnation > 1)
+//!                     (xdist's pytest_configure_node for the replacement node; the first
+//!                     incarnations are configured as the controller's session starts)
 //!     worker_exited   {"type":"node_down", "worker", "incarnation", "workeroutput"?, "error"}
-//!                     (xdist's pytest_testnodedown: every process that ran a test or sent output; a clean
-//!                     one with the output it sent, a dead one with how it died)
+//!                     (xdist's pytest_testnodedown: every process that ran a test, sent output or
+//!                     was configured by a node_up; a clean one with the output it sent, a dead one
+//!                     with how it died)
 //!     + worker_down   {"type":"worker_down", "worker", "appliance", "reason"} (harness hook)
 //!   the end           {"type":"finish", "end", "reason", "exitstatus", "collected"}
 //! ```
@@ -85,7 +89,8 @@ pub struct ControllerFeed {
     configured: bool,
     /// Each process's `workeroutput`, until it exits.
     outputs: HashMap<(String, u32), Value>,
-    /// The processes that started a test (whose end is a node going down), until they exit.
+    /// The processes that started a test or were configured by a `node_up` (whose end is a
+    /// node going down), until they exit.
     joined: HashSet<(String, u32)>,
     /// Each slot's latest spawn.
     incarnations: HashMap<String, u32>,
@@ -149,7 +154,13 @@ impl ControllerFeed {
                 if !self.workers.iter().any(|(w, _)| w == worker) {
                     self.workers.push((worker.clone(), appliance.clone()));
                 }
-                Vec::new()
+                if *incarnation <= 1 {
+                    return Vec::new();
+                }
+                // A replacement process is a node of its own, configured as it starts (it
+                // waits for what the controller's plugins add to its workerinput).
+                self.joined.insert((worker.clone(), *incarnation));
+                vec![json!({"type": "node_up", "worker": worker, "incarnation": incarnation})]
             }
             Event::Collected { tests, deselected } => {
                 self.collected = tests.len();
@@ -352,8 +363,8 @@ mod tests {
         };
         assert!(feed.lines(&spawned("w1", 1, Some("a1"))).is_empty());
         assert!(feed.lines(&spawned("w2", 1, None)).is_empty());
-        // A respawn is the same slot.
-        assert!(feed.lines(&spawned("w1", 2, Some("a1"))).is_empty());
+        // A respawn is the same slot (a node of its own: its node_up).
+        assert_eq!(feed.lines(&spawned("w1", 2, Some("a1"))).len(), 1);
         let collected = Event::Collected {
             tests: vec!["t".into()],
             deselected: Vec::new(),
@@ -371,8 +382,9 @@ mod tests {
             status: "exit code 0".into(),
             clean,
         };
+        let crashed = feed.lines(&exited(false));
         assert!(
-            feed.lines(&exited(false)).is_empty(),
+            crashed.iter().all(|l| l.kind() == "node_down"),
             "a crash is not a shutdown"
         );
         let down = feed.lines(&exited(true));
@@ -412,7 +424,10 @@ mod tests {
             status: "signal 9 (SIGKILL)".into(),
             clean,
         };
-        feed.lines(&spawned(1));
+        assert!(
+            feed.lines(&spawned(1)).is_empty(),
+            "configured at the start"
+        );
         feed.lines(&started);
         let down: Vec<Value> = feed
             .lines(&exited(1, false))
@@ -423,7 +438,11 @@ mod tests {
         assert_eq!(down[0]["type"], "node_down");
         assert_eq!(down[0]["error"], "signal 9 (SIGKILL)");
         assert!(down[0].get("workeroutput").is_none());
-        feed.lines(&spawned(2));
+        let up: Vec<Value> = feed.lines(&spawned(2)).iter().map(Line::value).collect();
+        assert_eq!(
+            up,
+            vec![json!({"type": "node_up", "worker": "w1", "incarnation": 2})]
+        );
         let output = Event::WorkerOutput {
             worker: "w1".into(),
             incarnation: 2,
@@ -439,9 +458,29 @@ mod tests {
         assert_eq!(down[0]["error"], Value::Null);
         assert_eq!(down[0]["workeroutput"]["cov_worker_node_id"], "w1");
         assert_eq!(down[1]["type"], "worker_down");
-        // A process that never ran a test nor sent output was no node.
+        // A replacement that died before any test still was a node (configured by node_up).
         feed.lines(&spawned(3));
-        assert!(feed.lines(&exited(3, false)).is_empty());
+        let down: Vec<Value> = feed
+            .lines(&exited(3, false))
+            .iter()
+            .map(Line::value)
+            .collect();
+        assert_eq!((down.len(), &down[0]["type"]), (1, &json!("node_down")));
+        // A first incarnation that never ran a test nor sent output was no node.
+        let other = Event::WorkerSpawned {
+            worker: "w2".into(),
+            incarnation: 1,
+            pid: 2,
+            appliance: None,
+        };
+        feed.lines(&other);
+        let gone = Event::WorkerExited {
+            worker: "w2".into(),
+            incarnation: 1,
+            status: "exit code 1".into(),
+            clean: false,
+        };
+        assert!(feed.lines(&gone).is_empty());
     }
 
     #[test]

@@ -199,6 +199,8 @@ class Controller:
             self.config.hook.pytest_herd_configured(
                 config=self.config, workers=message.get("workers") or []
             )
+        elif kind == "node_up":
+            self.nodes.node_up(message.get("worker") or "", int(message.get("incarnation") or 2))
         elif kind == "node_down":
             self.nodes.node_down(
                 message.get("worker") or "",

@@ -6,10 +6,16 @@ pytest controller with node objects shaped like xdist's, so controller plugins w
   worker slot, as the controller's session starts (before any worker reaches
   ``pytest_configure``): what plugins add to ``node.workerinput`` is written to the *nodes file*
   (``HERD_PYTEST_NODES``, ``{"nodes": {"w1": {...}}}``), which each worker waits for and merges
-  into its ``config.workerinput`` (:func:`worker_extras`). A respawn of a slot gets its slot's.
-* ``pytest_testnodedown(node, error)`` for each worker process that ended, with
-  ``node.workeroutput`` set to that process's ``config.workeroutput`` when it shut down cleanly
-  (``error`` None), or without it and with ``error`` saying how it died.
+  into its ``config.workerinput`` (:func:`worker_extras`).
+* ``pytest_configure_node(node)`` again for each replacement process (a respawn: herd says
+  ``node_up``), as xdist configures the node that replaces a crashed one: its node's id is
+  ``w1-2`` (slot and incarnation), its ``workerinput`` the slot's (``workerid`` stays the slot's,
+  herd's worker id), and what plugins add goes to that incarnation's own nodes file
+  (``<nodes file>.w1.2``), which the replacement waits for.
+* ``pytest_testnodedown(node, error)`` for each worker process that ended, with the node object
+  it was configured with, ``node.workeroutput`` set to that process's ``config.workeroutput``
+  when it shut down cleanly (``error`` None), or without it and with ``error`` saying how it
+  died.
 
 The hook specifications are xdist's own (``xdist.newhooks``) when xdist is installed, else
 :mod:`herd_pytest.xdist_hooks` (the same names and arguments).
@@ -128,58 +134,93 @@ class Nodes:
         uid = env.get(ENV_TESTRUNUID) or ""
         self.specs = [Spec(w) for w in ids]
         self.manager = _NodeManager(self.specs, uid)
-        self.slots = {}
+        self.slots = {}  # slot id -> the node of its first process
+        self.processes = {}  # (slot id, incarnation) -> node, until it goes down
+        self.mainargv = []
         self.written = False
 
     def set_up(self, mainargv):
         """``pytest_xdist_setupnodes``, then ``pytest_configure_node`` per slot; writes what
         plugins added to each ``workerinput`` to the nodes file. Always writes the file (with
         nothing for the workers if a hook failed), so no worker waits in vain."""
+        self.mainargv = list(mainargv)
         extras, error = {}, None
         try:
-            hook = self.config.hook
-            hook.pytest_xdist_setupnodes(config=self.config, specs=self.specs)
+            self.config.hook.pytest_xdist_setupnodes(config=self.config, specs=self.specs)
             for spec in self.specs:
-                base = {
-                    "workerid": spec.id,
-                    "workercount": len(self.specs),
-                    "testrunuid": self.manager.testrunuid,
-                    "mainargv": list(mainargv),
-                }
-                node = Node(self.config, spec, self.manager, dict(base))
-                hook.pytest_configure_node(node=node)
+                node, extras[spec.id] = self._configure(spec, spec.id)
                 self.slots[spec.id] = node
-                extras[spec.id] = {
-                    k: v for k, v in node.workerinput.items() if k not in base or base[k] != v
-                }
+                self.processes[(spec.id, 1)] = node
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             self.write({"nodes": extras, "error": error})
 
+    def _configure(self, spec, worker):
+        """A node for ``spec`` (of slot ``worker``) through ``pytest_configure_node``, and what
+        the plugins added to its ``workerinput``."""
+        base = {
+            "workerid": worker,
+            "workercount": len(self.specs),
+            "testrunuid": self.manager.testrunuid,
+            "mainargv": list(self.mainargv),
+        }
+        node = Node(self.config, spec, self.manager, dict(base))
+        self.config.hook.pytest_configure_node(node=node)
+        added = {k: v for k, v in node.workerinput.items() if k not in base or base[k] != v}
+        return node, added
+
+    def node_up(self, worker, incarnation):
+        """``pytest_configure_node`` for the process replacing one of slot ``worker``; what the
+        plugins added goes to its incarnation's nodes file (always written, so the process
+        never waits in vain)."""
+        content = {"nodes": {}, "error": None}
+        try:
+            spec = Spec(f"{worker}-{incarnation}")
+            node, added = self._configure(spec, worker)
+            self.processes[(worker, incarnation)] = node
+            content["nodes"][worker] = added
+        except Exception as exc:
+            content["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if self.path is not None:
+                _write_atomically(incarnation_path(self.path, worker, incarnation), content)
+
     def write(self, content):
         """Writes the nodes file once, atomically (a worker never reads half of it)."""
         if self.path is None or self.written:
             return
         self.written = True
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(content, f, default=str)
-        os.replace(tmp, self.path)
+        _write_atomically(self.path, content)
 
     def node_down(self, worker, incarnation, workeroutput, error):
-        """``pytest_testnodedown`` for one process of slot ``worker``: its own node (a respawn
-        is a node of its own, as xdist replaces a crashed worker with a new one), with
-        ``workeroutput`` when it shut down cleanly."""
-        slot = self.slots.get(worker)
-        spec = Spec(worker if incarnation <= 1 else f"{worker}-{incarnation}")
-        workerinput = dict(slot.workerinput) if slot is not None else {"workerid": worker}
-        node = Node(self.config, spec, self.manager, workerinput)
+        """``pytest_testnodedown`` for one process of slot ``worker``: the node it was configured
+        as (a respawn is a node of its own, as xdist replaces a crashed worker with a new one),
+        with ``workeroutput`` when it shut down cleanly."""
+        node = self.processes.pop((worker, incarnation), None)
+        if node is None:  # never configured here (the slot came after the session started)
+            slot = self.slots.get(worker)
+            spec = Spec(worker if incarnation <= 1 else f"{worker}-{incarnation}")
+            workerinput = dict(slot.workerinput) if slot is not None else {"workerid": worker}
+            node = Node(self.config, spec, self.manager, workerinput)
         if workeroutput is not None:
             node.workeroutput = workeroutput
         node.shutting_down = True
         self.config.hook.pytest_testnodedown(node=node, error=error)
+
+
+def incarnation_path(path, worker, incarnation):
+    """The nodes file of one replacement process (slot ``worker``, ``incarnation`` > 1)."""
+    return f"{path}.{worker}.{incarnation}"
+
+
+def _write_atomically(path, content):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(content, f, default=str)
+    os.replace(tmp, path)
 
 
 def write_if_missing(environ=None):
@@ -195,10 +236,15 @@ def write_if_missing(environ=None):
             pass
 
 
-def worker_extras(worker_id, environ=None):
+def worker_extras(worker_id, environ=None, incarnation=1):
     """On a worker: what the controller's plugins added to this worker's ``workerinput``,
     waiting for the controller's nodes file (``{}`` without a controller, or when it never
-    comes: then a warning says so)."""
+    comes: then a warning says so). A replacement process (``incarnation`` > 1) waits for its
+    own, configured when it started."""
+    env = os.environ if environ is None else environ
+    path = env.get(ENV_NODES)
+    if path and incarnation > 1:
+        return _read_nodes(incarnation_path(path, worker_id, incarnation), env).get(worker_id) or {}
     return node_extras(environ).get(worker_id) or {}
 
 
@@ -207,8 +253,11 @@ def node_extras(environ=None):
     keys), from the controller's nodes file, waiting for it (``{}`` without a controller)."""
     env = os.environ if environ is None else environ
     path = env.get(ENV_NODES)
-    if not path:
-        return {}
+    return _read_nodes(path, env) if path else {}
+
+
+def _read_nodes(path, env):
+    """The ``nodes`` of a nodes file, waiting for it to appear."""
     try:
         timeout = float(env.get(ENV_NODES_TIMEOUT) or 30)
     except ValueError:
@@ -217,11 +266,11 @@ def node_extras(environ=None):
     while not os.path.exists(path):
         if time.monotonic() > deadline:
             warnings.warn(
-                f"herd: the pytest controller did not set up the workers within {timeout:g}s: "
+                f"herd: the pytest controller did not set up this worker within {timeout:g}s: "
                 "what its plugins add to workerinput (pytest_configure_node) is missing"
             )
             return {}
-        time.sleep(0.01)
+        time.sleep(0.002)
     with open(path) as f:
         content = json.load(f)
     nodes = content.get("nodes") or {}

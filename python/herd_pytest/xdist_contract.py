@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from . import nodes
+from .settings import ENV_INCARNATION
 
 ENV_WORKER = "PYTEST_XDIST_WORKER"
 ENV_WORKER_COUNT = "PYTEST_XDIST_WORKER_COUNT"
@@ -65,11 +66,20 @@ def worker_input(config, environ=None, argv=None):
         "mainargv": main_argv(sys.argv if argv is None else argv),
     }
     workerinput.update(plugin_inputs(config, uid))
-    workerinput.update(nodes.worker_extras(workerinput["workerid"], env))
+    incarnation = _incarnation(env)
+    workerinput.update(nodes.worker_extras(workerinput["workerid"], env, incarnation))
     extra = env.get(ENV_EXTRA_INPUT)
     if extra:
         workerinput.update(json.loads(extra))
     return workerinput
+
+
+def _incarnation(env):
+    """This process's incarnation of its slot (``HERD_INCARNATION``; 1 if unset or odd)."""
+    try:
+        return max(1, int(env.get(ENV_INCARNATION) or 1))
+    except ValueError:
+        return 1
 
 
 def main_argv(argv):

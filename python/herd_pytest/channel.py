@@ -15,10 +15,10 @@ Two threads use the socket, always under ``io_lock``::
       other   -> handed to the waiter if it is of a kind it waits for, else ignored
 
 Queued messages (test starts, passing reports, warnings) go out together as one frame holding
-a JSON array: with the next ``send`` or ``flush``, or once the oldest has waited ``BATCH_S``
-(checked as the next test starts, and by the io thread while a test runs). A worker running
-tiny tests so sends a few dozen frames a second, not one per test; anything that did not pass
-is flushed at once. herd learns which test a worker that died was running from its status file,
+a JSON array: with the next ``send`` or ``flush``, or as a test starts once ``BATCH_S`` has
+passed since the last frame (checked too by the io thread while a test runs). A test longer
+than that costs one frame, sent as it starts, as before; a worker running tiny tests sends a
+few dozen frames a second, not one per test. Anything that did not pass is flushed at once. herd learns which test a worker that died was running from its status file,
 so a start still in the queue is not lost with the worker (the tests whose reports were not sent
 yet go back to the queue and run again).
 """
@@ -77,7 +77,7 @@ class Channel:
         self.inbox = deque()  # messages the io thread read for the main thread
         self.queued = []  # encoded messages not sent yet
         self.queued_bytes = 0  # their size, so a batch never outgrows a frame
-        self.queued_since = 0.0  # when the oldest of them was queued (monotonic)
+        self.last_frame = 0.0  # when the last frame was sent (monotonic)
         #: The coordinator said ``stop``: nothing more is started.
         self.stop_requested = False
         #: ``shutdown`` sent (or the coordinator refused us): nothing more is said.
@@ -173,17 +173,14 @@ class Channel:
         that would outgrow a frame is sent first."""
         data = encode(message)
         with self.io_lock:
-            if not self.queued:
-                self.queued_since = time.monotonic()
-            elif self.queued_bytes + len(data) > MESSAGE_LIMIT:
+            if self.queued and self.queued_bytes + len(data) > MESSAGE_LIMIT:
                 self.flush()
-                self.queued_since = time.monotonic()
             self.queued.append(data)
             self.queued_bytes += len(data) + 1
 
     def flush_if_due(self):
-        """Flushes the queue if its oldest message has waited ``BATCH_S``."""
-        if self.queued and time.monotonic() - self.queued_since >= BATCH_S:
+        """Flushes the queue if ``BATCH_S`` has passed since the last frame."""
+        if self.queued and time.monotonic() - self.last_frame >= BATCH_S:
             self.flush()
 
     def flush(self):
@@ -197,6 +194,7 @@ class Channel:
             self.queued_bytes = 0
             if sock is not None and queued:
                 sock.send(queued[0] if len(queued) == 1 else b"[" + b",".join(queued) + b"]")
+                self.last_frame = time.monotonic()
 
     def message(self, text):
         """A line for herd to show the user."""

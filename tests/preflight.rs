@@ -239,6 +239,34 @@ fn a_python_without_pyzmq_is_told_what_to_install() {
 }
 
 #[test]
+fn a_pyzmq_that_is_there_but_does_not_import_is_one_error_with_its_reason() {
+    // The preflight finds pyzmq without importing it; the first worker to import it says why
+    // it cannot, once, as a usage error: no respawn, no test.
+    let dir = suite();
+    let venv = Venv::new(dir.path(), |name| {
+        !name.starts_with("zmq") && !name.starts_with("pyzmq")
+    });
+    let python = venv.bin().join("python");
+    let broken = site_packages(&python).join("zmq");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("__init__.py"),
+        "raise ImportError('libzmq.so.5: cannot open shared object file')\n",
+    )
+    .unwrap();
+    let run = herd(dir.path(), Some(&venv.bin()), &["-n", "2", "--", "pytest"]);
+    assert_eq!(run.code, 4, "{}", run.dump());
+    let want = format!(
+        "herd: error: {py} cannot import zmq (pyzmq) (ImportError: libzmq.so.5: cannot open \
+         shared object file): install it with {py} -m pip install pyzmq",
+        py = python.display()
+    );
+    assert_eq!(run.stderr.matches(&want).count(), 1, "{}", run.dump());
+    assert!(!run.stderr.contains("respawned"), "{}", run.dump());
+    assert!(run.of("test_started").is_empty(), "{}", run.dump());
+}
+
+#[test]
 fn an_installed_plugin_of_another_protocol_is_refused_with_both_versions() {
     let dir = suite();
     let venv = Venv::new(dir.path(), |_| true);

@@ -20,6 +20,9 @@ use crate::messages::{Barrier, BarrierReached, Inbound, InboundBatch, Outbound};
 
 /// The first frame of a barrier marker in the outbox (no identity can be empty).
 const BARRIER: &[u8] = b"";
+/// A wake-up in the outbox (one empty frame): the socket thread looks at `stop` at once instead
+/// of at its next poll timeout.
+const WAKE: &[u8] = b"";
 
 /// Where the socket thread delivers what it receives.
 pub struct Inboxes {
@@ -100,6 +103,7 @@ impl Transport {
     fn shut(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
+            let _ = self.push.send(WAKE, zmq::DONTWAIT);
             let _ = thread.join();
         }
     }
@@ -189,6 +193,11 @@ fn pump(router: zmq::Socket, outbox: zmq::Socket, inbound: Inboxes, stop: Arc<At
         }
         if to_peers {
             while let Ok(frames) = outbox.recv_multipart(zmq::DONTWAIT) {
+                if let [wake] = frames.as_slice() {
+                    if wake.as_slice() == WAKE {
+                        continue;
+                    }
+                }
                 if let [marker, worker, incarnation] = frames.as_slice() {
                     if marker.as_slice() == BARRIER {
                         receive_all();

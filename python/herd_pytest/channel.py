@@ -26,6 +26,7 @@ yet go back to the queue and run again).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -46,6 +47,27 @@ POLL_SLICE_MS = 500
 IO_TICK_S = 0.05
 #: How long a queued message may wait for others to share its frame (seconds).
 BATCH_S = 0.025
+
+
+def _import_zmq():
+    """pyzmq, or the end of this worker with herd's usage error: herd's preflight only finds
+    pyzmq (importing it costs time before anything starts), so a pyzmq that is there but does
+    not import is said here, as the preflight says a missing one, once (exit 4, before hello)."""
+    try:
+        import zmq
+    except ImportError as exc:
+        py = sys.executable
+        sys.stderr.write(
+            f"herd: error: {py} cannot import zmq (pyzmq) ({type(exc).__name__}: {exc}): "
+            f"install it with {py} -m pip install pyzmq\n"
+        )
+        sys.stderr.flush()
+        os._exit(USAGE_EXIT)
+    return zmq
+
+
+#: pytest's exit code for a usage error: herd stops the session with the worker's message.
+USAGE_EXIT = 4
 
 
 class HerdError(Exception):
@@ -87,8 +109,7 @@ class Channel:
 
     def connect(self, socket_name):
         """Connects to the coordinator; ``socket_name`` is the ZeroMQ identity (unguessable)."""
-        import zmq
-
+        zmq = _import_zmq()
         self.zmq = zmq
         self.context = zmq.Context()
         sock = self.context.socket(zmq.DEALER)

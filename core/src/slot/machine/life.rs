@@ -138,10 +138,14 @@ impl Slot {
             incarnation,
             kind: TimerKind::Settle,
         };
-        self.out.push(Effect::Arm {
-            timer,
-            after: EXIT_SETTLE,
-        });
+        // `shutdown` is a worker's last message: once it is in, nothing more is on the way
+        // (the barrier through the transport still comes after whatever was received).
+        let after = if self.inc.shutdown_said {
+            Duration::ZERO
+        } else {
+            EXIT_SETTLE
+        };
+        self.out.push(Effect::Arm { timer, after });
     }
 
     /// Handles the exit of `incarnation`, once its last messages are in: its death is planned

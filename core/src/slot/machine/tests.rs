@@ -254,3 +254,33 @@ type Row<'a> = (
     Vec<TestId>,
     After,
 );
+
+/// How long the settle timer of an exit waits.
+fn settle_time(effects: &[Effect]) -> Option<Duration> {
+    effects.iter().find_map(|e| match e {
+        Effect::Arm { timer, after } if timer.kind == TimerKind::Settle => Some(*after),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_exit_after_shutdown_is_handled_at_once_a_death_after_the_settle_time() {
+    let exit = |h: &mut Harness| {
+        let incarnation = h.slot.incarnation();
+        h.feed(Input::Exited {
+            incarnation,
+            code: Some(0),
+            status: "exit code 0".into(),
+        })
+    };
+    // Its last messages may still be on the way.
+    let mut died = Harness::new();
+    died.working();
+    died.start("t::a");
+    assert_eq!(settle_time(&exit(&mut died)), Some(EXIT_SETTLE));
+    // `shutdown` was its last message: nothing more can come.
+    let mut done = Harness::new();
+    done.working();
+    done.say(WorkerMessage::Shutdown);
+    assert_eq!(settle_time(&exit(&mut done)), Some(Duration::ZERO));
+}

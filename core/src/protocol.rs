@@ -63,7 +63,10 @@
 //!   `error` and otherwise ignored. Frames larger than [`MAX_FRAME_BYTES`] are refused.
 //! * Messages are asynchronous: there is no acknowledgement per event; a worker only waits for
 //!   `welcome` and for `tests`. A worker may send several messages in one frame as a JSON
-//!   array (a batch), handled in order.
+//!   array (a batch), handled in order. A worker may hold `test_started` and passing reports
+//!   back for a batch (herd's pytest worker sends at most one batch every 25 ms; a failure at
+//!   once): which test a worker that died was running comes from its status file
+//!   ([`ENV_STATUS_FILE`]), and a test whose reports never came runs again.
 //! * A worker learns everything from its environment: [`ENV_ENDPOINT`], [`ENV_TOKEN`],
 //!   [`ENV_WORKER_ID`], [`ENV_INCARNATION`], [`ENV_STATUS_FILE`] and, when it owns one,
 //!   [`ENV_APPLIANCE`].

@@ -234,16 +234,21 @@ class HerdWorker:
         self.channel.queue(message)
 
     def pytest_runtest_logstart(self, nodeid, location):
-        self.status_file.write(nodeid)
+        recorded = self.status_file.write(nodeid)
         if not self.rounds.starts_new_test(nodeid):
             self.channel.flush()
             return
         if self.forms is not None:
             self.forms.new_test()
-        # With the previous tests' reports, once the batch is due (see ``channel``): the
-        # status file above already says which test runs, should the worker die.
         self.channel.queue({"type": "test_started", "test": nodeid})
-        self.channel.flush_if_due()
+        if recorded:
+            # With the previous tests' reports, once the batch is due (see ``channel``): the
+            # status file already says which test runs, should the worker die.
+            self.channel.flush_if_due()
+        else:
+            # No status file herd can read (a worker on another host, a full disk): herd
+            # learns which test runs from this message alone, so it leaves now.
+            self.channel.flush()
         self.chaos.test_started(self.channel)
 
     def pytest_runtest_logfinish(self, nodeid, location):

@@ -37,14 +37,19 @@ class StatusFile:
                 sys.stderr.write(f"herd: cannot open {ENV_STATUS_FILE} {path!r}: {exc}\n")
 
     def write(self, nodeid):
-        """Records that ``nodeid`` starts now."""
+        """Records that ``nodeid`` starts now; whether it is recorded (a file herd reads is
+        open and took the write)."""
         fd = self.fd
-        if fd is not None:
-            # herd reads the first line: no truncate needed (one syscall per test).
-            try:
-                os.pwrite(fd, safe_text(nodeid).encode() + b"\n", 0)
-            except OSError:
-                pass
+        if fd is None:
+            return False
+        # herd reads the first line: no truncate needed (one syscall per test).
+        try:
+            os.pwrite(fd, safe_text(nodeid).encode() + b"\n", 0)
+        except OSError:
+            # A full disk: from now on herd learns the running test from test_started alone.
+            self.close()
+            return False
+        return True
 
     def close(self):
         """Closes the file (it stays on disk: herd owns it)."""

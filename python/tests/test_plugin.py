@@ -589,9 +589,9 @@ def test_hello_carries_the_fingerprint_computed_here(coordinator, spawn_worker, 
     assert worker.wait() != 0
 
 
-def test_passing_tests_share_frames_and_a_long_tests_start_is_said_while_it_runs(coordinator, spawn_worker, write_suite):
+def _tiny_then_long_suite(write_suite):
     tiny = "".join(f"def test_{i}():\n    pass\n\n" for i in range(400))
-    suite = write_suite(
+    return write_suite(
         {
             "test_a_tiny.py": tiny,
             "test_b_then.py": """
@@ -605,7 +605,11 @@ def test_passing_tests_share_frames_and_a_long_tests_start_is_said_while_it_runs
             """,
         }
     )
-    worker = spawn_worker(suite)
+
+
+def _run_tiny_then_long(coordinator, worker):
+    """Deals the suite and reads until test_long's start: the messages seen, how many frames
+    brought them, and whether the worker still ran when test_long's start came."""
     identity, _ = coordinator.handshake()
     _, collection = coordinator.expect("collection")
     coordinator.expect("need_tests")
@@ -621,19 +625,43 @@ def test_passing_tests_share_frames_and_a_long_tests_start_is_said_while_it_runs
         assert message["type"] in ("test_started", "report"), message
         seen.append((message["test"], message.get("when")))
     still_running = worker.popen.poll() is None
+    frames = coordinator.frames - frames_before
+    messages = coordinator.serve(identity, [])  # until its shutdown
+    assert ("test_b_then.py::test_long", "call") in [(m.get("test"), m.get("when")) for m in messages]
+    assert worker.wait() == 1, worker.stderr  # test_fails failed
+    return seen, frames, still_running
+
+
+def test_passing_tests_share_frames_and_a_long_tests_start_is_said_while_it_runs(
+    coordinator, spawn_worker, write_suite, tmp_path
+):
+    suite = _tiny_then_long_suite(write_suite)
+    worker = spawn_worker(suite, env={"HERD_STATUS_FILE": str(tmp_path / "w1.status")})
+    seen, frames, still_running = _run_tiny_then_long(coordinator, worker)
     # Every one of the 400 tiny tests started and passed its three phases, in order ...
     tiny_ids = [f"test_a_tiny.py::test_{i}" for i in range(400)]
     assert [t for t, when in seen if when is None][:400] == tiny_ids
     assert [t for t, when in seen if when == "call"][:400] == tiny_ids
-    # ... in a few frames, not one per test.
-    assert coordinator.frames - frames_before < 100, coordinator.frames - frames_before
+    # ... in a few frames, not one per test (the status file says which test runs).
+    assert frames < 100, frames
     # The failure came, and the long test's start was said while it ran (by the background
     # thread: nothing else is sent until the test ends).
     assert ("test_b_then.py::test_fails", "call") in seen
     assert still_running, "test_long's start came only as the worker ended"
-    messages = coordinator.serve(identity, [])  # until its shutdown
-    assert ("test_b_then.py::test_long", "call") in [(m.get("test"), m.get("when")) for m in messages]
-    assert worker.wait() == 1, worker.stderr  # test_fails failed
+    assert (tmp_path / "w1.status").read_text().startswith("test_b_then.py::test_long\n")
+
+
+def test_without_a_status_file_each_tests_start_goes_out_as_it_starts(
+    coordinator, spawn_worker, write_suite
+):
+    # A worker whose status file herd cannot read (another host): herd learns the running
+    # test from test_started alone, so no start waits for a batch.
+    suite = _tiny_then_long_suite(write_suite)
+    worker = spawn_worker(suite, env={"HERD_STATUS_FILE": ""})
+    seen, frames, still_running = _run_tiny_then_long(coordinator, worker)
+    assert len([t for t, when in seen if when is None]) == 402
+    assert frames >= 402, frames
+    assert still_running
 
 
 def test_release_during_a_test_gives_back_unstarted_tests(coordinator, spawn_worker, write_suite, tmp_path):

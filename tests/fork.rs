@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::pysuite::*;
+use common::Run;
 
 /// Counts the files in `dir` whose name starts with `prefix`.
 fn markers(dir: &Path, prefix: &str) -> usize {
@@ -252,4 +253,83 @@ fn orphans_tests_leave_behind_are_reaped_not_left_as_zombies() {
         "{}",
         run.dump()
     );
+}
+
+/// `herd run ARGS` with the fork server as its workers' parent (`HERD_FORK_SERVER_MODE=parent`,
+/// macOS's way: no child subreaper; the zygote reaps its workers and reports their exits).
+fn herd_parent_mode(suite: &PySuite, args: &[&str]) -> Run {
+    let out = suite
+        .herd_command(args, &[])
+        .env("HERD_FORK_SERVER_MODE", "parent")
+        .output()
+        .unwrap();
+    Run::from_output(out, &suite.events())
+}
+
+#[test]
+fn as_its_workers_parent_the_fork_server_reports_each_exit_and_a_respawn_is_fresh() {
+    let tests = format!(
+        "{TESTS}\n\
+         def test_subprocess(sess):\n    \
+             import subprocess\n    \
+             # SIGCHLD is the worker's own again: its children are its to wait for.\n    \
+             assert subprocess.run(['sh', '-c', 'exit 7']).returncode == 7\n"
+    );
+    let suite = PySuite::new(&[("conftest.py", CONFTEST), ("test_x.py", &tests)]);
+    let run = herd_parent_mode(
+        &suite,
+        &["-n", "1", "--crash-retries", "1", "--no-controller"],
+    );
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes.len(), 4, "{}", run.dump());
+    assert!(outcomes.values().all(|o| o == "passed"), "{}", run.dump());
+    // The death's status came from the fork server: the exit code test_kill chose.
+    let exits = run.of("worker_exited");
+    assert_eq!(exits[0]["status"], "exit code 3", "{}", run.dump());
+    assert!(run.respawned(), "{}", run.dump());
+    // Forked, not started the plain way: the conftest was imported once.
+    assert_eq!(markers(suite.path(), "import."), 1, "{}", run.dump());
+    assert_eq!(markers(suite.path(), "session."), 2, "{}", run.dump());
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(!said.contains("fork server"), "no fallback: {said}");
+}
+
+#[test]
+fn a_worker_that_outlives_its_parent_fork_server_is_still_seen_to_end() {
+    // The first test kills the fork server (the workers' parent here), then its own worker:
+    // nobody can report that exit; herd sees the worker gone, and the respawn starts plain.
+    let tests = r#"
+import os, signal, glob
+
+def test_kill_both(sess):
+    if not os.path.exists("killed"):
+        open("killed", "w").close()
+        zygote = int(glob.glob("import.*")[0].split(".")[1])
+        os.kill(zygote, signal.SIGKILL)
+        os._exit(3)
+
+def test_more(sess):
+    pass
+"#;
+    let suite = PySuite::new(&[
+        ("conftest.py", CONFTEST),
+        ("test_x.py", tests),
+        ("test_y.py", "def test_y():\n    pass\n"),
+    ]);
+    let run = herd_parent_mode(
+        &suite,
+        &["-n", "1", "--crash-retries", "1", "--no-controller"],
+    );
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes.len(), 3, "{}", run.dump());
+    assert!(outcomes.values().all(|o| o == "passed"), "{}", run.dump());
+    let exits = run.of("worker_exited");
+    let status = exits[0]["status"].as_str().unwrap_or_default();
+    assert!(
+        status.contains("its fork server died before it"),
+        "{status}"
+    );
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(said.matches("the fork server died").count(), 1, "{said}");
+    assert_eq!(markers(suite.path(), "import."), 2, "{}", run.dump());
 }

@@ -8,12 +8,19 @@
 //!  any worker it spawned itself. The zygote only forks.
 //! ```
 //!
+//! Where herd cannot be a child subreaper (macOS; `HERD_FORK_SERVER_MODE=parent` on Linux, for
+//! the tests), the zygote is its workers' parent ([`ForkMode::Parent`]): it forks each worker
+//! once, reaps it on SIGCHLD and writes `{"pid", "status"}` (the raw wait status) to an *exits
+//! pipe* herd gave it; herd still owns the worker's process group (it kills it, reads its
+//! output), only the exit status comes through the zygote. If the zygote dies first, its
+//! orphaned workers are watched until they are gone, with an unknown status.
+//!
 //! The socket speaks JSON lines: the zygote says `{"ready": true}` once it has collected (or
 //! `{"unsafe": "why"}` and exits); herd sends `{"fork": {"env": {...}}}` with the write ends of
 //! two pipes (SCM_RIGHTS) and gets `{"pid": N}` or `{"error": "why"}`. If the zygote dies,
 //! fails a fork or is found unsafe, herd says so once and starts workers the plain way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -36,22 +43,54 @@ use crate::process::{describe_status, die_with_parent, indent_tail, signal_group
 
 /// The zygote's environment variable naming the unix socket it connects to.
 pub const ENV_ZYGOTE_SOCKET: &str = "HERD_ZYGOTE_SOCKET";
+/// The zygote's environment variable naming the file descriptor of its exits pipe
+/// ([`ForkMode::Parent`]).
+pub const ENV_ZYGOTE_EXITS: &str = "HERD_ZYGOTE_EXITS";
+/// How often a worker that outlived its parent zygote is looked for.
+const ORPHAN_POLL: Duration = Duration::from_millis(50);
 
 /// How long one fork may take to be answered.
 const FORK_PATIENCE: Duration = Duration::from_secs(30);
 /// How much of the zygote's output is kept for messages.
 const TAIL_BYTES: usize = 16 * 1024;
 
-/// Whether this platform can fork workers from a zygote (fork and a child subreaper: Linux).
+/// Whether this platform can fork workers from a zygote (a unix: Linux with a child subreaper,
+/// elsewhere with the zygote as its workers' parent).
 pub fn supported() -> bool {
-    cfg!(target_os = "linux")
+    cfg!(unix)
+}
+
+/// Where a forked worker's exit status comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkMode {
+    /// herd is a child subreaper: the worker, double-forked, becomes herd's child (Linux).
+    Subreaper,
+    /// The zygote is the worker's parent and tells herd its exit status (macOS).
+    Parent,
+}
+
+/// The environment variable that chooses [`ForkMode::Parent`] on Linux (`parent`), so the way
+/// macOS forks is tested here too.
+pub const ENV_FORK_MODE: &str = "HERD_FORK_SERVER_MODE";
+
+impl ForkMode {
+    /// This platform's mode (on Linux, `HERD_FORK_SERVER_MODE=parent` chooses the parent mode).
+    pub fn here() -> ForkMode {
+        let parent = std::env::var(ENV_FORK_MODE).is_ok_and(|v| v == "parent");
+        if cfg!(target_os = "linux") && !parent {
+            ForkMode::Subreaper
+        } else {
+            ForkMode::Parent
+        }
+    }
 }
 
 /// A worker process forked from the zygote: its pid (the leader of its own process group) and
 /// the read ends of its stdout and stderr.
 #[derive(Debug)]
 pub struct Forked {
-    /// Its pid, a child of herd.
+    /// Its pid: a child of herd ([`ForkMode::Subreaper`]) or of the zygote
+    /// ([`ForkMode::Parent`]).
     pub pid: u32,
     /// Its stdout.
     pub stdout: OwnedFd,
@@ -85,6 +124,8 @@ pub struct Zygote {
     usage_exit: Option<i32>,
     notices: Recipient<Publish>,
     tail: Arc<Mutex<Vec<u8>>>,
+    /// In [`ForkMode::Parent`]: the exit statuses the zygote reports.
+    exits: Option<Arc<Exits>>,
 }
 
 impl fmt::Debug for Zygote {
@@ -114,8 +155,8 @@ pub struct ZygoteSpec {
 impl Zygote {
     /// Starts a zygote; `None` (said through `notices`) when it cannot be started.
     pub fn start(spec: ZygoteSpec, notices: Recipient<Publish>) -> Option<Arc<Zygote>> {
-        match Zygote::launch(&spec) {
-            Ok((listener, child, output)) => {
+        match Zygote::launch(&spec, ForkMode::here()) {
+            Ok((listener, child, output, exits)) => {
                 let zygote = Arc::new(Zygote {
                     shared: Mutex::new(Shared {
                         phase: Phase::Starting,
@@ -128,6 +169,7 @@ impl Zygote {
                     usage_exit: spec.usage_exit,
                     notices,
                     tail: Arc::new(Mutex::new(Vec::new())),
+                    exits,
                 });
                 keep_output(output, spec.log.clone(), zygote.tail.clone());
                 let watched = zygote.clone();
@@ -148,8 +190,14 @@ impl Zygote {
         }
     }
 
-    fn launch(spec: &ZygoteSpec) -> io::Result<(UnixListener, Child, std::fs::File)> {
-        become_subreaper()?;
+    #[allow(clippy::type_complexity)]
+    fn launch(
+        spec: &ZygoteSpec,
+        mode: ForkMode,
+    ) -> io::Result<(UnixListener, Child, std::fs::File, Option<Arc<Exits>>)> {
+        if mode == ForkMode::Subreaper {
+            become_subreaper()?;
+        }
         let path = spec.dir.join("zygote.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
@@ -168,9 +216,40 @@ impl Zygote {
             cmd.current_dir(cwd);
         }
         die_with_parent(&mut cmd, Signal::SIGTERM);
+        let exits_pipe = match mode {
+            ForkMode::Subreaper => None,
+            ForkMode::Parent => Some(pipe()?),
+        };
+        if let Some((_, write_end)) = &exits_pipe {
+            let fd = write_end.as_raw_fd();
+            cmd.env(ENV_ZYGOTE_EXITS, fd.to_string());
+            // SAFETY: between fork and exec only fcntl runs (async-signal-safe): the zygote
+            // alone inherits the write end (it is closed on exec everywhere else).
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn()?;
         drop(cmd);
-        Ok((listener, child, reader.into()))
+        let exits = exits_pipe.map(|(read_end, write_end)| {
+            drop(write_end); // the zygote holds it: its death closes the pipe
+            Exits::watch(read_end)
+        });
+        Ok((listener, child, reader.into(), exits))
+    }
+
+    /// Waits for forked worker `pid`'s exit status: as its parent (herd is a subreaper), or
+    /// through the zygote (it is the worker's parent).
+    pub fn wait(&self, pid: u32) -> oneshot::Receiver<io::Result<ExitStatus>> {
+        match &self.exits {
+            Some(exits) => exits.wait(pid),
+            None => wait_forked(pid),
+        }
     }
 
     /// Whether forks may still be asked for (starting or ready).
@@ -408,6 +487,116 @@ fn open_log(path: &Path) -> Option<std::fs::File> {
     std::fs::File::create(path).ok()
 }
 
+type StatusSender = oneshot::Sender<io::Result<ExitStatus>>;
+
+/// The exit statuses a parent zygote reports ([`ForkMode::Parent`]), for the workers waiting.
+pub struct Exits {
+    state: Mutex<ExitsState>,
+}
+
+#[derive(Default)]
+struct ExitsState {
+    /// Who waits for which pid.
+    waiting: HashMap<u32, StatusSender>,
+    /// Statuses that came before anyone waited (raw wait statuses).
+    early: HashMap<u32, i32>,
+    /// The zygote is gone: nothing more will be reported.
+    closed: bool,
+}
+
+impl Exits {
+    /// Reads the exits pipe on a thread of its own.
+    fn watch(read_end: OwnedFd) -> Arc<Exits> {
+        let exits = Arc::new(Exits {
+            state: Mutex::new(ExitsState::default()),
+        });
+        let reading = exits.clone();
+        let started = std::thread::Builder::new()
+            .name("herd-zygote-exits".into())
+            .spawn(move || reading.read(std::fs::File::from(read_end)));
+        if let Err(e) = started {
+            tracing::error!("cannot read the fork server's exits: {e}");
+            exits.close();
+        }
+        exits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ExitsState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Each `{"pid", "status"}` line to its waiter, until the zygote closes the pipe.
+    fn read(&self, pipe: std::fs::File) {
+        use std::os::unix::process::ExitStatusExt;
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let said: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let pid = said["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+            let status = said["status"].as_i64().and_then(|s| i32::try_from(s).ok());
+            let (Some(pid), Some(status)) = (pid, status) else {
+                tracing::warn!(line, "the fork server reported an exit herd cannot read");
+                continue;
+            };
+            let mut state = self.lock();
+            match state.waiting.remove(&pid) {
+                Some(tx) => drop(tx.send(Ok(ExitStatus::from_raw(status)))),
+                None => drop(state.early.insert(pid, status)),
+            }
+        }
+        self.close();
+    }
+
+    /// The zygote is gone: whoever waits now watches for the worker's end itself.
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for (pid, tx) in state.waiting.drain() {
+            watch_orphan(pid, tx);
+        }
+    }
+
+    /// The exit status of worker `pid`, when the zygote reports it.
+    fn wait(&self, pid: u32) -> oneshot::Receiver<io::Result<ExitStatus>> {
+        use std::os::unix::process::ExitStatusExt;
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.lock();
+        if let Some(status) = state.early.remove(&pid) {
+            let _ = tx.send(Ok(ExitStatus::from_raw(status)));
+        } else if state.closed {
+            watch_orphan(pid, tx);
+        } else {
+            state.waiting.insert(pid, tx);
+        }
+        rx
+    }
+}
+
+/// Watches (on a thread of its own) for the end of worker `pid`, whose parent zygote died:
+/// nobody can give its exit status any more.
+fn watch_orphan(pid: u32, tx: StatusSender) {
+    let watch = move || {
+        let Ok(raw) = libc::pid_t::try_from(pid) else {
+            let _ = tx.send(Err(io::Error::other("pid out of range")));
+            return;
+        };
+        // SAFETY: kill with signal 0 only checks that the process exists. An exited one
+        // that its new parent does not reap (a zombie) is gone too.
+        let exited = || crate::process::ProcStat::read(pid).is_some_and(|p| p.state == 'Z');
+        while unsafe { libc::kill(raw, 0) } == 0 && !exited() {
+            std::thread::sleep(ORPHAN_POLL);
+        }
+        let _ = tx.send(Err(io::Error::other(
+            "its exit status is unknown: its fork server died before it",
+        )));
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("herd-orphan-watch".into())
+        .spawn(watch)
+    {
+        tracing::error!(pid, "cannot watch a forked worker: {e}");
+    }
+}
+
 /// Waits (on a thread of its own) for forked worker `pid`, a child of herd once the zygote's
 /// intermediate process is gone, and gives its exit status.
 pub fn wait_forked(pid: u32) -> oneshot::Receiver<io::Result<ExitStatus>> {
@@ -444,22 +633,30 @@ pub fn wait_forked(pid: u32) -> oneshot::Receiver<io::Result<ExitStatus>> {
 /// A new pipe (read end, write end), both closed on exec: only the process they are given to
 /// holds them.
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::FromRawFd;
-        let mut fds = [0; 2];
         // SAFETY: pipe2 writes two new file descriptors into `fds`.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: both descriptors are new and owned by nothing else.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
     }
     #[cfg(not(target_os = "linux"))]
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "no fork server on this platform",
-    ))
+    {
+        // SAFETY: pipe writes two new file descriptors into `fds`; each is then marked
+        // close-on-exec (no pipe2 here).
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for fd in fds {
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    // SAFETY: both descriptors are new and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Makes herd the reaper of its orphaned descendants, so a worker forked by the zygote's

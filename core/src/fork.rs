@@ -2,8 +2,9 @@
 //! what herd says when it falls back to plain starts.
 //!
 //! A zygote is one worker process that loaded the suite (conftest files, plugins, collection)
-//! once; each worker incarnation is forked from it. It is local only, on platforms with `fork`
-//! and a child subreaper (Linux), for runners that support it (pytest), unless `--no-fork`.
+//! once; each worker incarnation is forked from it. It is local only, on unix platforms (Linux,
+//! where herd is a child subreaper; macOS, where the zygote is its workers' parent and reports
+//! their exits), for runners that support it (pytest), unless `--no-fork`.
 
 /// What a session needs to know to decide on a fork server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +15,7 @@ pub struct ForkWish {
     pub runner_can: bool,
     /// Workers start on this machine (not through a launcher template, nor externally).
     pub local: bool,
-    /// The platform has what forking needs (fork, a child subreaper).
+    /// The platform has what forking needs (a unix `fork`).
     pub platform_can: bool,
 }
 

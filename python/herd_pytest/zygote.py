@@ -10,8 +10,13 @@ The conversation with herd (JSON lines on a unix socket)::
     herd -> zygote   {"fork": {"env": {...}}}  + two fds: the worker's stdout and stderr
     zygote -> herd   {"pid": N}  (or {"error": "why"})
 
-Each fork is a double fork: the intermediate process exits at once, so the worker is re-parented
-to herd (a child subreaper), which waits on it and owns its process group as for any worker.
+On Linux each fork is a double fork: the intermediate process exits at once, so the worker is
+re-parented to herd (a child subreaper), which waits on it and owns its process group as for any
+worker. Where herd cannot be a subreaper (macOS), herd says so by giving the zygote an *exits
+pipe* (``HERD_ZYGOTE_EXITS``, a file descriptor): the zygote forks each worker as its own child,
+reaps it as it exits (SIGCHLD) and writes ``{"pid": N, "status": S}`` (the raw wait status) to
+that pipe; herd still owns the worker's process group and kills it, only its exit status comes
+from the zygote.
 In the worker (``become_worker``), before anything else runs: its own session and process
 group, stdout and stderr onto herd's pipes (pytest's capture restarted on them), death with
 herd, its ``HERD_*`` / ``PYTEST_XDIST_*`` environment, and ``random`` reseeded. Its threads
@@ -35,6 +40,8 @@ import time
 from . import nodes
 
 ENV_ZYGOTE_SOCKET = "HERD_ZYGOTE_SOCKET"
+#: The file descriptor of the exits pipe, when the zygote is its workers' parent (see above).
+ENV_ZYGOTE_EXITS = "HERD_ZYGOTE_EXITS"
 #: Most bytes a fork request may hold.
 REQUEST_LIMIT = 1 << 20
 
@@ -139,6 +146,7 @@ def serve(path):
     if problem:
         server.send({"unsafe": problem})
         os._exit(0)
+    exits = Exits.from_environ()
     gc.collect()
     gc.freeze()  # what the zygote made stays shared with the workers (copy-on-write)
     server.send({"ready": True})
@@ -151,11 +159,69 @@ def serve(path):
             _close(fds)
             server.send({"error": "a fork request needs an env object and two fds"})
             continue
-        forked = _fork(server, fds)
+        forked = _fork(server, fds) if exits is None else _fork_child(server, exits)
         if forked is None:
             return env, fds  # the worker
         _close(fds)
         server.send(forked)
+
+
+class Exits:
+    """The zygote as its workers' parent: each child's exit, reaped on SIGCHLD, is written to
+    herd's exits pipe as one JSON line (small enough to be written at once)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        signal.signal(signal.SIGCHLD, self._reap)
+
+    @classmethod
+    def from_environ(cls):
+        """The exits pipe herd gave, or None (herd is a subreaper: the double fork)."""
+        value = os.environ.pop(ENV_ZYGOTE_EXITS, "")
+        try:
+            return cls(int(value)) if value else None
+        except ValueError:
+            return None
+
+    def _reap(self, _signum=None, _frame=None):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                os.write(self.fd, json.dumps({"pid": pid, "status": status}).encode() + b"\n")
+            except OSError:
+                pass  # herd is gone
+
+    def leave(self):
+        """In a forked worker: SIGCHLD is its own again (its subprocesses are its to wait for)
+        and the pipe is not held open by it."""
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def _fork_child(server, exits):
+    """Forks a worker as the zygote's own child: in the zygote, the answer for herd; in the
+    worker, None."""
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        return {"error": f"fork failed: {exc}"}
+    if pid == 0:
+        try:
+            os.setsid()  # its own session and process group, like a plain start
+            exits.leave()
+            server.sock.close()
+        except BaseException:
+            os._exit(1)
+        return None
+    return {"pid": pid}
 
 
 def _preload():

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::output::forward_output;
 use super::*;
-use crate::zygote::{wait_forked, Forked};
+use crate::zygote::Forked;
 
 impl Worker {
     /// The fork server to fork this incarnation from, if the session has a live one and the
@@ -29,10 +29,11 @@ impl Worker {
     ) {
         let incarnation = self.incarnation();
         let (tx, rx) = oneshot::channel();
+        let forking = zygote.clone();
         let asked = std::thread::Builder::new()
             .name("herd-fork".into())
             .spawn(move || {
-                let _ = tx.send(zygote.fork(&env));
+                let _ = tx.send(forking.fork(&env));
             });
         if asked.is_err() {
             return self.spawn_plain(ctx, command);
@@ -44,24 +45,24 @@ impl Worker {
             if !act.brain.wants_process(incarnation) {
                 if let Some(forked) = forked {
                     signal_group(forked.pid, Signal::SIGKILL);
-                    drop(wait_forked(forked.pid));
+                    drop(zygote.wait(forked.pid));
                 }
                 return;
             }
             match forked {
-                Some(forked) => act.watch_forked(ctx, forked),
+                Some(forked) => act.watch_forked(ctx, &zygote, forked),
                 None => act.spawn_plain(ctx, command),
             }
         }));
     }
 
-    fn watch_forked(&mut self, ctx: &mut Context<Self>, forked: Forked) {
+    fn watch_forked(&mut self, ctx: &mut Context<Self>, zygote: &Zygote, forked: Forked) {
         let Forked {
             pid,
             stdout,
             stderr,
         } = forked;
-        let exit = wait_forked(pid);
+        let exit = zygote.wait(pid);
         let exit = async move {
             exit.await
                 .unwrap_or_else(|_| Err(std::io::Error::other("its waiter is gone")))

@@ -18,9 +18,10 @@ Queued messages (test starts, passing reports, warnings) go out together as one 
 a JSON array: with the next ``send`` or ``flush``, or as a test starts once ``BATCH_S`` has
 passed since the last frame (checked too by the io thread while a test runs). A test longer
 than that costs one frame, sent as it starts, as before; a worker running tiny tests sends a
-few dozen frames a second, not one per test. Anything that did not pass is flushed at once. herd learns which test a worker that died was running from its status file,
-so a start still in the queue is not lost with the worker (the tests whose reports were not sent
-yet go back to the queue and run again).
+few dozen frames a second, not one per test. Anything that did not pass is flushed at once.
+Starts wait only while the status file records them (``plugin.pytest_runtest_logstart``): herd
+reads from it which test a worker that died was running, and the tests whose passes had not
+left yet go back to the queue and run again.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ HEARTBEAT_S = 1.0
 POLL_SLICE_MS = 500
 #: How often the io thread looks for a ``release`` while a test runs (seconds).
 IO_TICK_S = 0.05
-#: How long a queued message may wait for others to share its frame (seconds).
+#: The shortest time between two frames of queued messages (seconds).
 BATCH_S = 0.025
 
 

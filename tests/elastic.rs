@@ -45,16 +45,27 @@ fn endpoint(suite: &Suite) -> String {
 /// A replica: `herd worker --connect ENDPOINT --token-file token`, nothing else, in the
 /// suite's directory, in its own process group.
 fn replica(suite: &Suite, endpoint: &str) -> Child {
+    replica_in(suite.path(), endpoint, &suite.path().join("token"))
+}
+
+/// A replica in `dir` with the token in `token`.
+fn replica_in(dir: &Path, endpoint: &str, token: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_herd"))
         .args(["worker", "--connect", endpoint, "--token-file"])
-        .arg(suite.path().join("token"))
-        .current_dir(suite.path())
+        .arg(token)
+        .current_dir(dir)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .unwrap()
+}
+
+/// SIGTERM to `child`'s own process (not its group).
+fn sigterm(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
 }
 
 /// How many tests each worker finished.
@@ -177,8 +188,7 @@ fn a_replica_leaving_cleanly_gives_back_its_tests_and_they_run_elsewhere_once() 
         (finished_by(&events, "w1") >= 2).then_some(())
     });
     // SIGTERM to the replica's own process, as Kubernetes or Slurm would send it.
-    let pid = nix::unistd::Pid::from_raw(leaver.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    sigterm(&leaver);
     let (code, out) = finish(leaver);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -245,18 +255,7 @@ fn a_pytest_replica_leaving_on_sigterm_gives_back_its_tests() {
             .find(|e| e["event"] == "session_started")
             .map(|e| e["endpoint"].as_str().unwrap().to_string())
     });
-    let join = || {
-        Command::new(env!("CARGO_BIN_EXE_herd"))
-            .args(["worker", "--connect", &endpoint, "--token-file"])
-            .arg(&token)
-            .current_dir(dir.path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap()
-    };
+    let join = || replica_in(dir.path(), &endpoint, Path::new(&token));
     let leaver = join();
     wait_for("the first replica to join", PATIENCE, || {
         read_events(&events)
@@ -268,8 +267,7 @@ fn a_pytest_replica_leaving_on_sigterm_gives_back_its_tests() {
     wait_for("tests on w1", PATIENCE, || {
         (finished_by(&events, "w1") >= 3).then_some(())
     });
-    let pid = nix::unistd::Pid::from_raw(leaver.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    sigterm(&leaver);
     let (code, out) = finish(leaver);
     assert_eq!(code, 0, "{out}");
     let run = Run::wait(herd, &events);

@@ -55,10 +55,36 @@ def test_last(sess, mod_fixture):
     pass
 "#;
 
+/// One worker that may crash once (so a crash is followed by a respawn), no controller.
+const ONE_WORKER_ONE_RETRY: &[&str] = &["-n", "1", "--crash-retries", "1", "--no-controller"];
+
+/// A suite whose first test kills the fork server (the pid that imported the conftest) with
+/// SIGKILL, then its own worker, the first time.
+fn kills_its_fork_server() -> PySuite {
+    let tests = r#"
+import os, signal, glob
+
+def test_kill_both(sess):
+    if not os.path.exists("killed"):
+        open("killed", "w").close()
+        zygote = int(glob.glob("import.*")[0].split(".")[1])
+        os.kill(zygote, signal.SIGKILL)
+        os._exit(3)
+
+def test_more(sess):
+    pass
+"#;
+    PySuite::new(&[
+        ("conftest.py", CONFTEST),
+        ("test_x.py", tests),
+        ("test_y.py", "def test_y():\n    pass\n"),
+    ])
+}
+
 #[test]
 fn a_respawned_forked_worker_sets_its_session_and_module_fixtures_up_again() {
     let suite = PySuite::new(&[("conftest.py", CONFTEST), ("test_x.py", TESTS)]);
-    let run = suite.herd(&["-n", "1", "--crash-retries", "1", "--no-controller"], &[]);
+    let run = suite.herd(ONE_WORKER_ONE_RETRY, &[]);
     let outcomes = run.outcomes();
     assert!(outcomes.values().all(|o| o == "passed"), "{}", run.dump());
     assert!(run.respawned(), "{}", run.dump());
@@ -90,26 +116,9 @@ fn without_the_fork_server_each_incarnation_imports_the_suite() {
 fn a_killed_fork_server_falls_back_to_plain_starts_and_every_test_ends_once() {
     // The fork server's pid is the one that imported the conftest; the first test kills it
     // (SIGKILL), then kills its own worker: the respawn must start the plain way.
-    let tests = r#"
-import os, signal, glob
-
-def test_kill_both(sess):
-    if not os.path.exists("killed"):
-        open("killed", "w").close()
-        zygote = int(glob.glob("import.*")[0].split(".")[1])
-        os.kill(zygote, signal.SIGKILL)
-        os._exit(3)
-
-def test_more(sess):
-    pass
-"#;
-    let suite = PySuite::new(&[
-        ("conftest.py", CONFTEST),
-        ("test_x.py", tests),
-        ("test_y.py", "def test_y():\n    pass\n"),
-    ]);
+    let suite = kills_its_fork_server();
     // One worker, so the death of the fork server is followed by a respawn.
-    let run = suite.herd(&["-n", "1", "--crash-retries", "1", "--no-controller"], &[]);
+    let run = suite.herd(ONE_WORKER_ONE_RETRY, &[]);
     let outcomes = run.outcomes();
     assert_eq!(outcomes.len(), 3);
     assert!(outcomes.values().all(|o| o == "passed"), "{}", run.dump());
@@ -276,10 +285,7 @@ fn as_its_workers_parent_the_fork_server_reports_each_exit_and_a_respawn_is_fres
              assert subprocess.run(['sh', '-c', 'exit 7']).returncode == 7\n"
     );
     let suite = PySuite::new(&[("conftest.py", CONFTEST), ("test_x.py", &tests)]);
-    let run = herd_parent_mode(
-        &suite,
-        &["-n", "1", "--crash-retries", "1", "--no-controller"],
-    );
+    let run = herd_parent_mode(&suite, ONE_WORKER_ONE_RETRY);
     let outcomes = run.outcomes();
     assert_eq!(outcomes.len(), 4, "{}", run.dump());
     assert!(outcomes.values().all(|o| o == "passed"), "{}", run.dump());
@@ -298,28 +304,8 @@ fn as_its_workers_parent_the_fork_server_reports_each_exit_and_a_respawn_is_fres
 fn a_worker_that_outlives_its_parent_fork_server_is_still_seen_to_end() {
     // The first test kills the fork server (the workers' parent here), then its own worker:
     // nobody can report that exit; herd sees the worker gone, and the respawn starts plain.
-    let tests = r#"
-import os, signal, glob
-
-def test_kill_both(sess):
-    if not os.path.exists("killed"):
-        open("killed", "w").close()
-        zygote = int(glob.glob("import.*")[0].split(".")[1])
-        os.kill(zygote, signal.SIGKILL)
-        os._exit(3)
-
-def test_more(sess):
-    pass
-"#;
-    let suite = PySuite::new(&[
-        ("conftest.py", CONFTEST),
-        ("test_x.py", tests),
-        ("test_y.py", "def test_y():\n    pass\n"),
-    ]);
-    let run = herd_parent_mode(
-        &suite,
-        &["-n", "1", "--crash-retries", "1", "--no-controller"],
-    );
+    let suite = kills_its_fork_server();
+    let run = herd_parent_mode(&suite, ONE_WORKER_ONE_RETRY);
     let outcomes = run.outcomes();
     assert_eq!(outcomes.len(), 3, "{}", run.dump());
     assert!(outcomes.values().all(|o| o == "passed"), "{}", run.dump());

@@ -91,7 +91,7 @@ pub struct ControllerFeed {
     outputs: HashMap<(String, u32), Value>,
     /// The processes that started a test or were configured by a `node_up` (whose end is a
     /// node going down), until they exit.
-    joined: HashSet<(String, u32)>,
+    nodes: HashSet<(String, u32)>,
     /// Each slot's latest spawn.
     incarnations: HashMap<String, u32>,
 }
@@ -159,7 +159,7 @@ impl ControllerFeed {
                 }
                 // A replacement process is a node of its own, configured as it starts (it
                 // waits for what the controller's plugins add to its workerinput).
-                self.joined.insert((worker.clone(), *incarnation));
+                self.nodes.insert((worker.clone(), *incarnation));
                 vec![json!({"type": "node_up", "worker": worker, "incarnation": incarnation})]
             }
             Event::Collected { tests, deselected } => {
@@ -182,7 +182,7 @@ impl ControllerFeed {
             }
             Event::TestStarted { worker, .. } => {
                 if let Some(incarnation) = self.incarnations.get(worker) {
-                    self.joined.insert((worker.clone(), *incarnation));
+                    self.nodes.insert((worker.clone(), *incarnation));
                 }
                 Vec::new()
             }
@@ -225,13 +225,13 @@ impl ControllerFeed {
         }
     }
 
-    /// A process ended: xdist's node down (if it had joined), then, for a shutdown, the
+    /// A process ended: xdist's node down (if it was a node), then, for a shutdown, the
     /// harness hook's worker down.
     fn exited(&mut self, worker: &str, incarnation: u32, status: &str, clean: bool) -> Vec<Value> {
         let key = (worker.to_string(), incarnation);
         let output = self.outputs.remove(&key);
         let mut lines = Vec::new();
-        if self.joined.remove(&key) || output.is_some() {
+        if self.nodes.remove(&key) || output.is_some() {
             let mut line = json!({"type": "node_down", "worker": worker,
                 "incarnation": incarnation, "error": (!clean).then_some(status)});
             if let Some(output) = output.filter(|_| clean) {

@@ -48,6 +48,8 @@ POLL_SLICE_MS = 500
 IO_TICK_S = 0.05
 #: The shortest time between two frames of queued messages (seconds).
 BATCH_S = 0.025
+#: pytest's exit code for a usage error: herd stops the session with the worker's message.
+USAGE_EXIT = 4
 
 
 def _import_zmq():
@@ -66,9 +68,6 @@ def _import_zmq():
         os._exit(USAGE_EXIT)
     return zmq
 
-
-#: pytest's exit code for a usage error: herd stops the session with the worker's message.
-USAGE_EXIT = 4
 
 
 class HerdError(Exception):

@@ -461,33 +461,38 @@ def compact_report(compact, base, nodeid):
         base = identity_from_id(nodeid)
     location = base.get("location")
     location = tuple(location) if location is not None else None
+    if _DIRECT and base.get("_id") is not None:
+        # Most reports come this way: the test's id parsed once for its three reports.
+        return _made_directly(compact, base, location)
     get = compact.get
-    parsed = base.get("_id")
-    if parsed is not None and _DIRECT_FIELDS is not None:
-        # The attributes pytest's constructor sets (checked once, see _direct_fields), with
-        # the test's id parsed once for its three reports: most reports come this way.
-        report = _new_report(pytest.TestReport)
-        report.__dict__ = {
-            "_id": parsed,
-            "location": location,
-            "keywords": dict(base.get("keywords") or {}),
-            "outcome": get("outcome", "passed"),
-            "longrepr": None,
-            "when": get("when"),
-            "user_properties": [],
-            "sections": [],
-            "duration": get("duration", 0.0),
-            "start": get("start", 0.0),
-            "stop": get("stop", 0.0),
-        }
-        if not _COMPACT_OWN.issuperset(compact):
-            report.__dict__.update(_extra_fields(compact))
-        return report
     return pytest.TestReport(
         base.get("nodeid", nodeid), location, dict(base.get("keywords") or {}),
         get("outcome", "passed"), None, get("when"), [], get("duration", 0.0),
         get("start", 0.0), get("stop", 0.0), [], **_extra_fields(compact),
     )
+
+
+def _made_directly(compact, base, location):
+    """The report with the attributes pytest's constructor would store, set without it (see
+    ``_DIRECT``), ``base`` holding the test's parsed id (``_id``)."""
+    get = compact.get
+    report = _new_report(pytest.TestReport)
+    report.__dict__ = {
+        "_id": base["_id"],
+        "location": location,
+        "keywords": dict(base.get("keywords") or {}),
+        "outcome": get("outcome", "passed"),
+        "longrepr": None,
+        "when": get("when"),
+        "user_properties": [],
+        "sections": [],
+        "duration": get("duration", 0.0),
+        "start": get("start", 0.0),
+        "stop": get("stop", 0.0),
+    }
+    if not _COMPACT_OWN.issuperset(compact):
+        report.__dict__.update(_extra_fields(compact))
+    return report
 
 
 def _extra_fields(compact):
@@ -498,22 +503,23 @@ def _extra_fields(compact):
 _new_report = object.__new__
 
 
-def _direct_fields():
-    """The attributes of a ``TestReport`` when they are exactly those :func:`compact_report`
-    sets directly (this pytest's constructor only stores its arguments); else None, and every
-    report is made by the constructor."""
-    fields = frozenset(
-        ("_id", "location", "keywords", "outcome", "longrepr", "when", "user_properties",
-         "sections", "duration", "start", "stop")
-    )
+def _constructor_only_stores():
+    """Whether this pytest's ``TestReport`` constructor only stores its arguments: a sample made
+    by it and by :func:`_made_directly` hold the same attributes. Else every report is made by
+    the constructor."""
     try:
-        made = pytest.TestReport("a.py::t", ("a.py", 0, "t"), {}, "passed", None, "call")
+        made = pytest.TestReport(
+            "a.py::t", ("a.py", 0, "t"), {"t": 1}, "passed", None, "call", [], 0.5, 1.0, 1.5, []
+        )
+        compact = {"when": "call", "outcome": "passed", "duration": 0.5, "start": 1.0, "stop": 1.5}
+        base = {"_id": made.__dict__.get("_id"), "keywords": {"t": 1}}
+        return vars(_made_directly(compact, base, ("a.py", 0, "t"))) == vars(made)
     except Exception:
-        return None
-    return fields if frozenset(vars(made)) == fields else None
+        return False
 
 
-_DIRECT_FIELDS = _direct_fields()
+#: Whether plain reports may be made without pytest's constructor (see _made_directly).
+_DIRECT = _constructor_only_stores()
 
 
 def with_tuples(data):

@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 
 from . import nodes
-from .settings import ENV_INCARNATION
 
 ENV_WORKER = "PYTEST_XDIST_WORKER"
 ENV_WORKER_COUNT = "PYTEST_XDIST_WORKER_COUNT"
@@ -46,7 +45,7 @@ def requested(environ=None):
 def become_worker(config, incarnation):
     """Makes this pytest look like an xdist worker: ``workerinput``, ``workeroutput`` and its
     own ``--basetemp``. Called after the conftest files load, before ``pytest_configure``."""
-    workerinput = worker_input(config)
+    workerinput = worker_input(config, incarnation=incarnation)
     config.workerinput = workerinput
     config.workeroutput = {}
     name = workerinput["workerid"]
@@ -55,8 +54,9 @@ def become_worker(config, incarnation):
     config.option.basetemp = str(worker_basetemp(config, name, workerinput["testrunuid"]))
 
 
-def worker_input(config, environ=None, argv=None):
-    """``config.workerinput`` as xdist's controller would send it."""
+def worker_input(config, environ=None, argv=None, incarnation=1):
+    """``config.workerinput`` as xdist's controller would send it (to this slot's
+    ``incarnation``: a respawn's own node has its own)."""
     env = os.environ if environ is None else environ
     uid = env[ENV_TESTRUNUID]
     workerinput = {
@@ -66,20 +66,11 @@ def worker_input(config, environ=None, argv=None):
         "mainargv": main_argv(sys.argv if argv is None else argv),
     }
     workerinput.update(plugin_inputs(config, uid))
-    incarnation = _incarnation(env)
     workerinput.update(nodes.worker_extras(workerinput["workerid"], env, incarnation))
     extra = env.get(ENV_EXTRA_INPUT)
     if extra:
         workerinput.update(json.loads(extra))
     return workerinput
-
-
-def _incarnation(env):
-    """This process's incarnation of its slot (``HERD_INCARNATION``; 1 if unset or odd)."""
-    try:
-        return max(1, int(env.get(ENV_INCARNATION) or 1))
-    except ValueError:
-        return 1
 
 
 def main_argv(argv):
